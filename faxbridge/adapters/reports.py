@@ -1,0 +1,122 @@
+"""Status reports as CSV: reading FAX.de's StatusFile and writing faxbridge's report beside a document."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from faxbridge.model import Job, StatusRow
+
+# The StatusFile columns, in the order FAXDE-API.md gives them (JobStatus, StatusFile).
+STATUS_COLUMNS = (
+    "RECIPIENT", "JOBTYPE", "RESULT", "REMOTEID", "PAGES", "SENDDATETIME", "DURATION", "REFID",
+)
+REPORT_COLUMNS = STATUS_COLUMNS + ("FAXBRIDGE_JOB", "FAXDE_JOBID")
+
+# A cell starting with one of these is a formula to Excel/LibreOffice (CSV injection, OWASP).
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def parse_status_file(data: bytes) -> tuple[StatusRow, ...]:
+    """The rows of a StatusFile; tolerant of BOMs, CRLF/LF, a missing header and Latin-1 text."""
+    if not data:
+        return ()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = data.decode("cp1252", errors="replace")
+    rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
+    if rows and [c.strip().upper() for c in rows[0]][:3] == list(STATUS_COLUMNS[:3]):
+        header = [c.strip().upper() for c in rows[0]]
+        rows = rows[1:]
+    else:
+        header = list(STATUS_COLUMNS)
+    parsed = []
+    for row in rows:
+        cells = dict(zip(header, (c.strip() for c in row)))
+        parsed.append(
+            StatusRow(
+                recipient=cells.get("RECIPIENT", ""),
+                job_type=cells.get("JOBTYPE", ""),
+                result=cells.get("RESULT", ""),
+                remote_id=cells.get("REMOTEID", ""),
+                pages=cells.get("PAGES", ""),
+                send_datetime=cells.get("SENDDATETIME", ""),
+                duration=cells.get("DURATION", ""),
+                ref_id=cells.get("REFID", ""),
+            )
+        )
+    return tuple(parsed)
+
+
+def spreadsheet_safe(value: object) -> str:
+    """A cell value that a spreadsheet shows as text, never evaluates.
+
+    Phone numbers start with '+' legitimately, so a leading apostrophe is used only where the rest
+    is not a plain number; anything else starting with a formula character is prefixed.
+    """
+    text = "" if value is None else str(value)
+    text = "".join(ch if ch >= " " or ch == "\t" else " " for ch in text)
+    if text.startswith(_FORMULA_PREFIXES):
+        if text[0] == "+" and text[1:].replace(" ", "").isdigit():
+            return text
+        return "'" + text
+    return text
+
+
+def report_rows(job: Job, rows: Iterable[StatusRow]) -> list[list[str]]:
+    out = []
+    for row in rows:
+        out.append(
+            [
+                spreadsheet_safe(v)
+                for v in (
+                    row.recipient, row.job_type, row.result, row.remote_id, row.pages,
+                    row.send_datetime, row.duration, row.ref_id, job.id, job.faxde_job_id or "",
+                )
+            ]
+        )
+    return out
+
+
+def render_report(job: Job, rows: Iterable[StatusRow]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\r\n")
+    writer.writerow(REPORT_COLUMNS)
+    writer.writerows(report_rows(job, rows))
+    return buffer.getvalue().encode("utf-8-sig")  # the BOM makes Excel read UTF-8
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write to a temporary name in the same folder, fsync, rename, fsync the folder."""
+    fd, tmp = tempfile.mkstemp(prefix=".faxbridge-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_report(job: Job, rows: Iterable[StatusRow], path: Path) -> Path:
+    write_atomically(path, render_report(job, rows))
+    return path

@@ -1,0 +1,77 @@
+"""The one exception hierarchy: every failure faxbridge reports derives from FaxbridgeError."""
+
+from __future__ import annotations
+
+
+class FaxbridgeError(Exception):
+    """Base class; its str() is a human sentence safe to show to a user (no secrets)."""
+
+
+class ConfigError(FaxbridgeError):
+    """The configuration is invalid; the message names the key path."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path}: {problem}" if path else problem)
+
+
+class NumberError(FaxbridgeError):
+    """A recipient number that must not be dialled, or cannot be read unambiguously."""
+
+    def __init__(self, raw: str, reason: str) -> None:
+        self.raw = raw
+        self.reason = reason
+        super().__init__(f"{raw!r}: {reason}")
+
+
+class DocumentError(FaxbridgeError):
+    """A document that must not be sent (empty, disguised, corrupt, too large …)."""
+
+
+class DuplicateJobError(FaxbridgeError):
+    """The same documents to the same recipients were already submitted recently."""
+
+    def __init__(self, existing_job_id: int, message: str) -> None:
+        self.existing_job_id = existing_job_id
+        super().__init__(message)
+
+
+class JournalError(FaxbridgeError):
+    """The journal cannot be read or written (disk full, locked, corrupt)."""
+
+
+class ProviderError(FaxbridgeError):
+    """A FAX.de call failed: a result code from the spec, or a transport/SOAP failure.
+
+    ``retryable``: trying again later may succeed.
+    ``outcome_unknown``: the request may have reached the provider (read timeout,
+    connection dropped after sending) — a SendJob must then not be re-sent blindly.
+    ``stops_account``: wrong password, unknown or locked account — every further call
+    would fail the same way, so all sending pauses.
+    """
+
+    def __init__(
+        self,
+        operation: str,
+        message: str,
+        *,
+        code: int | None = None,
+        name: str = "",
+        retryable: bool = False,
+        outcome_unknown: bool = False,
+        stops_account: bool = False,
+        action: str = "",
+    ) -> None:
+        self.operation = operation
+        self.code = code
+        self.name = name
+        self.retryable = retryable
+        self.outcome_unknown = outcome_unknown
+        self.stops_account = stops_account
+        self.action = action
+        prefix = f"FAX.de {operation}"
+        if code is not None:
+            prefix += f" result {code}"
+        super().__init__(f"{prefix}: {message}")
+        self.sentence = message
