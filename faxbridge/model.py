@@ -6,6 +6,7 @@ import datetime as dt
 import enum
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 class JobType(enum.StrEnum):
@@ -60,6 +61,9 @@ class JobState(enum.StrEnum):
     FAILED = "failed"  # finished, no recipient reached (Busy, No Answer, …)
     REJECTED = "rejected"  # never accepted: bad input, permanent provider error, retries used up
     CANCELLED = "cancelled"
+    # FAX.de answered a reconciling re-send with -77 "identical job already established": it has
+    # the job, but its JobId was lost with the first answer, so no delivery report will come.
+    CONFIRMED = "confirmed"
 
     @property
     def is_final(self) -> bool:
@@ -67,13 +71,20 @@ class JobState(enum.StrEnum):
 
 
 FINAL_STATES = frozenset(
-    {JobState.DELIVERED, JobState.PARTIAL, JobState.FAILED, JobState.REJECTED, JobState.CANCELLED}
+    {
+        JobState.DELIVERED,
+        JobState.PARTIAL,
+        JobState.FAILED,
+        JobState.REJECTED,
+        JobState.CANCELLED,
+        JobState.CONFIRMED,
+    }
 )
 
 ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.QUEUED: frozenset({JobState.SUBMITTING, JobState.REJECTED, JobState.CANCELLED}),
     JobState.SUBMITTING: frozenset(
-        {JobState.SUBMITTED, JobState.QUEUED, JobState.REJECTED, JobState.UNKNOWN}
+        {JobState.SUBMITTED, JobState.QUEUED, JobState.REJECTED, JobState.UNKNOWN, JobState.CONFIRMED}
     ),
     # An unknown outcome is resolved by the operator: re-send (FAX.de's duplicate answer -77
     # tells if the first one arrived), or give up.
@@ -86,6 +97,7 @@ ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.FAILED: frozenset(),
     JobState.REJECTED: frozenset(),
     JobState.CANCELLED: frozenset(),
+    JobState.CONFIRMED: frozenset(),
 }
 
 
@@ -221,10 +233,12 @@ class Job:
     source_ref: str
     request: SendRequest
     content_key: str
+    meta: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
     faxde_job_id: int | None = None
     recipients_count: int | None = None
     page_count: int | None = None
     attempts: int = 0
+    polls: int = 0
     next_attempt_at: dt.datetime | None = None
     next_poll_at: dt.datetime | None = None
     last_error_code: int | None = None

@@ -1,0 +1,379 @@
+"""The jobs table: every outbound job from the moment it is accepted from an edge until it is reported."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+from faxbridge.errors import DuplicateJobError, JournalError
+from faxbridge.journal.codec import run_script, request_from_json, request_to_json, to_datetime
+from faxbridge.model import (
+    ALLOWED_TRANSITIONS,
+    Accepted,
+    Job,
+    JobState,
+    JobStatusReport,
+    SendRequest,
+)
+
+if TYPE_CHECKING:
+    from faxbridge.journal import Journal
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    state            TEXT NOT NULL,
+    source           TEXT NOT NULL,          -- hotfolder, smtp, cli
+    source_ref       TEXT NOT NULL,          -- the edge's own id for the input (unique per source)
+    content_key      TEXT NOT NULL,          -- hash of documents, recipients, type, text
+    request          TEXT NOT NULL,          -- the SendRequest as JSON
+    meta             TEXT NOT NULL DEFAULT '{}',   -- the edge's own notes (original path, sender …)
+    faxde_job_id     INTEGER,
+    recipients_count INTEGER,
+    page_count       INTEGER,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at  REAL,
+    polls            INTEGER NOT NULL DEFAULT 0,
+    next_poll_at     REAL,
+    last_error_code  INTEGER,
+    last_error       TEXT NOT NULL DEFAULT '',
+    send_result      TEXT NOT NULL DEFAULT '',
+    status_file      BLOB,
+    created_at       REAL NOT NULL,
+    updated_at       REAL NOT NULL,
+    finished_at      REAL,
+    reported_at      REAL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_source ON jobs (source, source_ref);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
+CREATE INDEX IF NOT EXISTS jobs_by_content ON jobs (content_key, created_at);
+CREATE TABLE IF NOT EXISTS job_events (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id     INTEGER NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
+    at         REAL NOT NULL,
+    from_state TEXT,
+    to_state   TEXT NOT NULL,
+    detail     TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS job_events_by_job ON job_events (job_id);
+"""
+
+# Jobs that do not count as "already sent" when the same content comes again.
+_NOT_DUPLICATES = (JobState.REJECTED.value, JobState.CANCELLED.value)
+
+
+class TransitionError(JournalError):
+    """A state change the job's current state does not allow (a bug, or a race lost)."""
+
+
+class JobsTable:
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+
+    @staticmethod
+    def create(db: sqlite3.Connection) -> None:
+        run_script(db, _SCHEMA)
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def add(
+        self,
+        request: SendRequest,
+        *,
+        source: str,
+        source_ref: str,
+        content_key: str,
+        meta: dict[str, Any] | None = None,
+        duplicate_window: float = 0.0,
+    ) -> tuple[Job, bool]:
+        """Journal a new job in state queued; returns (job, created).
+
+        The same (source, source_ref) returns the existing job with created=False, so an edge that
+        sees the same input twice (rescan, restart) never makes a second job. The same content
+        within ``duplicate_window`` seconds raises DuplicateJobError.
+        """
+        now = self._journal.clock()
+        with self._journal.transaction() as db:
+            row = db.execute(
+                "SELECT * FROM jobs WHERE source = ? AND source_ref = ?", (source, source_ref)
+            ).fetchone()
+            if row is not None:
+                return _job(row), False
+            if duplicate_window > 0:
+                twin = db.execute(
+                    "SELECT id, created_at FROM jobs WHERE content_key = ? AND created_at >= ?"
+                    f" AND state NOT IN {_NOT_DUPLICATES} ORDER BY id DESC LIMIT 1",
+                    (content_key, now - duplicate_window),
+                ).fetchone()
+                if twin is not None:
+                    raise DuplicateJobError(
+                        twin["id"],
+                        f"the same documents to the same recipients were submitted as job "
+                        f"{twin['id']} recently; not sending them twice",
+                    )
+            cursor = db.execute(
+                "INSERT INTO jobs (state, source, source_ref, content_key, request, meta,"
+                " next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    JobState.QUEUED.value, source, source_ref, content_key,
+                    request_to_json(request), json.dumps(meta or {}, ensure_ascii=False),
+                    now, now, now,
+                ),
+            )
+            job_id = int(cursor.lastrowid or 0)
+            _event(db, job_id, now, None, JobState.QUEUED, f"from {source}")
+            return _job(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()), True
+
+    def begin_submit(self, job_id: int) -> Job:
+        """queued/unknown → submitting, durably, before the SendJob request leaves."""
+        return self._move(job_id, JobState.SUBMITTING, "SendJob", attempts_plus=1)
+
+    def mark_submitted(self, job_id: int, accepted: Accepted, next_poll_at: float) -> Job:
+        """submitting → submitted; the FAX.de JobId lands in the same transaction."""
+        return self._move(
+            job_id, JobState.SUBMITTED, f"FAX.de JobId {accepted.faxde_job_id}",
+            faxde_job_id=accepted.faxde_job_id, recipients_count=accepted.recipients_count,
+            page_count=accepted.page_count, next_poll_at=next_poll_at, last_error="",
+            last_error_code=None,
+        )
+
+    def mark_retry(self, job_id: int, error: str, code: int | None, next_attempt_at: float) -> Job:
+        return self._move(
+            job_id, JobState.QUEUED, error, last_error=error, last_error_code=code,
+            next_attempt_at=next_attempt_at,
+        )
+
+    def mark_rejected(self, job_id: int, error: str, code: int | None = None) -> Job:
+        return self._move(
+            job_id, JobState.REJECTED, error, last_error=error, last_error_code=code, finished=True
+        )
+
+    def mark_unknown(self, job_id: int, error: str) -> Job:
+        return self._move(job_id, JobState.UNKNOWN, error, last_error=error)
+
+    def mark_confirmed(self, job_id: int) -> Job:
+        return self._move(
+            job_id, JobState.CONFIRMED,
+            "FAX.de answered -77 to the reconciling re-send: it has the first request",
+            finished=True, last_error="", last_error_code=-77,
+        )
+
+    def mark_cancelled(self, job_id: int, detail: str = "cancelled") -> Job:
+        return self._move(job_id, JobState.CANCELLED, detail, finished=True)
+
+    def mark_finished(self, job_id: int, report: JobStatusReport) -> Job:
+        state = report.final_state
+        return self._move(
+            job_id, state, report.send_result or state.value, send_result=report.send_result,
+            status_file=report.status_file, finished=True, next_poll_at=None,
+        )
+
+    def record_poll(self, job_id: int, next_poll_at: float, error: str = "") -> None:
+        """A JobStatus that found the job still running (or failed transiently)."""
+        with self._journal.transaction() as db:
+            db.execute(
+                "UPDATE jobs SET polls = polls + 1, next_poll_at = ?, updated_at = ?,"
+                " last_error = ? WHERE id = ? AND state = ?",
+                (next_poll_at, self._journal.clock(), error, job_id, JobState.SUBMITTED.value),
+            )
+
+    def mark_reported(self, job_id: int) -> None:
+        with self._journal.transaction() as db:
+            db.execute(
+                "UPDATE jobs SET reported_at = ? WHERE id = ?", (self._journal.clock(), job_id)
+            )
+
+    def update_meta(self, job_id: int, **changes: Any) -> Job:
+        with self._journal.transaction() as db:
+            row = _row(db, job_id)
+            meta = json.loads(row["meta"])
+            meta.update(changes)
+            db.execute(
+                "UPDATE jobs SET meta = ? WHERE id = ?", (json.dumps(meta, ensure_ascii=False), job_id)
+            )
+            return _job(_row(db, job_id))
+
+    def recover_interrupted(self) -> list[Job]:
+        """At start-up: jobs left in 'submitting' by a crash. Their SendJob may have reached FAX.de,
+        so they become 'unknown' — never re-sent blindly."""
+        moved = []
+        for row in self._journal.query(
+            "SELECT id FROM jobs WHERE state = ?", (JobState.SUBMITTING.value,)
+        ):
+            moved.append(
+                self.mark_unknown(
+                    row["id"], "faxbridge stopped while SendJob was in flight; FAX.de may have the job"
+                )
+            )
+        return moved
+
+    def purge_finished(self, older_than: float) -> int:
+        """Retention: forget reported final jobs finished before ``older_than`` (epoch seconds)."""
+        finals = tuple(s.value for s in JobState if s.is_final)
+        with self._journal.transaction() as db:
+            cursor = db.execute(
+                f"DELETE FROM jobs WHERE state IN ({','.join('?' * len(finals))})"
+                " AND finished_at < ? AND reported_at IS NOT NULL",
+                (*finals, older_than),
+            )
+            return cursor.rowcount
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get(self, job_id: int) -> Job:
+        rows = self._journal.query("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        if not rows:
+            raise JournalError(f"no job {job_id} in the journal")
+        return _job(rows[0])
+
+    def find(self, job_id: int) -> Job | None:
+        rows = self._journal.query("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return _job(rows[0]) if rows else None
+
+    def by_source(self, source: str, source_ref: str) -> Job | None:
+        rows = self._journal.query(
+            "SELECT * FROM jobs WHERE source = ? AND source_ref = ?", (source, source_ref)
+        )
+        return _job(rows[0]) if rows else None
+
+    def due_for_submit(self, now: float, limit: int = 100) -> list[Job]:
+        rows = self._journal.query(
+            "SELECT * FROM jobs WHERE state = ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+            " ORDER BY next_attempt_at, id LIMIT ?",
+            (JobState.QUEUED.value, now, limit),
+        )
+        return [_job(r) for r in rows]
+
+    def due_for_poll(self, now: float, limit: int = 500) -> list[Job]:
+        rows = self._journal.query(
+            "SELECT * FROM jobs WHERE state = ? AND (next_poll_at IS NULL OR next_poll_at <= ?)"
+            " ORDER BY next_poll_at, id LIMIT ?",
+            (JobState.SUBMITTED.value, now, limit),
+        )
+        return [_job(r) for r in rows]
+
+    def unreported(self, source: str | None = None) -> list[Job]:
+        """Final jobs whose report (CSV, mail) has not been written yet."""
+        finals = tuple(s.value for s in JobState if s.is_final)
+        sql = (
+            f"SELECT * FROM jobs WHERE state IN ({','.join('?' * len(finals))})"
+            " AND reported_at IS NULL"
+        )
+        params: tuple = finals
+        if source is not None:
+            sql += " AND source = ?"
+            params += (source,)
+        return [_job(r) for r in self._journal.query(sql + " ORDER BY id", params)]
+
+    def in_states(self, *states: JobState, source: str | None = None) -> list[Job]:
+        sql = f"SELECT * FROM jobs WHERE state IN ({','.join('?' * len(states))})"
+        params: tuple = tuple(s.value for s in states)
+        if source is not None:
+            sql += " AND source = ?"
+            params += (source,)
+        return [_job(r) for r in self._journal.query(sql + " ORDER BY id", params)]
+
+    def recent(self, limit: int = 50) -> list[Job]:
+        rows = self._journal.query("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,))
+        return [_job(r) for r in rows]
+
+    def counts_by_state(self) -> dict[str, int]:
+        rows = self._journal.query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+        return {r["state"]: r["n"] for r in rows}
+
+    def oldest_unfinished_created_at(self) -> float | None:
+        finals = tuple(s.value for s in JobState if s.is_final)
+        rows = self._journal.query(
+            f"SELECT MIN(created_at) AS t FROM jobs WHERE state NOT IN ({','.join('?' * len(finals))})",
+            finals,
+        )
+        return rows[0]["t"] if rows else None
+
+    def first_unknown_at(self, job_id: int) -> float | None:
+        """When the job's SendJob outcome first became unknown (None: never)."""
+        rows = self._journal.query(
+            "SELECT MIN(at) AS t FROM job_events WHERE job_id = ? AND to_state = ?",
+            (job_id, JobState.UNKNOWN.value),
+        )
+        return rows[0]["t"] if rows else None
+
+    def events(self, job_id: int) -> list[tuple[str | None, str, str]]:
+        rows = self._journal.query(
+            "SELECT from_state, to_state, detail FROM job_events WHERE job_id = ? ORDER BY id",
+            (job_id,),
+        )
+        return [(r["from_state"], r["to_state"], r["detail"]) for r in rows]
+
+    # -- the one place a state changes -----------------------------------------------------
+
+    def _move(
+        self,
+        job_id: int,
+        to: JobState,
+        detail: str,
+        *,
+        attempts_plus: int = 0,
+        finished: bool = False,
+        **fields: Any,
+    ) -> Job:
+        now = self._journal.clock()
+        with self._journal.transaction() as db:
+            row = _row(db, job_id)
+            current = JobState(row["state"])
+            if to not in ALLOWED_TRANSITIONS[current]:
+                raise TransitionError(f"job {job_id}: {current} → {to} is not allowed")
+            fields["state"] = to.value
+            fields["updated_at"] = now
+            if finished:
+                fields["finished_at"] = now
+            assignments = ", ".join(f"{name} = ?" for name in fields)
+            db.execute(
+                f"UPDATE jobs SET {assignments}, attempts = attempts + ? WHERE id = ?",
+                (*fields.values(), attempts_plus, job_id),
+            )
+            _event(db, job_id, now, current, to, detail)
+            return _job(_row(db, job_id))
+
+
+def _row(db: sqlite3.Connection, job_id: int) -> sqlite3.Row:
+    row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        raise JournalError(f"no job {job_id} in the journal")
+    return row
+
+
+def _event(
+    db: sqlite3.Connection, job_id: int, at: float, from_state: JobState | None, to: JobState, detail: str
+) -> None:
+    db.execute(
+        "INSERT INTO job_events (job_id, at, from_state, to_state, detail) VALUES (?, ?, ?, ?, ?)",
+        (job_id, at, from_state.value if from_state else None, to.value, detail[:500]),
+    )
+
+
+def _job(row: sqlite3.Row) -> Job:
+    return Job(
+        id=row["id"],
+        state=JobState(row["state"]),
+        source=row["source"],
+        source_ref=row["source_ref"],
+        request=request_from_json(row["request"]),
+        content_key=row["content_key"],
+        meta=json.loads(row["meta"]),
+        faxde_job_id=row["faxde_job_id"],
+        recipients_count=row["recipients_count"],
+        page_count=row["page_count"],
+        attempts=row["attempts"],
+        polls=row["polls"],
+        next_attempt_at=to_datetime(row["next_attempt_at"]),
+        next_poll_at=to_datetime(row["next_poll_at"]),
+        last_error_code=row["last_error_code"],
+        last_error=row["last_error"],
+        send_result=row["send_result"],
+        status_file=row["status_file"] or b"",
+        created_at=to_datetime(row["created_at"]),
+        updated_at=to_datetime(row["updated_at"]),
+        finished_at=to_datetime(row["finished_at"]),
+        reported_at=to_datetime(row["reported_at"]),
+    )

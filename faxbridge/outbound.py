@@ -1,0 +1,470 @@
+"""The outbound core: journal a job, send it once, follow it to its end, hand it to its reporter.
+
+Edges (hotfolders, SMTP, CLI) build a SendRequest and call ``submit``; from then on the journal
+holds the job and this module decides. The rules that protect money and documents live here:
+a job is journaled before SendJob, marked 'submitting' durably before the request leaves, and a
+SendJob whose outcome is unknown is never repeated blindly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from faxbridge.errors import FaxbridgeError, ProviderError
+from faxbridge.journal import Journal
+from faxbridge.model import Job, JobState, Recipient, SendRequest
+from faxbridge.provider import ProviderCalls
+
+log = logging.getLogger(__name__)
+
+Reporter = Callable[[Job], Awaitable[None]]
+RecipientCheck = Callable[[str, str], str]  # (address, purpose) → normalised, or NumberError
+
+
+@dataclass(frozen=True)
+class OutboundSettings:
+    max_attempts: int = 8  # SendJob attempts for transient errors before the job is rejected
+    initial_delay: float = 30.0
+    max_delay: float = 3600.0
+    duplicate_window: float = 86400.0
+    status_interval: float = 60.0
+    status_max_interval: float = 900.0
+    # After an unknown SendJob outcome, re-send this long at most: FAX.de then answers -77 if the
+    # first request did arrive. Later, only the operator decides (faxbridge retry / cancel).
+    reconcile_window: float = 600.0
+    # Account problems that may clear on their own (credit, payment) are probed this often.
+    account_pause: float = 1800.0
+
+
+def backoff(attempt: int, initial: float, maximum: float) -> float:
+    """Delay before attempt ``attempt + 1``: initial, 2×, 4× … capped at maximum."""
+    return min(maximum, initial * (2 ** max(0, attempt - 1)))
+
+
+def mask_number(address: str) -> str:
+    """Enough of a number for a log line to be useful, not enough to be a contact list."""
+    if "@" in address:
+        local, _, domain = address.partition("@")
+        return f"{local[:2]}…@{domain}"
+    return address[:7] + "…" if len(address) > 8 else address
+
+
+def describe_recipients(request: SendRequest) -> str:
+    if not request.recipients:
+        return "(address in document)"
+    first = mask_number(request.recipients[0].address)
+    extra = len(request.recipients) - 1
+    return first + (f" +{extra} more" if extra else "")
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def content_key(request: SendRequest) -> str:
+    """What makes two jobs 'the same send': type, recipients, text, options, documents' bytes.
+
+    Reads every document: call it from a worker thread.
+    """
+    digest = hashlib.sha256()
+    for part in (
+        request.job_type.value,
+        "\n".join(sorted(r.for_faxde() for r in request.recipients)),
+        request.text,
+        request.options_string,
+        request.send_at.isoformat() if request.send_at else "",
+    ):
+        digest.update(part.encode("utf-8") + b"\0")
+    for document in request.documents:
+        digest.update(document.filename.encode("utf-8") + b"\0")
+        digest.update(file_digest(document.path).encode() + b"\0")
+    return digest.hexdigest()
+
+
+# Account errors that never clear on their own: the configuration must change.
+_CREDENTIAL_ERRORS = frozenset(
+    {"WRONG_PASSWORD", "UNKNOWN_CUSTOMER", "NOT_AUTHORIZED", "BLANK_CUSTOMER", "WRONG_CREDENTIALS"}
+)
+
+
+class Outbound:
+    """Owns sending and status polling; one instance per daemon (or per CLI command)."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        provider: ProviderCalls,
+        *,
+        check_recipient: RecipientCheck,
+        settings: OutboundSettings = OutboundSettings(),
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.journal = journal
+        self.provider = provider
+        self.settings = settings
+        self._check_recipient = check_recipient
+        self._clock = clock
+        self._reporters: dict[str, Reporter] = {}
+        self._send_slots = asyncio.Semaphore(provider.concurrency)
+        self._in_flight: dict[int, asyncio.Task[Job]] = {}
+        self._polling: set[int] = set()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self.paused: str | None = None  # why all sending is paused, for health and logs
+        self._paused_until: float | None = None  # None while paused = until restart/reload
+
+    # -- intake ----------------------------------------------------------------------------
+
+    def add_reporter(self, source: str, reporter: Reporter) -> None:
+        """``reporter(job)`` runs once a job from ``source`` is final; it must be idempotent."""
+        self._reporters[source] = reporter
+
+    def validate(self, request: SendRequest) -> SendRequest:
+        """Recipient rules applied again here, whatever the edge did: no premium number gets past."""
+        if request.job_type.needs_recipient and not request.recipients:
+            raise FaxbridgeError(f"a {request.job_type} job needs a recipient")
+        if not request.text and not request.documents:
+            raise FaxbridgeError("nothing to send: neither a text nor a document")
+        if not request.job_type.dials_numbers:
+            return request
+        purpose = request.job_type.value
+        checked = tuple(
+            Recipient(self._check_recipient(r.address, purpose), r.reference)
+            for r in request.recipients
+        )
+        return SendRequest(
+            job_type=request.job_type,
+            recipients=checked,
+            documents=request.documents,
+            text=request.text,
+            send_at=request.send_at,
+            options=request.options,
+        )
+
+    async def submit(
+        self,
+        request: SendRequest,
+        *,
+        source: str,
+        source_ref: str,
+        meta: dict[str, Any] | None = None,
+        allow_duplicate: bool = False,
+    ) -> Job:
+        """Validate and journal a job (state queued), then wake the sender. Returns the job.
+
+        Raises NumberError/FaxbridgeError for bad input and DuplicateJobError for a recent twin;
+        the same (source, source_ref) returns the job already journaled for it.
+        """
+        existing = self.journal.jobs.by_source(source, source_ref)
+        if existing is not None:
+            return existing
+        request = self.validate(request)
+        # Thread seam: hashing documents reads whole files.
+        key = await asyncio.to_thread(content_key, request)
+        job, created = self.journal.jobs.add(
+            request,
+            source=source,
+            source_ref=source_ref,
+            content_key=key,
+            meta=meta,
+            duplicate_window=0.0 if allow_duplicate else self.settings.duplicate_window,
+        )
+        if created:
+            log.info(
+                "job %d ← %s %s → %s (%s)",
+                job.id, source, meta.get("label", source_ref) if meta else source_ref,
+                describe_recipients(request), request.job_type,
+            )
+        self._wake.set()
+        return job
+
+    # -- sending ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """The sender loop: sends every due job, sleeps until the next one is due or a wake-up."""
+        while not self._stopping:
+            next_due = await self.send_due()
+            self._wake.clear()
+            timeout = None if next_due is None else max(0.05, next_due - self._clock())
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+
+    async def send_due(self) -> float | None:
+        """Start a send for every due queued job; returns when the next job will be due."""
+        now = self._clock()
+        if self.paused is not None:
+            if self._paused_until is None or now < self._paused_until:
+                return self._paused_until
+            log.warning("sending resumes after an account pause: %s", self.paused)
+            self.paused = None
+        for job in self.journal.jobs.due_for_submit(now):
+            if job.id not in self._in_flight:
+                self._start_send(job.id)
+        waiting = self.journal.query(
+            "SELECT MIN(next_attempt_at) AS t FROM jobs WHERE state = 'queued'"
+        )
+        return waiting[0]["t"] if waiting and waiting[0]["t"] is not None else None
+
+    def _start_send(self, job_id: int) -> asyncio.Task[Job]:
+        task = asyncio.get_running_loop().create_task(self._send(job_id), name=f"send-job-{job_id}")
+        self._in_flight[job_id] = task
+        task.add_done_callback(lambda _t: self._in_flight.pop(job_id, None))
+        return task
+
+    async def send_now(self, job_id: int) -> Job:
+        """Send one job and wait for the outcome (CLI, tests)."""
+        task = self._in_flight.get(job_id) or self._start_send(job_id)
+        return await task
+
+    async def _send(self, job_id: int) -> Job:
+        async with self._send_slots:
+            job = self.journal.jobs.get(job_id)
+            if job.state not in (JobState.QUEUED, JobState.UNKNOWN) or self.paused is not None:
+                return job
+            # A job whose outcome was ever unknown is re-sent only to reconcile: FAX.de's
+            # duplicate answer (-77) then means "you already have it", not an error.
+            reconciling = self.journal.jobs.first_unknown_at(job_id) is not None
+            # Durable before the request leaves: a crash from here on leaves 'submitting',
+            # which the next start turns into 'unknown' instead of sending again.
+            job = self.journal.jobs.begin_submit(job_id)
+            # shield: a shutdown may cancel the waiting task, never the recording of the answer.
+            return await asyncio.shield(self._call_and_record(job, reconciling))
+
+    async def _call_and_record(self, job: Job, reconciling: bool) -> Job:
+        try:
+            accepted = await self.provider.send_job(job.request)
+        except ProviderError as exc:
+            return await self._record_failure(job, exc, reconciling)
+        except Exception as exc:  # a bug or a document that vanished: never leave 'submitting'
+            log.exception("job %d: SendJob failed unexpectedly", job.id)
+            return await self._finish(
+                self.journal.jobs.mark_rejected(job.id, f"internal error: {type(exc).__name__}: {exc}")
+            )
+        job = self.journal.jobs.mark_submitted(
+            job.id, accepted, next_poll_at=self._first_poll_at(job)
+        )
+        log.info(
+            "job %d ✓ FAX.de %d accepted (%d recipient(s), %d page(s))",
+            job.id, accepted.faxde_job_id, accepted.recipients_count, accepted.page_count,
+        )
+        return job
+
+    async def _record_failure(self, job: Job, exc: ProviderError, reconciling: bool) -> Job:
+        jobs = self.journal.jobs
+        if reconciling and exc.code == -77:
+            job = jobs.mark_confirmed(job.id)
+            log.warning("job %d: FAX.de confirms it has the job (-77); its JobId is unknown", job.id)
+            return await self._finish(job)
+        if exc.stops_account:
+            self._pause(exc)
+        if exc.outcome_unknown or (reconciling and (exc.retryable or exc.stops_account)):
+            # Still not known whether the first request arrived: stay unknown, never 'queued'.
+            job = jobs.mark_unknown(job.id, f"outcome unknown: {exc}")
+            log.warning("job %d ? %s", job.id, exc)
+            self._schedule_reconcile(job)
+            return job
+        if exc.stops_account:
+            return jobs.mark_retry(job.id, str(exc), exc.code, next_attempt_at=self._clock())
+        if exc.retryable and job.attempts < self.settings.max_attempts:
+            delay = backoff(job.attempts, self.settings.initial_delay, self.settings.max_delay)
+            log.warning("job %d: %s — retry %d in %.0f s", job.id, exc, job.attempts + 1, delay)
+            job = jobs.mark_retry(job.id, str(exc), exc.code, self._clock() + delay)
+            self._wake.set()
+            return job
+        reason = str(exc)
+        if exc.retryable:
+            reason = f"gave up after {job.attempts} attempts; last error: {exc}"
+        job = jobs.mark_rejected(job.id, reason, exc.code)
+        log.error("job %d ✗ %s", job.id, reason)
+        return await self._finish(job)
+
+    def _pause(self, exc: ProviderError) -> None:
+        credentials = exc.name in _CREDENTIAL_ERRORS
+        self.paused = f"{exc} — {exc.action}" if exc.action else str(exc)
+        self._paused_until = None if credentials else self._clock() + self.settings.account_pause
+        log.error(
+            "ALL SENDING PAUSED: %s. %s", self.paused,
+            "Fix the configuration and restart or reload faxbridge."
+            if credentials else f"Trying again in {self.settings.account_pause:.0f} s.",
+        )
+
+    def resume(self) -> None:
+        if self.paused is not None:
+            log.warning("sending resumed")
+        self.paused = None
+        self._paused_until = None
+        self._wake.set()
+
+    def _schedule_reconcile(self, job: Job) -> None:
+        """An unknown outcome, still fresh: send the identical request again; FAX.de's duplicate
+        check answers -77 if the first one arrived, so the fax is never paid twice. Past the
+        reconcile window FAX.de may no longer recognise the twin, so the operator decides."""
+        first = self.journal.jobs.first_unknown_at(job.id) or self._clock()
+        remaining = first + self.settings.reconcile_window - self._clock()
+        if self.settings.reconcile_window <= 0 or remaining <= 0:
+            log.error(
+                "job %d needs the operator: SendJob's outcome is unknown "
+                "(check the FAX.de job list, then `faxbridge retry %d` or `faxbridge cancel %d`)",
+                job.id, job.id, job.id,
+            )
+            return
+        delay = min(self.settings.initial_delay * (2 ** max(0, job.attempts - 1)), remaining / 2)
+        asyncio.get_running_loop().call_later(max(delay, 0.01), self._reconcile, job.id)
+
+    def _reconcile(self, job_id: int) -> None:
+        if self._stopping or job_id in self._in_flight:
+            return
+        job = self.journal.jobs.find(job_id)
+        if job is not None and job.state is JobState.UNKNOWN:
+            log.info("job %d: re-sending to learn whether FAX.de has it", job_id)
+            self._start_send(job_id)
+
+    def recover(self) -> list[Job]:
+        """At start-up: jobs a crash left in 'submitting' become 'unknown'; fresh ones reconcile."""
+        jobs = self.journal.jobs.recover_interrupted()
+        for job in jobs:
+            log.warning("job %d: interrupted during SendJob; outcome unknown", job.id)
+            self._schedule_reconcile(job)
+        recovered = {job.id for job in jobs}
+        for job in self.journal.jobs.in_states(JobState.UNKNOWN):
+            if job.id not in recovered:
+                self._schedule_reconcile(job)
+        return jobs
+
+    async def retry_unknown(self, job_id: int) -> Job:
+        """Operator: send an 'unknown' job again (FAX.de's -77 guards against a double send)."""
+        job = self.journal.jobs.get(job_id)
+        if job.state is not JobState.UNKNOWN:
+            raise FaxbridgeError(f"job {job_id} is {job.state}, not unknown; nothing to retry")
+        return await self.send_now(job_id)
+
+    # -- status ----------------------------------------------------------------------------
+
+    def _first_poll_at(self, job: Job) -> float:
+        start = self._clock()
+        if job.request.send_at is not None:
+            start = max(start, job.request.send_at.timestamp())
+        return start + self.settings.status_interval
+
+    def _next_poll_at(self, job: Job) -> float:
+        # Long-running jobs (retries, big broadcasts) are asked less and less often.
+        interval = min(
+            self.settings.status_max_interval,
+            self.settings.status_interval * (1.5 ** min(job.polls, 20)),
+        )
+        return self._clock() + interval
+
+    async def poll_due(self) -> list[Job]:
+        """One JobStatus for each submitted job that is due; returns the jobs that finished."""
+        due = [j for j in self.journal.jobs.due_for_poll(self._clock()) if j.id not in self._polling]
+        results = await asyncio.gather(*(self.poll(job) for job in due))
+        await self.report_pending()
+        return [job for job in results if job is not None and job.state.is_final]
+
+    async def poll(self, job: Job) -> Job | None:
+        if job.id in self._polling or job.faxde_job_id is None:
+            return None
+        self._polling.add(job.id)  # never two JobStatus calls for one job at once
+        try:
+            try:
+                report = await self.provider.job_status(job.faxde_job_id)
+            except ProviderError as exc:
+                log.warning("job %d: JobStatus failed: %s", job.id, exc)
+                self.journal.jobs.record_poll(job.id, self._next_poll_at(job), str(exc))
+                return self.journal.jobs.get(job.id)
+            if not report.finished:
+                self.journal.jobs.record_poll(job.id, self._next_poll_at(job))
+                return self.journal.jobs.get(job.id)
+            job = self.journal.jobs.mark_finished(job.id, report)
+            log.info(
+                "job %d %s FAX.de %d finished: %s",
+                job.id, "✓" if job.state is JobState.DELIVERED else "✗", job.faxde_job_id,
+                _summarise(report.rows) or report.send_result,
+            )
+            return await self._finish(job)
+        finally:
+            self._polling.discard(job.id)
+
+    async def cancel(self, job_id: int) -> Job:
+        job = self.journal.jobs.get(job_id)
+        if job.state in (JobState.QUEUED, JobState.UNKNOWN):
+            if job.state is JobState.UNKNOWN:
+                log.warning("job %d cancelled while its outcome is unknown: FAX.de may still send it", job_id)
+            return await self._finish(self.journal.jobs.mark_cancelled(job_id, "cancelled by operator"))
+        if job.state is JobState.SUBMITTED and job.faxde_job_id is not None:
+            await self.provider.cancel_job(job.faxde_job_id)
+            job = self.journal.jobs.mark_cancelled(job_id, f"CancelJob {job.faxde_job_id}")
+            log.info("job %d cancelled at FAX.de (%d)", job_id, job.faxde_job_id)
+            return await self._finish(job)
+        raise FaxbridgeError(f"job {job_id} is {job.state}; it cannot be cancelled any more")
+
+    # -- reports ---------------------------------------------------------------------------
+
+    async def _finish(self, job: Job) -> Job:
+        """A final job goes to its edge's reporter; a failed report is retried by report_pending."""
+        reporter = self._reporters.get(job.source)
+        if reporter is None:
+            return job
+        try:
+            await reporter(job)
+        except Exception:
+            log.exception("job %d: writing the report failed; will retry", job.id)
+            return job
+        self.journal.jobs.mark_reported(job.id)
+        return self.journal.jobs.get(job.id)
+
+    async def report_pending(self) -> None:
+        for source in self._reporters:
+            for job in self.journal.jobs.unreported(source):
+                await self._finish(job)
+
+    # -- shutdown --------------------------------------------------------------------------
+
+    async def stop(self, timeout: float) -> None:
+        """Stop starting sends; wait up to ``timeout`` s for those in flight to be recorded."""
+        self._stopping = True
+        self._wake.set()
+        pending = list(self._in_flight.values())
+        if pending:
+            log.info("waiting for %d SendJob call(s) in flight", len(pending))
+            done, not_done = await asyncio.wait(pending, timeout=timeout)
+            if not_done:
+                log.warning(
+                    "%d SendJob call(s) still in flight at shutdown; their jobs will be "
+                    "reconciled at the next start", len(not_done),
+                )
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+
+def _summarise(rows: Any) -> str:
+    if not rows:
+        return ""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.result or "?"] = counts.get(row.result or "?", 0) + 1
+    return ", ".join(f"{n}× {result}" for result, n in counts.items())
+
+
+def number_check(policy: Any) -> RecipientCheck:
+    """Adapt a numbers.NumberPolicy to the check the core runs before every SendJob."""
+
+    def check(address: str, purpose: str) -> str:
+        return str(policy.normalize(address, purpose=purpose))
+
+    return check
