@@ -1,0 +1,68 @@
+"""Logging set-up: one line per event, timestamps only on a terminal, secrets scrubbed from every record."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+
+
+def register_secret(value: str) -> None:
+    """Any log record containing ``value`` has it replaced by *** — whatever logger wrote it."""
+    if value and len(value) >= 3:
+        with _secrets_lock:
+            _secrets.add(value)
+
+
+def scrub(text: str) -> str:
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
+class SecretFilter(logging.Filter):
+    """Formats the record once, scrubs it, and freezes the result into msg."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _secrets:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string must not kill logging
+            message = str(record.msg)
+        cleaned = scrub(message)
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        record.msg, record.args = cleaned, None
+        return True
+
+
+def under_systemd() -> bool:
+    """journald adds its own timestamps; JOURNAL_STREAM is set when stderr goes to it."""
+    return bool(os.environ.get("JOURNAL_STREAM") or os.environ.get("INVOCATION_ID")) and not sys.stderr.isatty()
+
+
+def setup(level: str | int = "INFO", *, stream=None) -> None:
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_faxbridge", False):
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler._faxbridge = True  # type: ignore[attr-defined]
+    fmt = "%(levelname)s %(name)s: %(message)s" if under_systemd() else (
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    handler.setFormatter(logging.Formatter(fmt))
+    handler.addFilter(SecretFilter())
+    root.addHandler(handler)
+    root.setLevel(level.upper() if isinstance(level, str) else level)
+    # zeep's transport dumps whole envelopes (the password, documents) at DEBUG.
+    logging.getLogger("zeep.transports").setLevel(logging.WARNING)
+    for noisy in ("urllib3", "zeep", "apscheduler", "watchdog", "mail.log", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
