@@ -1,0 +1,315 @@
+"""The command line: argparse glue over the core. Every error is one line and a non-zero exit code."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import logging
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from faxbridge import __version__, logs
+from faxbridge.errors import FaxbridgeError
+from faxbridge.model import Document, Job, JobState, JobType, Recipient, SendRequest
+
+log = logging.getLogger("faxbridge")
+
+DEFAULT_CONFIG = "/etc/faxbridge/config.yaml"
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_USAGE
+    logs.setup("DEBUG" if getattr(args, "verbose", False) else "WARNING" if args.command != "run" else "INFO")
+    try:
+        return int(args.handler(args) or 0)
+    except FaxbridgeError as exc:
+        print(f"faxbridge: {logs.scrub(str(exc))}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="faxbridge", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"faxbridge {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, handler: Any, help: str, config: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        if config:
+            p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
+        p.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("run", cmd_run, "run the daemon (hotfolders, SMTP, status, inbound)")
+
+    p = command("send", cmd_send, "send documents or a text now")
+    p.add_argument("--to", action="append", default=[], metavar="NUMBER",
+                   help="recipient (repeat for several); omit for iletter/qsign")
+    p.add_argument("--type", default="fax", choices=[t.value for t in JobType])
+    p.add_argument("--text", default="", help="fax note / SMS text / mail text")
+    p.add_argument("--option", action="append", default=[], metavar="K=V",
+                   help="FAX.de option, e.g. STATIONID=ACME (repeatable)")
+    p.add_argument("--at", metavar="ISO-TIME", help="send later, e.g. 2026-12-01T08:00+01:00")
+    p.add_argument("--ref", default="", help="reference id, reported back in the status CSV")
+    p.add_argument("--wait", action="store_true", help="poll JobStatus until the job ends and print the report")
+    p.add_argument("--force", action="store_true", help="send even if the same job was sent recently")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("files", nargs="*", type=Path, metavar="FILE", help="up to 3 documents")
+
+    p = command("status", cmd_status, "show a job (asks FAX.de if it is still running)")
+    p.add_argument("job_id", type=int)
+    p.add_argument("--json", action="store_true")
+
+    p = command("cancel", cmd_cancel, "cancel a queued, scheduled or unknown job")
+    p.add_argument("job_id", type=int)
+
+    p = command("retry", cmd_retry, "re-send a job whose outcome is unknown (FAX.de's duplicate check guards it)")
+    p.add_argument("job_id", type=int)
+
+    p = command("jobs", cmd_jobs, "list recent jobs from the journal")
+    p.add_argument("--limit", type=int, default=30)
+    p.add_argument("--state", action="append", choices=[s.value for s in JobState])
+    p.add_argument("--json", action="store_true")
+
+    p = command("check-config", cmd_check_config, "validate a config file")
+
+    p = command("simulator", cmd_simulator, "run the FAX.de simulator (for tests and demos)", config=False)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8085)
+    p.add_argument("--state-dir", type=Path)
+    p.add_argument("--account", default=None)
+    p.add_argument("--password", default=None)
+    return parser
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _load(args: argparse.Namespace):  # -> Config
+    from faxbridge.config import load_config
+
+    config = load_config(args.config)
+    for warning in config.warnings:
+        print(f"faxbridge: warning: {warning}", file=sys.stderr)
+    logs.register_secret(config.faxde.password.reveal())
+    return config
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    return {
+        "job": job.id,
+        "state": job.state.value,
+        "type": job.request.job_type.value,
+        "recipients": [r.for_faxde() for r in job.request.recipients],
+        "documents": [d.filename for d in job.request.documents],
+        "faxde_job_id": job.faxde_job_id,
+        "recipients_count": job.recipients_count,
+        "page_count": job.page_count,
+        "send_result": job.send_result,
+        "error": job.last_error,
+        "error_code": job.last_error_code,
+        "source": job.source,
+        "created": job.created_at.isoformat() if job.created_at else None,
+        "finished": job.finished_at.isoformat() if job.finished_at else None,
+    }
+
+
+def _print_job(job: Job) -> None:
+    s = job_summary(job)
+    print(f"job {s['job']}: {s['state']}")
+    for key in ("type", "recipients", "documents", "faxde_job_id", "recipients_count",
+                "page_count", "send_result", "error", "source", "created", "finished"):
+        value = s[key]
+        if value not in (None, "", []):
+            print(f"  {key.replace('_', ' ')}: {', '.join(value) if isinstance(value, list) else value}")
+    if job.status_file:
+        from faxbridge.adapters.reports import parse_status_file
+
+        print("  report:")
+        for row in parse_status_file(job.status_file):
+            print(f"    {row.recipient}  {row.result}  pages={row.pages}  {row.send_datetime}  {row.remote_id}")
+
+
+def _parse_options(pairs: list[str]) -> tuple[tuple[str, str], ...]:
+    options = []
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not key.strip():
+            raise FaxbridgeError(f"--option {pair!r}: expected KEY=VALUE")
+        options.append((key.strip().upper(), value.strip() if sep else ""))
+    return tuple(options)
+
+
+def _parse_time(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise FaxbridgeError(f"--at {text!r}: expected an ISO time like 2026-12-01T08:00+01:00") from None
+    if when.tzinfo is None:
+        when = when.astimezone()  # a local wall-clock time, as the user typed it
+    return when.astimezone(dt.timezone.utc)
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    config = _load(args)
+    print(f"{args.config}: OK ({len(config.hotfolders)} hotfolder(s), "
+          f"SMTP {'on' if config.smtp else 'off'}, inbound {'on' if config.inbound else 'off'})")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from faxbridge.daemon import Daemon
+
+    config = _load(args)
+    logs.setup("DEBUG" if args.verbose else config.logging.level)
+    return Daemon(config, config_path=Path(args.config)).run()
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from faxbridge.daemon import Services
+    from faxbridge.documents import inspect
+
+    config = _load(args)
+    job_type = JobType(args.type)
+    if len(args.files) > 3:
+        raise FaxbridgeError("FAX.de takes at most 3 documents per job")
+    if job_type.needs_recipient and not args.to:
+        raise FaxbridgeError(f"a {job_type} job needs --to")
+    limits = config.documents.limits()
+    documents = []
+    for path in args.files:
+        inspect(path, limits=limits)
+        documents.append(Document(path.name, path.resolve()))
+    policy = config.numbers.policy()
+    recipients = tuple(
+        Recipient(policy.normalize(to, purpose=job_type.value) if job_type.dials_numbers else to, args.ref)
+        for to in args.to
+    )
+    request = SendRequest(
+        job_type=job_type, recipients=recipients, documents=tuple(documents), text=args.text,
+        send_at=_parse_time(args.at), options=_parse_options(args.option),
+    )
+
+    async def send() -> Job:
+        async with Services(config) as services:
+            job = await services.outbound.submit(
+                request, source="cli", source_ref=uuid.uuid4().hex,
+                meta={"label": ", ".join(d.filename for d in documents) or "text"},
+                allow_duplicate=args.force,
+            )
+            job = await services.outbound.send_now(job.id)
+            if args.wait and job.state is JobState.SUBMITTED:
+                job = await services.wait_until_final(job.id)
+            return job
+
+    job = asyncio.run(send())
+    if args.json:
+        _print_json(job_summary(job))
+    else:
+        _print_job(job)
+    if job.state in (JobState.REJECTED, JobState.FAILED, JobState.UNKNOWN):
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from faxbridge.daemon import Services
+
+    config = _load(args)
+
+    async def status() -> Job:
+        async with Services(config) as services:
+            job = services.journal.jobs.get(args.job_id)
+            if job.state is JobState.SUBMITTED:
+                job = await services.outbound.poll(job) or job
+            return job
+
+    job = asyncio.run(status())
+    _print_json(job_summary(job)) if args.json else _print_job(job)
+    return EXIT_OK
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from faxbridge.daemon import Services
+
+    config = _load(args)
+
+    async def cancel() -> Job:
+        async with Services(config) as services:
+            return await services.outbound.cancel(args.job_id)
+
+    _print_job(asyncio.run(cancel()))
+    return EXIT_OK
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    from faxbridge.daemon import Services
+
+    config = _load(args)
+
+    async def retry() -> Job:
+        async with Services(config) as services:
+            return await services.outbound.retry_unknown(args.job_id)
+
+    job = asyncio.run(retry())
+    _print_job(job)
+    return EXIT_OK if job.state in (JobState.SUBMITTED, JobState.CONFIRMED) else EXIT_FAILED
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from faxbridge.journal import Journal
+
+    config = _load(args)
+    with Journal.open(config.state_dir) as journal:
+        jobs = journal.jobs.recent(args.limit)
+    if args.state:
+        jobs = [j for j in jobs if j.state.value in args.state]
+    if args.json:
+        _print_json([job_summary(j) for j in jobs])
+        return EXIT_OK
+    print(f"{'JOB':>6}  {'STATE':<10} {'TYPE':<8} {'FAX.DE':>9}  {'CREATED':<19}  RECIPIENT / DOCUMENTS")
+    for job in jobs:
+        created = job.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S") if job.created_at else ""
+        who = ", ".join(r.for_faxde() for r in job.request.recipients) or "-"
+        docs = ", ".join(d.filename for d in job.request.documents)
+        print(f"{job.id:>6}  {job.state.value:<10} {job.request.job_type.value:<8} "
+              f"{job.faxde_job_id or '':>9}  {created:<19}  {who}  {docs}")
+    return EXIT_OK
+
+
+def cmd_simulator(args: argparse.Namespace) -> int:
+    from faxbridge.simulator.__main__ import main as simulator_main
+
+    argv = ["--host", args.host, "--port", str(args.port)]
+    if args.state_dir:
+        argv += ["--state-dir", str(args.state_dir)]
+    if args.account:
+        argv += ["--account", args.account]
+    if args.password:
+        argv += ["--password", args.password]
+    return simulator_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
