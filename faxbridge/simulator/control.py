@@ -68,10 +68,9 @@ class Simulator:
             return self
         server = SimulatorHTTPServer((self.host, self._port), self.service, self.plan, self.record)
         self._port = server.server_address[1]
-        # The one thread of the simulator's own: serve_forever, which starts a thread per connection.
+        # The one thread of the simulator's own: the accept loop, which starts a thread per connection.
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name=f"faxde-simulator:{self._port}",
-            daemon=True,
+            target=server.serve_until_stopped, name=f"faxde-simulator:{self._port}", daemon=True
         )
         self._server = server
         self._thread.start()
@@ -83,11 +82,10 @@ class Simulator:
         if server is None:
             return
         self._server = self._thread = None
-        server.shutdown()
-        server.close_connections()
-        server.server_close()
+        server.stop_serving()
         if thread is not None:
             thread.join()
+        server.server_close()
 
     @property
     def running(self) -> bool:
@@ -193,6 +191,10 @@ class Simulator:
 
     def job(self, job_id: int) -> SimJob:
         return self.service.job(job_id)
+
+    def finish_job(self, job_id: int) -> SimJob:
+        """Finish a pending job now (results from set_result), without waiting for polls or its send time."""
+        return self.service.finish_now(job_id)
 
     # ---- settings (shortcuts to self.settings) ------------------------------------------------
 

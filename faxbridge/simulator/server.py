@@ -22,6 +22,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import selectors
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -58,7 +59,46 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
         self.stopping = threading.Event()
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        self._wake_reader, self._wake_writer = socket.socketpair()
         super().__init__(address, _Handler)
+
+    def serve_until_stopped(self) -> None:
+        """serve_forever without its polling: stop() wakes the loop at once through a socket pair.
+
+        (serve_forever notices shutdown() only at its next poll, which cost every test its poll interval.)
+        """
+        # Non-blocking accept: a client that gave up between select and accept must not stall the loop.
+        self.socket.setblocking(False)
+        with selectors.DefaultSelector() as selector:
+            selector.register(self, selectors.EVENT_READ)
+            selector.register(self._wake_reader, selectors.EVENT_READ)
+            while not self.stopping.is_set():
+                for key, _ in selector.select():
+                    if key.fileobj is self and not self.stopping.is_set():
+                        self._accept()
+
+    def _accept(self) -> None:
+        """Accept one connection and hand it to a new thread (what serve_forever does per ready socket)."""
+        try:
+            request, client_address = self.get_request()
+        except OSError:
+            return  # nothing to accept after all
+        try:
+            self.process_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+            self.shutdown_request(request)
+
+    def stop_serving(self) -> None:
+        """Make serve_until_stopped return and cut open connections (the caller joins the thread)."""
+        self.stopping.set()
+        self._wake_writer.send(b"\0")
+        self.close_connections()
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._wake_reader.close()
+        self._wake_writer.close()
 
     def track(self, connection: socket.socket, open_: bool) -> None:
         with self._connections_lock:
@@ -66,10 +106,12 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
                 self._connections.add(connection)
             else:
                 self._connections.discard(connection)
+        if open_ and self.stopping.is_set():
+            # Accepted just as stop() swept the connections: cut it too.
+            connection.shutdown(socket.SHUT_RDWR)
 
     def close_connections(self) -> None:
         """Cut every open connection, so no client keeps talking to a stopped simulator over keep-alive."""
-        self.stopping.set()
         with self._connections_lock:
             connections = list(self._connections)
         for connection in connections:
@@ -147,10 +189,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             operation, params = soap.parse_request(body)
         except soap.SoapError as exc:
+            self._remember("", {}, None, {}, 500, "bad_request", False, started)
             self._send(500, soap.build_fault(str(exc), exc.code), _XML)
-            self.server.record.append(operation="", params={}, result=None, outs={}, http_status=500,
-                                      fault="bad_request", processed=False, started_at=started,
-                                      finished_at=utc_now())
             return
         if "Password" in params:
             params["Password"] = Secret(params["Password"])
@@ -165,8 +205,8 @@ class _Handler(BaseHTTPRequestHandler):
             except Exception as exc:  # a bug in the simulator: tell the client as a Delphi server would
                 log.exception("%s failed inside the simulator", operation)
                 self._wait(decision.delay)
-                self._send(500, soap.build_fault(f"{type(exc).__name__}: {exc}"), _XML)
                 self._remember(operation, params, None, {}, 500, "error", False, started)
+                self._send(500, soap.build_fault(f"{type(exc).__name__}: {exc}"), _XML)
                 return
         elif kind is FaultKind.RESULT:
             assert fault is not None
@@ -177,23 +217,21 @@ class _Handler(BaseHTTPRequestHandler):
         fault_name = kind.value if kind is not None else ("delay" if decision.delay else None)
         result = reply.code if reply is not None else None
         outs = reply.outs if reply is not None else {}
+        # Always record before answering: a client that reads the record right after its call must find it.
         if kind in (FaultKind.DROP_BEFORE, FaultKind.DROP_AFTER):
-            # Record first: the client may already be retrying when it sees the connection close.
             self._remember(operation, params, result, outs, None, fault_name, processed, started)
             self._drop()
             return
         if kind is FaultKind.HTTP_500:
-            status = 500
-            self._send(500, b"Internal Server Error\n", "text/plain")
+            status, answer, content_type = 500, b"Internal Server Error\n", "text/plain"
         elif kind is FaultKind.SOAP_FAULT:
             assert fault is not None
-            status = 500
-            self._send(500, soap.build_fault(fault.message), _XML)
+            status, answer, content_type = 500, soap.build_fault(fault.message), _XML
         else:
             assert reply is not None
-            status = 200
-            self._send(200, soap.build_response(operation, reply.code, reply.outs), _XML)
+            status, answer, content_type = 200, soap.build_response(operation, reply.code, reply.outs), _XML
         self._remember(operation, params, result, outs, status, fault_name, processed, started)
+        self._send(status, answer, content_type)
 
     def _remember(
         self, operation: str, params: dict[str, Any], result: int | None, outs: dict[str, Any],
@@ -317,7 +355,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.rfile.readline(1024)  # the CRLF after each chunk
 
     def _own_url(self, path: str) -> str:
-        host = self.headers.get("Host") or "%s:%d" % self.server.server_address[:2]
+        host = self.headers.get("Host") or f"{self.server.server_name}:{self.server.server_port}"
         return f"http://{host}{path}"
 
     def _send_json(self, data: Any, status: int = 200) -> None:

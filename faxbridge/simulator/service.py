@@ -343,6 +343,14 @@ class Service:
         log.info("CancelJob: job %s cancelled", job.job_id)
         return Reply(0)
 
+    def finish_now(self, job_id: int) -> SimJob:
+        """Finish a pending job at once, as if its time had come and its polls had run out."""
+        with self._lock:
+            job = self._state.jobs[job_id]
+            if job.phase is Phase.PENDING:
+                self._finish(job, self.clock())
+            return SimJob.from_json(job.to_json())
+
     def _own_job(self, p: dict[str, Any]) -> SimJob | None:
         job = self._state.jobs.get(p["JobId"]) if p["JobId"] is not None else None
         if job is None or job.account != p["Account"].strip():

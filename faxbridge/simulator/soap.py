@@ -126,7 +126,7 @@ def parse_request(body: bytes) -> tuple[str, dict[str, Any]]:
 
 
 def _local(element: Any) -> str:
-    return etree.QName(element).localname
+    return str(etree.QName(element).localname)
 
 
 def _decode(part: str, xsd_type: str, text: str | None) -> Any:
