@@ -37,6 +37,7 @@ import yaml
 
 from faxbridge.errors import ConfigError, NumberError
 from faxbridge.model import JobType
+from faxbridge.documents import DocumentLimits
 from faxbridge.numbers import ANY_COUNTRY, NumberPolicy, is_known_region
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "LoggingConfig",
     "MetricsConfig",
     "MultiRecipient",
+    "NumbersConfig",
     "RateLimit",
     "RelayConfig",
     "RetryConfig",
@@ -214,6 +216,17 @@ class FaxdeConfig:
 
 
 @dataclass(frozen=True)
+class NumbersConfig:
+    """How recipient numbers are read and which may be dialled; the defaults are NumberPolicy's."""
+
+    default_country: str | None = NumberPolicy.default_country
+    allowed_countries: frozenset[str] = NumberPolicy.allowed_countries
+
+    def policy(self) -> NumberPolicy:
+        return NumberPolicy(self.default_country, self.allowed_countries)
+
+
+@dataclass(frozen=True)
 class JournalConfig:
     duplicate_window: float = 86400.0  # the same documents to the same recipients are refused
     retention: float = 90 * 86400.0  # finished jobs are forgotten after this
@@ -223,6 +236,9 @@ class JournalConfig:
 class DocumentsConfig:
     max_size: int = 20_000_000
     max_pages: int = 200
+
+    def limits(self) -> DocumentLimits:
+        return DocumentLimits(max_size=self.max_size, max_pages=self.max_pages)
 
 
 @dataclass(frozen=True)
@@ -363,7 +379,7 @@ class LoggingConfig:
 class Config:
     faxde: FaxdeConfig
     state_dir: Path = Path("/var/lib/faxbridge")
-    numbers: NumberPolicy = field(default_factory=NumberPolicy)
+    numbers: NumbersConfig = field(default_factory=NumbersConfig)
     journal: JournalConfig = field(default_factory=JournalConfig)
     documents: DocumentsConfig = field(default_factory=DocumentsConfig)
     hotfolders: tuple[HotfolderConfig, ...] = ()
@@ -422,14 +438,15 @@ def parse_config(
         raise ConfigError("faxde", "required section is missing")
 
     state_dir = _opt(top, "state_dir", "", Config, lambda v, p: _path(v, p, ctx.base_dir))
-    numbers = _numbers(top["numbers"], "numbers", ctx) if "numbers" in top else NumberPolicy()
+    numbers = _numbers(top["numbers"], "numbers", ctx) if "numbers" in top else NumbersConfig()
+    policy = numbers.policy()
     faxde = _faxde(top["faxde"], "faxde", ctx)
     journal = _journal(top.get("journal"), "journal")
     documents = _documents(top.get("documents"), "documents")
-    hotfolders = _hotfolders(top.get("hotfolders"), "hotfolders", ctx, numbers)
+    hotfolders = _hotfolders(top.get("hotfolders"), "hotfolders", ctx, policy)
     status = _status(top.get("status"), "status")
     inbound, inbound_enabled = (
-        _inbound(top["inbound"], "inbound", ctx, numbers) if "inbound" in top else (None, False)
+        _inbound(top["inbound"], "inbound", ctx, policy) if "inbound" in top else (None, False)
     )
     smtp = _smtp(top["smtp"], "smtp", ctx, state_dir) if "smtp" in top else None
     metrics = _metrics(top.get("metrics"), "metrics")
@@ -478,17 +495,17 @@ def parse_config(
 # Sections
 
 
-def _numbers(value: Any, path: str, ctx: _Context) -> NumberPolicy:
+def _numbers(value: Any, path: str, ctx: _Context) -> NumbersConfig:
     data = _mapping(value, path)
-    _check_keys(data, _keys(NumberPolicy), path)
-    default_country = _opt(data, "default_country", path, NumberPolicy, _optional(_region))
-    allowed = _opt(data, "allowed_countries", path, NumberPolicy, _allowed_countries)
+    _check_keys(data, _keys(NumbersConfig), path)
+    default_country = _opt(data, "default_country", path, NumbersConfig, _optional(_region))
+    allowed = _opt(data, "allowed_countries", path, NumbersConfig, _allowed_countries)
     if default_country is not None and ANY_COUNTRY not in allowed and default_country not in allowed:
         ctx.warnings.append(
             f"{path}.default_country: {default_country} is not in allowed_countries, so every"
             " number written without a country code will be refused"
         )
-    return NumberPolicy(default_country=default_country, allowed_countries=allowed)
+    return NumbersConfig(default_country=default_country, allowed_countries=allowed)
 
 
 def _region(value: Any, path: str) -> str:
@@ -802,6 +819,9 @@ def _own_number(value: Any, path: str, numbers: NumberPolicy) -> str:
 def _smtp(value: Any, path: str, ctx: _Context, state_dir: Path) -> SmtpConfig:
     data = _mapping(value, path)
     _check_keys(data, _keys(SmtpConfig), path)
+
+    def in_state_dir(value: Any, path: str) -> Path:
+        return _path(value, path, state_dir)
     if not data.get("domains"):
         raise ConfigError(
             _join(path, "domains"), "required: at least one mail domain and its job type"
@@ -821,8 +841,8 @@ def _smtp(value: Any, path: str, ctx: _Context, state_dir: Path) -> SmtpConfig:
         multi_recipient=_opt(data, "multi_recipient", path, SmtpConfig, _enum(MultiRecipient)),
         tls=_opt(data, "tls", path, SmtpConfig, lambda v, p: _tls(v, p, ctx)),
         auth=_opt(data, "auth", path, SmtpConfig, lambda v, p: _auth(v, p, ctx)),
-        archive_dir=_opt(data, "archive_dir", path, SmtpConfig, _optional(lambda v, p: _path(v, p, ctx.base_dir))),
-        spool_dir=_opt(data, "spool_dir", path, SmtpConfig, _optional(lambda v, p: _path(v, p, ctx.base_dir))),
+        archive_dir=_opt(data, "archive_dir", path, SmtpConfig, _optional(in_state_dir)),
+        spool_dir=_opt(data, "spool_dir", path, SmtpConfig, _optional(in_state_dir)),
     )
     # null or absent: the default name inside state_dir.
     return dataclasses.replace(
@@ -1416,7 +1436,7 @@ def _mapping(value: Any, path: str) -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
-        _fail(path or "the file", "a mapping", value)
+        _fail(path, "a mapping" if path else "a mapping of sections (faxde:, smtp: …)", value)
     for key in value:
         if not isinstance(key, str):
             raise ConfigError(_join(path, str(key)), "keys must be strings")

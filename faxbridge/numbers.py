@@ -17,7 +17,7 @@ or ``refusal_reason`` so that one rule decides.  The rule has three parts:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 import phonenumbers
@@ -166,7 +166,7 @@ class NumberPolicy:
     """
 
     default_country: str | None = "DE"
-    allowed_countries: frozenset[str] = field(default_factory=lambda: frozenset({"DE"}))
+    allowed_countries: frozenset[str] = frozenset({"DE"})
 
     def __post_init__(self) -> None:
         # Accept any iterable (a list from YAML, a set) but store a frozenset.
