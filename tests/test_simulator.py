@@ -580,14 +580,22 @@ def test_inbox_folder_is_picked_up(tmp_path: Path, zeep_client: zeep.Client, clo
     with Simulator(state_dir=tmp_path, clock=clock) as sim:
         fx = zeep_client.create_service(BINDING, sim.url)
         folder = tmp_path / "inbox"
-        folder.mkdir()
-        (folder / "b.json").write_text(json.dumps({"originator": "+4930111", "remote_id": "ID B"}))
+        assert folder.is_dir()  # created for users to drop faxes into
+        (folder / "a.tif").write_bytes(make_tiff(1, tag="a"))
+        (folder / "a.json").write_text("{broken")  # ignored, not blocking the inbox
+        os.utime(folder / "a.tif", (0, 0))  # the oldest file comes first
+        (folder / "b.json").write_text(json.dumps({"originator": "+4930111", "remote_id": "ID B",
+                                                   "received_at": "2017-06-01T16:00:00"}))
         (folder / "b.tif.part").write_bytes(make_tiff(2))
         (folder / "b.tif.part").rename(folder / "b.tif")
         (folder / "half.tif").write_bytes(b"II*\x00")  # still being written: left alone
+        first = fx.RequestReceived(**creds())
+        assert (first["FaxImage"], first["Originator"], first["ReceiveDate"]) == (make_tiff(1, tag="a"), None, START)
+        assert rc(fx.DeleteReceived(**creds(FaxId=first["FaxId"]))) == 0
         reply = fx.RequestReceived(**creds())
         assert (reply["return"], reply["Pages"], reply["Originator"], reply["RemoteId"]) == (0, 2, "+4930111", "ID B")
         assert reply["FaxImage"] == make_tiff(2)
+        assert reply["ReceiveDate"] == dt.datetime(2017, 6, 1, 16, tzinfo=dt.timezone.utc)
         assert sorted(p.name for p in folder.iterdir()) == ["half.tif"]
 
 
@@ -733,6 +741,17 @@ def test_record_keeps_exact_bytes_and_hides_the_password(sim: Simulator, fx: Any
     assert shown["params"]["SendFile2"]["size"] == len(big)
     assert PASSWORD not in requests.get(f"{sim.base_url}/admin/calls").text
     assert requests.get(f"{sim.base_url}/admin/calls?operation=JobStatus").json() == []
+
+
+def test_record_limit_keeps_the_latest_calls(clock: FakeClock, zeep_client: zeep.Client) -> None:
+    with Simulator(clock=clock, record_limit=2) as sim:
+        fx = zeep_client.create_service(BINDING, sim.url)
+        for _ in range(3):
+            fx.RequestReceived(**creds())
+        assert [c.seq for c in sim.calls] == [2, 3]
+        sim.clear_calls()
+        fx.RequestReceived(**creds())
+        assert [c.seq for c in sim.calls] == [4]
 
 
 def test_unreadable_requests_get_a_soap_fault(sim: Simulator) -> None:

@@ -30,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--account-state", choices=[s.value for s in AccountState], default="active")
     parser.add_argument("--polls-until-done", type=int, default=1, help="JobStatus answers 'in progress' this often")
     parser.add_argument("--duplicate-window", type=float, default=600.0, help="seconds in which a resend is -77")
+    parser.add_argument("--record-limit", type=int, default=1000,
+                        help="keep only this many calls in the record, which holds every document (default: %(default)s)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")
     return parser
 
@@ -47,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         account_state=args.account_state,
         polls_until_done=args.polls_until_done,
         duplicate_window=args.duplicate_window,
+        record_limit=args.record_limit,
     )
     try:
         simulator.start()

@@ -40,9 +40,14 @@ class Simulator:
         polls_until_done: int = 1,
         duplicate_window: float = 600.0,
         clock: Clock = utc_now,
+        record_limit: int | None = None,
         **settings: Any,
     ) -> None:
-        """``settings`` are further Settings fields (email_enabled, foreign_enabled, inbound_number, …)."""
+        """``settings`` are further Settings fields (email_enabled, foreign_enabled, inbound_number, …).
+
+        ``clock`` gives the simulator's "now" (job times, duplicate window, scheduling): tests pass a fake one
+        and move it instead of sleeping. ``record_limit`` keeps only the latest calls in the record.
+        """
         self.host = host
         self._port = port
         self.settings = Settings(
@@ -56,7 +61,7 @@ class Simulator:
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self.service = Service(self.settings, self.state_dir, clock)
         self.plan = FaultPlan()
-        self.record = Record()
+        self.record = Record(record_limit)
         self._server: SimulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
 

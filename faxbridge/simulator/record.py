@@ -11,6 +11,7 @@ import base64
 import datetime as dt
 import hashlib
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,15 +79,22 @@ def _json_value(key: str, value: Any) -> Any:
 
 
 class Record:
-    """Append-only, thread-safe list of calls."""
+    """Append-only, thread-safe list of calls; with a ``limit`` only the latest calls are kept.
 
-    def __init__(self) -> None:
-        self._calls: list[Call] = []
+    The record holds every document's bytes, so a long-running simulator (the CLI) sets a limit; tests
+    usually keep everything.
+    """
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = limit
+        self._calls: deque[Call] = deque(maxlen=limit)
+        self._seq = 0
         self._lock = threading.Lock()
 
     def append(self, **fields: Any) -> Call:
         with self._lock:
-            call = Call(seq=len(self._calls) + 1, **fields)
+            self._seq += 1  # keeps counting when old calls fall out or the record is cleared
+            call = Call(seq=self._seq, **fields)
             self._calls.append(call)
             return call
 

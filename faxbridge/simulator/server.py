@@ -24,6 +24,7 @@ import json
 import logging
 import selectors
 import socket
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -109,6 +110,14 @@ class SimulatorHTTPServer(ThreadingHTTPServer):
         if open_ and self.stopping.is_set():
             # Accepted just as stop() swept the connections: cut it too.
             connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client resetting its connection is routine (timeouts, closed pools); anything else is a bug."""
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            log.debug("connection from %s ended: %s", client_address, error)
+        else:
+            log.error("error serving %s", client_address, exc_info=True)
 
     def close_connections(self) -> None:
         """Cut every open connection, so no client keeps talking to a stopped simulator over keep-alive."""

@@ -125,6 +125,8 @@ class Service:
         self.clock = clock
         self.state_dir = state_dir
         self._store = Store(state_dir)
+        if state_dir is not None:
+            (state_dir / "inbox").mkdir(parents=True, exist_ok=True)  # where users drop inbound faxes
         self._state = self._store.load()
         self._lock = threading.RLock()
         self._scan_lock = threading.Lock()
@@ -226,7 +228,7 @@ class Service:
         if job_type is JobType.SMS:
             page_count = math.ceil(len(text) / SMS_CHARS)
         else:
-            # A fax text is formatted onto one page sent first; letters ignore SendText.
+            # A fax text is formatted onto one page sent first (e-mail counted alike); letters ignore SendText.
             page_count = sum(pages) + (1 if text.strip() and not letter else 0)
         if (
             self.settings.account_state is AccountState.EVALUATION
@@ -474,15 +476,7 @@ class Service:
                     log.debug("inbox file %s is not (yet) a readable TIFF; left alone", path.name)
                     continue
                 sidecar = path.with_suffix(".json")
-                meta = json.loads(sidecar.read_text("utf-8")) if sidecar.exists() else {}
-                received = meta.get("received_at")
-                added.append(self.add_inbound(
-                    image,
-                    called_number=meta.get("called_number"),
-                    originator=meta.get("originator", ""),
-                    remote_id=meta.get("remote_id", ""),
-                    received_at=dt.datetime.fromisoformat(received) if received else None,
-                ))
+                added.append(self.add_inbound(image, **_sidecar_meta(sidecar)))
                 path.unlink()
                 sidecar.unlink(missing_ok=True)
         return added
@@ -525,6 +519,22 @@ class Service:
         self.scan_inbox_folder()
         with self._lock:
             return sorted(self._state.inbox.values(), key=_age)  # InboundFax is frozen: no copy needed
+
+
+def _sidecar_meta(sidecar: Path) -> dict[str, Any]:
+    """Metadata for a dropped fax; a broken sidecar is logged and ignored rather than blocking the inbox."""
+    if not sidecar.exists():
+        return {}
+    try:
+        data = json.loads(sidecar.read_text("utf-8"))
+        meta: dict[str, Any] = {k: str(data[k]) for k in ("called_number", "originator", "remote_id") if k in data}
+        if data.get("received_at"):
+            received = dt.datetime.fromisoformat(data["received_at"])
+            meta["received_at"] = received if received.tzinfo else received.replace(tzinfo=dt.timezone.utc)
+        return meta
+    except (ValueError, TypeError, AttributeError) as exc:
+        log.warning("ignoring inbox sidecar %s: %s", sidecar.name, exc)
+        return {}
 
 
 def _age(fax: InboundFax) -> tuple[dt.datetime, int]:
