@@ -11,7 +11,7 @@ import threading
 from types import FrameType
 
 from .control import Simulator
-from .service import AccountState
+from .settings import AccountState
 
 DEFAULT_PORT = 8765
 PASSWORD_ENV = "FAXBRIDGE_SIM_PASSWORD"

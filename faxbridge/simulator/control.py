@@ -21,7 +21,8 @@ from faxbridge.model import InboundFax
 from .faults import Fault, FaultPlan
 from .record import Call, Record
 from .server import SOAP_PATH, WSDL_PATH, SimulatorHTTPServer
-from .service import AccountState, Clock, Service, Settings, utc_now
+from .service import Service
+from .settings import AccountState, Clock, Settings, utc_now
 from .state import SimJob
 
 

@@ -35,7 +35,8 @@ from faxbridge.model import InboundFax
 from . import soap
 from .faults import Fault, FaultKind, FaultPlan
 from .record import Record, Secret
-from .service import Reply, Service, utc_now
+from .service import Reply, Service
+from .settings import utc_now
 
 log = logging.getLogger(__name__)
 
