@@ -633,7 +633,9 @@ def _hotfolders(
     for i, folder in enumerate(folders):
         for j in range(i):
             if folders[j].path == folder.path:
-                raise ConfigError(f"{path}[{i}].path", f"same folder as {path}[{j}].path ({folder.path})")
+                raise ConfigError(
+                    f"{path}[{i}].path", f"same folder as {path}[{j}].path ({folder.path})"
+                )
     return folders
 
 
@@ -1043,7 +1045,9 @@ OPTION_RULES: Final[Mapping[str, _OptionRule]] = MappingProxyType(
 )
 
 
-def validate_options(value: Any, job_type: JobType, path: str = "options") -> tuple[tuple[str, str], ...]:
+def validate_options(
+    value: Any, job_type: JobType, path: str = "options"
+) -> tuple[tuple[str, str], ...]:
     """SendJob Options from a mapping ({STATIONID: ACME, FLASHSMS: true}) as SendRequest.options."""
     data = _mapping(value, path)
     _check_keys(data, OPTION_RULES, path)
@@ -1303,11 +1307,11 @@ def _url(value: Any, path: str) -> str:
     return text
 
 
-_DOMAIN_RE: Final = re.compile(r"(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+# RFC 1035 host names (labels of letters, digits and inner hyphens) and RFC 5322 dot-atom local parts.
+_LABEL: Final = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_DOMAIN_RE: Final = re.compile(rf"(?=.{{1,253}}$)(?:{_LABEL}\.)*{_LABEL}")
 _LOCAL_RE: Final = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-_EMAIL_RE: Final = re.compile(
-    _LOCAL_RE + r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-)
+_EMAIL_RE: Final = re.compile(rf"{_LOCAL_RE}@(?:{_LABEL}\.)*{_LABEL}", re.IGNORECASE)
 
 
 def _domain(value: Any, path: str) -> str:
@@ -1362,7 +1366,9 @@ def _host(text: str, path: str) -> str:
     return host.lower()
 
 
-def _host_port(value: Any, path: str, *, default_port: int | None = None, allow_zero: bool = False) -> HostPort:
+def _host_port(
+    value: Any, path: str, *, default_port: int | None = None, allow_zero: bool = False
+) -> HostPort:
     text = _str(value, path).strip()
     problem = f"expected host:port like 127.0.0.1:2525 or [::1]:2525; got {text!r}"
     match = re.fullmatch(r"\[([^\]]+)\](?::(\d+))?|([^:\[\]]+)(?::(\d+))?", text)
@@ -1507,20 +1513,21 @@ class _Loader(yaml.SafeLoader):
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
+    # Only the mapping's own keys count: overriding a key merged in with "<<: *anchor" is fine.
     seen: dict[Any, yaml.Mark] = {}
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
         key = loader.construct_object(key_node, deep=True)
         try:
             duplicate = key in seen
         except TypeError:
-            continue  # an unhashable key: construct_mapping reports it below
+            continue  # an unhashable key: construct_mapping reports it
         if duplicate:
-            first = seen[key]
             raise ConfigError(
                 "",
                 f"line {key_node.start_mark.line + 1}: key {key!r} appears twice (first on line"
-                f" {first.line + 1})",
+                f" {seen[key].line + 1})",
             )
         seen[key] = key_node.start_mark
     return loader.construct_mapping(node, deep=deep)

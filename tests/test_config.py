@@ -764,6 +764,22 @@ def test_unsafe_or_broken_yaml(tmp_path: Path, text: str, fragment: str) -> None
     assert not marker.exists()
 
 
+def test_yaml_anchors_and_merge_keys_work(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path,
+        """
+        faxde: {account: "1", password_env: FAXDE_PASSWORD}
+        hotfolders:
+          - &fax {path: /srv/a, settle_time: 5s, options: {STATIONID: ACME}}
+          - <<: *fax
+            path: /srv/b
+        """,
+    )
+    a, b = load_config(path, environ=ENV).hotfolders
+    assert (a.path, b.path) == (Path("/srv/a"), Path("/srv/b"))
+    assert b.settle_time == 5 and b.options == (("STATIONID", "ACME"),)
+
+
 def test_check_config_returns_warnings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FAXBRIDGE_TEST_PW", PASSWORD)
     path = write_config(tmp_path, "faxde: {account: '1', password: literal}\n")
