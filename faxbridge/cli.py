@@ -103,7 +103,8 @@ def _load(args: argparse.Namespace):  # -> Config
     config = load_config(args.config)
     for warning in config.warnings:
         print(f"faxbridge: warning: {warning}", file=sys.stderr)
-    logs.register_secret(config.faxde.password.reveal())
+    for secret in config.secrets():
+        logs.register_secret(secret.reveal())
     return config
 
 
@@ -299,7 +300,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:
-    from faxbridge.simulator.__main__ import main as simulator_main
+    from faxbridge.simulator.cli import main as simulator_main
 
     argv = ["--host", args.host, "--port", str(args.port)]
     if args.state_dir:

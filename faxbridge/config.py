@@ -213,6 +213,9 @@ class FaxdeConfig:
     connect_timeout: float = 10.0
     concurrency: int = 4  # provider calls in parallel at most
     retry: RetryConfig = field(default_factory=RetryConfig)
+    # After a SendJob whose outcome is unknown, re-send the identical request within this window
+    # (FAX.de answers -77 if it has the first); later, the operator decides. 0: always the operator.
+    reconcile_window: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -539,6 +542,7 @@ def _faxde(value: Any, path: str, ctx: _Context) -> FaxdeConfig:
         connect_timeout=_opt(data, "connect_timeout", path, FaxdeConfig, _positive_duration),
         concurrency=_opt(data, "concurrency", path, FaxdeConfig, _int_range(1, 64)),
         retry=retry,
+        reconcile_window=_opt(data, "reconcile_window", path, FaxdeConfig, _duration),
     )
 
 

@@ -68,7 +68,7 @@ def outbound_settings(config: Any) -> OutboundSettings:
         duplicate_window=config.journal.duplicate_window,
         status_interval=config.status.interval,
         status_max_interval=config.status.max_interval,
-        reconcile_window=getattr(config.faxde, "reconcile_window", OutboundSettings.reconcile_window),
+        reconcile_window=config.faxde.reconcile_window,
     )
 
 
@@ -196,7 +196,8 @@ class Daemon:
             self.request_stop()
 
         for signum in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
+            # Not in the main thread (tests embed the daemon): the embedder stops it instead.
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.add_signal_handler(signum, on_signal, signum)
 
         async with Services(self.config, provider=self._provider) as services:
