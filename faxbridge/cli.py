@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--at", metavar="ISO-TIME", help="send later, e.g. 2026-12-01T08:00+01:00")
     p.add_argument("--ref", default="", help="reference id, reported back in the status CSV")
     p.add_argument("--wait", action="store_true", help="poll JobStatus until the job ends and print the report")
-    p.add_argument("--force", action="store_true", help="send even if the same job was sent recently")
+    p.add_argument("--force", action="store_true", help="send even if faxbridge sent the same job recently (FAX.de itself may still answer -77)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("files", nargs="*", type=Path, metavar="FILE", help="up to 3 documents")
 

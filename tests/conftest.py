@@ -36,6 +36,7 @@ def make_config(tmp_path: Path, simulator: Simulator) -> Callable[..., Path]:
     """``make_config(**sections)`` writes a config.yaml against the simulator; returns its path."""
     password_file = tmp_path / "password"
     password_file.write_text(PASSWORD + "\n")
+    password_file.chmod(0o600)
 
     def make(**overrides: Any) -> Path:
         data = _merge(

@@ -303,6 +303,7 @@ class FaxDeClient:
             "SOAPAction": f'"{op.soapaction}"',
             "Content-Type": "text/xml; charset=utf-8",
         }
+        log.debug("%s → %s (%d bytes)", operation, self.endpoint, len(body))
         # Past this point a SendJob may reach FAX.de; failures below say whether it could have.
         try:
             response = self._session.post(
@@ -320,6 +321,8 @@ class FaxDeClient:
             raise self._transport_error(operation, what, exc, sends_job and not refused)
         except requests.RequestException as exc:
             raise self._transport_error(operation, "HTTP request failed", exc, sends_job)
+        log.debug("%s ← HTTP %d in %.0f ms", operation, response.status_code,
+                  response.elapsed.total_seconds() * 1000)
         try:
             return self._binding.process_reply(self._client, op, response)
         except zeep.exceptions.Fault as exc:

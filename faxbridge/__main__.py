@@ -1,0 +1,7 @@
+"""``python -m faxbridge`` is the ``faxbridge`` command."""
+
+import sys
+
+from faxbridge.cli import main
+
+sys.exit(main())
