@@ -23,7 +23,7 @@ EXTENSIONS: dict[str, str] = {
 
 # DOC and XLS are both OLE2 compound files (MS-CFB 2.2): the magic cannot tell them apart.
 _OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
-_MAGIC: dict[str, tuple[bytes, ...]] = {
+MAGIC: dict[str, tuple[bytes, ...]] = {
     "pdf": (b"%PDF-",),
     "tiff": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"),  # classic TIFF and BigTIFF
     "bmp": (b"BM",),
@@ -31,7 +31,7 @@ _MAGIC: dict[str, tuple[bytes, ...]] = {
     "xls": (_OLE2,),
 }
 # What a disguised file really is, for the error message.
-_OTHER_MAGIC: tuple[tuple[bytes, str], ...] = (
+_OTHERMAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "a PNG image"),
     (b"\xff\xd8\xff", "a JPEG image"),
     (b"GIF8", "a GIF image"),
@@ -66,18 +66,19 @@ def file_type(filename: str) -> str | None:
 
 def what_it_is(data: bytes) -> str:
     """A human description of what the bytes are, for 'X is really Y' messages."""
-    for kind, magics in _MAGIC.items():
+    for kind, magics in MAGIC.items():
         if data.startswith(magics):
             return {"doc": "a Word/Excel (OLE2) file", "xls": "a Word/Excel (OLE2) file"}.get(
                 kind, f"a {kind.upper()} file"
             )
-    for magic, description in _OTHER_MAGIC:
+    for magic, description in _OTHERMAGIC:
         if data.startswith(magic):
             return description
     return "text" if looks_like_text(data) else "unrecognised binary data"
 
 
 def looks_like_text(data: bytes) -> bool:
+    """HTML is text: something printable near the start and no NUL bytes."""
     head = data[:8192]
     return bool(head.strip()) and b"\x00" not in head
 
@@ -118,7 +119,7 @@ def count_pages(name: str, kind: str, data: bytes) -> int:
         if not looks_like_text(data):
             raise DocumentError(f"{name}: named .html but is {what_it_is(data)}")
         return 1
-    if not data.startswith(_MAGIC[kind]):
+    if not data.startswith(MAGIC[kind]):
         raise DocumentError(f"{name}: named .{name.rpartition('.')[2]} but is {what_it_is(data)}")
     if kind == "pdf":
         return pdf_page_count(name, data)
