@@ -64,5 +64,9 @@ def setup(level: str | int = "INFO", *, stream=None) -> None:
     root.setLevel(level.upper() if isinstance(level, str) else level)
     # zeep's transport dumps whole envelopes (the password, documents) at DEBUG.
     logging.getLogger("zeep.transports").setLevel(logging.WARNING)
+    # Libraries speak at INFO about routine things (every scheduler run, every SMTP connection);
+    # their warnings still get through. With -v they say more, but never DEBUG: aiosmtpd's
+    # mail.log shows AUTH exchanges at DEBUG.
+    quiet = logging.INFO if root.level <= logging.DEBUG else logging.WARNING
     for noisy in ("urllib3", "zeep", "apscheduler", "watchdog", "mail.log", "asyncio"):
-        logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
+        logging.getLogger(noisy).setLevel(quiet)
