@@ -116,6 +116,7 @@ class Outbound:
         self._check_recipient = check_recipient
         self._clock = clock
         self._reporters: dict[str, Reporter] = {}
+        self._on_accepted: dict[str, Reporter] = {}
         self._send_slots = asyncio.Semaphore(provider.concurrency)
         self._in_flight: dict[int, asyncio.Task[Job]] = {}
         self._polling: set[int] = set()
@@ -129,6 +130,14 @@ class Outbound:
     def add_reporter(self, source: str, reporter: Reporter) -> None:
         """``reporter(job)`` runs once a job from ``source`` is final; it must be idempotent."""
         self._reporters[source] = reporter
+
+    def add_acceptance_hook(self, source: str, hook: Reporter) -> None:
+        """``hook(job)`` runs when FAX.de has accepted a job from ``source`` (state submitted).
+
+        Best effort: a hook that raises is logged and not retried, and a crash can fall between
+        the journal's 'submitted' and the hook, so an edge must catch up on its own at start-up.
+        """
+        self._on_accepted[source] = hook
 
     def validate(self, request: SendRequest) -> SendRequest:
         """Recipient rules applied again here, whatever the edge did: no premium number gets past."""
@@ -260,6 +269,12 @@ class Outbound:
             "job %d ✓ FAX.de %d accepted (%d recipient(s), %d page(s))",
             job.id, accepted.faxde_job_id, accepted.recipients_count, accepted.page_count,
         )
+        hook = self._on_accepted.get(job.source)
+        if hook is not None:
+            try:
+                await hook(job)
+            except Exception:
+                log.exception("job %d: the %s edge's acceptance hook failed", job.id, job.source)
         return job
 
     async def _record_failure(self, job: Job, exc: ProviderError, reconciling: bool) -> Job:
