@@ -187,7 +187,11 @@ class FaxDeClient:
         transport = _OfflineTransport(
             session=session, timeout=connect_timeout + timeout, operation_timeout=self._timeouts
         )
-        self._client = zeep.Client(str(wsdl_path), transport=transport)
+        # xml_huge_tree: lxml refuses text nodes over 10 MB by default, and a FaxImage is one
+        # text node — a received fax over ~7.5 MB could never be fetched and would block the
+        # inbox for good. Entities and DTDs stay forbidden (zeep's defaults).
+        settings = zeep.Settings(xml_huge_tree=True)
+        self._client = zeep.Client(str(wsdl_path), transport=transport, settings=settings)
         self._binding = self._client.wsdl.bindings[BINDING]
         self.endpoint = endpoint or self._service_address()
         self._service = self._client.create_service(BINDING, self.endpoint)
