@@ -1,7 +1,11 @@
 """The inbound table: every received fax written to disk, and whether it is deleted on the server yet.
 
-A row is written only after the TIFF is fsynced and renamed into place; DeleteReceived is called
-only for rows that exist. A FaxId seen again (crash between write and delete) is recognised here.
+A fax's life: ``writing`` (its file name is chosen and journaled before the first byte is written, so
+a crash part-way is recognised) → ``stored`` (only after the TIFF is fsynced and renamed into place)
+→ ``deleted`` (DeleteReceived said so). A payload that fails the checks goes ``writing`` →
+``quarantined`` instead and stays on the server. DeleteReceived is called only for rows that are
+``stored`` (or ``quarantined`` and released by the operator). A FaxId seen again (crash between
+write and delete) is recognised here.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from faxbridge.errors import JournalError
 from faxbridge.journal.codec import run_script, to_datetime
 from faxbridge.model import InboundFax
 
@@ -22,13 +27,13 @@ if TYPE_CHECKING:
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS inbound (
     fax_id          INTEGER PRIMARY KEY,     -- FAX.de's FaxId
-    state           TEXT NOT NULL,           -- stored, deleted, quarantined
+    state           TEXT NOT NULL,           -- writing, stored, deleted, quarantined
     called_number   TEXT NOT NULL DEFAULT '',
     received_at     TEXT,                    -- ISO 8601 UTC, as FAX.de gave it
     originator      TEXT NOT NULL DEFAULT '',
     remote_id       TEXT NOT NULL DEFAULT '',
     pages           INTEGER NOT NULL DEFAULT 0,
-    path            TEXT NOT NULL,           -- where the TIFF (or the quarantined payload) is
+    path            TEXT NOT NULL,           -- where the TIFF (or the quarantined payload) is (to be)
     size            INTEGER NOT NULL DEFAULT 0,
     sha256          TEXT NOT NULL DEFAULT '',
     note            TEXT NOT NULL DEFAULT '',  -- page mismatch, quarantine reason …
@@ -42,6 +47,7 @@ CREATE INDEX IF NOT EXISTS inbound_by_state ON inbound (state);
 
 
 class InboundState(enum.StrEnum):
+    WRITING = "writing"  # file name chosen; the file may or may not be in place yet (crash recovery)
     STORED = "stored"  # safely on disk; DeleteReceived not yet confirmed
     DELETED = "deleted"  # on disk and gone from the server
     QUARANTINED = "quarantined"  # payload failed the checks; kept aside and NOT deleted on the server
@@ -78,6 +84,35 @@ class InboundTable:
         rows = self._journal.query("SELECT * FROM inbound WHERE fax_id = ?", (fax_id,))
         return _record(rows[0]) if rows else None
 
+    def begin(self, fax: InboundFax, *, path: str, note: str = "") -> InboundRecord:
+        """Journal the file name a fax is about to be written to, before any byte is written.
+
+        Only a new fax, one still ``writing`` (a crash interrupted it) or a quarantined one whose
+        payload now passes the checks may begin; its path is then replaced by the new one.
+        """
+        now = self._journal.clock()
+        with self._journal.transaction() as db:
+            row = db.execute("SELECT state FROM inbound WHERE fax_id = ?", (fax.fax_id,)).fetchone()
+            if row is not None and row["state"] not in (
+                InboundState.WRITING.value, InboundState.QUARANTINED.value
+            ):
+                raise JournalError(f"inbound fax {fax.fax_id} is already {row['state']}")
+            db.execute(
+                "INSERT INTO inbound (fax_id, state, called_number, received_at, originator,"
+                " remote_id, pages, path, size, note, stored_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (fax_id) DO UPDATE SET state = excluded.state, path = excluded.path,"
+                " size = excluded.size, note = excluded.note",
+                (
+                    fax.fax_id, InboundState.WRITING.value, fax.called_number,
+                    fax.received_at.isoformat() if fax.received_at else None,
+                    fax.originator, fax.remote_id, fax.pages, path, len(fax.image), note, now,
+                ),
+            )
+        result = self.get(fax.fax_id)
+        assert result is not None
+        return result
+
     def record(
         self,
         fax: InboundFax,
@@ -107,12 +142,21 @@ class InboundTable:
         assert result is not None
         return result
 
-    def mark_deleted(self, fax_id: int) -> None:
+    def mark_deleted(self, fax_id: int, note: str = "") -> None:
+        """DeleteReceived succeeded (or said the fax is gone); ``note`` is appended to the row's note."""
         with self._journal.transaction() as db:
             db.execute(
-                "UPDATE inbound SET state = ?, deleted_at = ?, last_error = '' WHERE fax_id = ?",
-                (InboundState.DELETED.value, self._journal.clock(), fax_id),
+                "UPDATE inbound SET state = ?, deleted_at = ?, last_error = '',"
+                " note = CASE WHEN ? = '' THEN note WHEN note = '' THEN ? ELSE note || '; ' || ? END"
+                " WHERE fax_id = ?",
+                (InboundState.DELETED.value, self._journal.clock(), note, note, note, fax_id),
             )
+
+    def in_state(self, state: InboundState) -> list[InboundRecord]:
+        rows = self._journal.query(
+            "SELECT * FROM inbound WHERE state = ? ORDER BY fax_id", (state.value,)
+        )
+        return [_record(r) for r in rows]
 
     def note_delete_failure(self, fax_id: int, error: str) -> None:
         with self._journal.transaction() as db:
@@ -123,10 +167,7 @@ class InboundTable:
             )
 
     def awaiting_delete(self) -> list[InboundRecord]:
-        rows = self._journal.query(
-            "SELECT * FROM inbound WHERE state = ? ORDER BY fax_id", (InboundState.STORED.value,)
-        )
-        return [_record(r) for r in rows]
+        return self.in_state(InboundState.STORED)
 
     def all(self, limit: int = 1000) -> list[InboundRecord]:
         rows = self._journal.query("SELECT * FROM inbound ORDER BY fax_id DESC LIMIT ?", (limit,))
