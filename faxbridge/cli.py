@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("check-config", cmd_check_config, "validate a config file")
 
+    p = command("receive", cmd_receive, "collect received faxes into the inbound folders")
+    p.add_argument("--once", action="store_true", help="one run, then exit (else: every inbound.interval)")
+    p.add_argument("--release", type=int, metavar="FAXID",
+                   help="delete a quarantined fax on FAX.de (its copy stays in quarantine/)")
+
     p = command("simulator", cmd_simulator, "run the FAX.de simulator (for tests and demos)", config=False)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8085)
@@ -297,6 +302,25 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         print(f"{job.id:>6}  {job.state.value:<10} {job.request.job_type.value:<8} "
               f"{job.faxde_job_id or '':>9}  {created:<19}  {who}  {docs}")
     return EXIT_OK
+
+
+def cmd_receive(args: argparse.Namespace) -> int:
+    from faxbridge.adapters import inbox
+
+    config = _load(args)
+    if config.inbound is None:
+        raise FaxbridgeError(f"{args.config}: inbound faxes are not collected (no inbound section, or enabled: false)")
+    logs.setup("DEBUG" if args.verbose else config.logging.level)
+    if args.release is not None:
+        record = asyncio.run(inbox.release(config, args.release))
+        print(f"fax {record.fax_id}: deleted on FAX.de; its copy stays at {record.path}")
+        return EXIT_OK
+
+    def show(report: Any) -> None:
+        print(f"inbound: {report.summary()}", flush=True)
+
+    report = asyncio.run(inbox.receive(config, once=args.once, on_report=show))
+    return EXIT_OK if report.error is None else EXIT_FAILED
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:
