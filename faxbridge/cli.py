@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--release", type=int, metavar="FAXID",
                    help="delete a quarantined fax on FAX.de (its copy stays in quarantine/)")
 
+    p = command("health", cmd_health, "exit 0 when the daemon (or, without metrics.listen, FAX.de) is healthy")
+
     p = command("simulator", cmd_simulator, "run the FAX.de simulator (for tests and demos)", config=False)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8085)
@@ -181,6 +183,45 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args)
     print(f"{args.config}: OK ({len(config.hotfolders)} hotfolder(s), "
           f"SMTP {'on' if config.smtp else 'off'}, inbound {'on' if config.inbound else 'off'})")
+    return EXIT_OK
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    """Ask the running daemon's /healthz; without a status endpoint, probe FAX.de directly."""
+    config = _load(args)
+    listen = config.metrics.listen
+    if listen is not None:
+        import urllib.error
+        import urllib.request
+
+        host = f"[{listen.host}]" if ":" in listen.host else listen.host
+        url = f"http://{host}:{listen.port}/healthz"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                print(response.read().decode().strip())
+                return EXIT_OK
+        except urllib.error.HTTPError as exc:
+            print(exc.read().decode().strip())
+            return EXIT_ERROR
+        except OSError as exc:
+            raise FaxbridgeError(f"the daemon does not answer at {url}: {exc}") from None
+    from faxbridge.daemon import make_provider
+    from faxbridge.errors import ProviderError
+
+    provider = make_provider(config)
+    try:
+        # JobStatus of a job that cannot exist: "job id not found" (5) proves that FAX.de is
+        # reachable and takes the account and password; nothing is sent or fetched.
+        provider.job_status(0)
+    except ProviderError as exc:
+        if exc.code == 5:
+            print(f"FAX.de reachable at {provider.endpoint}; account and password accepted")
+            return EXIT_OK
+        print(f"unhealthy: {exc}")
+        return EXIT_ERROR
+    finally:
+        provider.close()
+    print(f"FAX.de reachable at {provider.endpoint}")
     return EXIT_OK
 
 

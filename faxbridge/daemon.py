@@ -11,13 +11,16 @@ import asyncio
 import contextlib
 import importlib
 import logging
+import os
 import signal
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from faxbridge.adapters import systemd
 from faxbridge.errors import FaxbridgeError
 from faxbridge.journal import Journal
 from faxbridge.model import Job
@@ -26,12 +29,12 @@ from faxbridge.provider import FaxProvider, ProviderCalls
 
 log = logging.getLogger(__name__)
 
-# Edge modules, started in this order and stopped in reverse. Each has
-# ``build(services) -> Edge | None`` (None: not configured).
-EDGE_MODULES = (
-    "faxbridge.adapters.inbox",
-    "faxbridge.adapters.hotfolder",
-    "faxbridge.adapters.smtp",
+# Edge modules, started in this order and stopped in reverse, each only when its config section
+# is there (an unused edge is not even imported). Each has ``build(services) -> Edge | None``.
+EDGE_MODULES: tuple[tuple[str, Callable[[Any], bool]], ...] = (
+    ("faxbridge.adapters.inbox", lambda config: config.inbound is not None),
+    ("faxbridge.adapters.hotfolder", lambda config: bool(config.hotfolders)),
+    ("faxbridge.adapters.smtp", lambda config: config.smtp is not None),
 )
 
 
@@ -147,7 +150,15 @@ def _now_plus(seconds: float):  # -> datetime
 
 
 class Daemon:
-    """The long-running service. ``run()`` blocks until SIGTERM/SIGINT; ``serve()`` is its coroutine."""
+    """The long-running service. ``run()`` blocks until SIGTERM/SIGINT; ``serve()`` is its coroutine.
+
+    SIGHUP re-reads the config file: a valid one replaces the running set-up (intake stops, calls in
+    flight finish, everything starts again on the new config); an invalid one is logged and the
+    daemon carries on with the old one.
+    """
+
+    # /healthz fails once FAX.de has been unreachable this long.
+    UNREACHABLE_GRACE = 300.0
 
     def __init__(
         self,
@@ -164,9 +175,12 @@ class Daemon:
         self.services: Services | None = None
         self.edges: list[Edge] = []
         self.ready: asyncio.Event | None = None  # set once every edge is up (created in serve())
-        self._stop: asyncio.Event | None = None
+        self._wake: asyncio.Event | None = None
+        self._stopping = False
+        self._next_config: Any = None
         self._sender: asyncio.Task[None] | None = None
         self.started_at = time.time()
+        self.reloads = 0
 
     def run(self) -> int:
         try:
@@ -177,45 +191,138 @@ class Daemon:
         return 0
 
     def request_stop(self) -> None:
-        if self._stop is not None:
-            self._stop.set()
+        self._stopping = True
+        if self._wake is not None:
+            self._wake.set()
+
+    def request_reload(self) -> None:
+        """Validate the config file again; switch to it only if it is valid."""
+        if self.config_path is None:
+            log.warning("reload requested, but the daemon was not started from a config file")
+            return
+        from faxbridge.config import load_config
+
+        try:
+            new = load_config(self.config_path)
+        except FaxbridgeError as exc:
+            log.error("reload refused, still running on the previous configuration: %s", exc)
+            return
+        for warning in new.warnings:
+            log.warning("%s", warning)
+        self._next_config = new
+        if self._wake is not None:
+            self._wake.set()
 
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
-        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
         self.ready = asyncio.Event()
+        self._install_signal_handlers(loop)
+        watchdog = loop.create_task(self._watchdog(), name="systemd-watchdog")
+        try:
+            while True:
+                await self._serve_once(loop)
+                if self._stopping or self._next_config is None:
+                    break
+                self.config, self._next_config = self._next_config, None
+                self.reloads += 1
+                log.info("configuration reloaded")
+        finally:
+            watchdog.cancel()
+            systemd.notify("STOPPING=1")
+
+    def _install_signal_handlers(self, loop: asyncio.AbstractEventLoop) -> None:
         signals = 0
 
-        def on_signal(signum: int) -> None:
+        def on_stop(signum: int) -> None:
             nonlocal signals
             signals += 1
             if signals > 1:  # a second signal: the operator means it
                 log.warning("second signal: exiting at once")
-                raise SystemExit(1)
+                os._exit(1)
             log.info("signal %s: shutting down", signal.Signals(signum).name)
+            systemd.notify("STOPPING=1", "STATUS=stopping: finishing calls in flight")
             self.request_stop()
 
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        handlers = {signal.SIGTERM: on_stop, signal.SIGINT: on_stop,
+                    signal.SIGHUP: lambda _signum: self.request_reload()}
+        for signum, handler in handlers.items():
             # Not in the main thread (tests embed the daemon): the embedder stops it instead.
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-                loop.add_signal_handler(signum, on_signal, signum)
+                loop.add_signal_handler(signum, handler, signum)
 
+    async def _serve_once(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert self._wake is not None and self.ready is not None
+        self._wake.clear()
+        self.edges = []
         async with Services(self.config, provider=self._provider) as services:
             self.services = services
             services.outbound.recover()
             self._sender = loop.create_task(services.outbound.run(), name="sender")
-            services.start_scheduler()
-            for module_name in EDGE_MODULES:
-                edge = self._build_edge(module_name, services)
-                if edge is not None:
-                    await edge.start()
-                    self.edges.append(edge)
-                    log.info("%s ready", edge.name)
-            log.info("faxbridge ready (%d edge(s), FAX.de at %s)", len(self.edges),
-                     getattr(services.calls.provider, "endpoint", "?"))
-            self.ready.set()
-            await self._stop.wait()
-            await self._shutdown(services)
+            status_server: asyncio.AbstractServer | None = None
+            # Whatever fails during start-up, what was started is stopped in order.
+            try:
+                services.start_scheduler()
+                for module_name, configured in EDGE_MODULES:
+                    if not configured(self.config):
+                        continue
+                    edge = self._build_edge(module_name, services)
+                    if edge is not None:
+                        await edge.start()
+                        self.edges.append(edge)
+                        log.info("%s ready", edge.name)
+                status_server = await self._start_status_server()
+                log.info("faxbridge ready (%d edge(s), FAX.de at %s)", len(self.edges),
+                         getattr(services.calls.provider, "endpoint", "?"))
+                self.ready.set()
+                systemd.notify("READY=1", f"STATUS=ready: {', '.join(e.name for e in self.edges) or 'no edges'}")
+                await self._wake.wait()
+                if not self._stopping:
+                    systemd.notify("RELOADING=1", "STATUS=reloading the configuration")
+            finally:
+                self.ready.clear()
+                await self._shutdown(services)
+                if status_server is not None:
+                    status_server.close()
+                    await status_server.wait_closed()
+
+    async def _start_status_server(self) -> asyncio.AbstractServer | None:
+        listen = self.config.metrics.listen
+        if listen is None:
+            return None
+        from faxbridge.adapters import metrics
+
+        return await metrics.start_server(self, listen.host, listen.port)
+
+    async def _watchdog(self) -> None:
+        """WATCHDOG=1 from the event loop itself: if the loop hangs, the pings stop and systemd
+        restarts the service."""
+        interval = systemd.watchdog_interval()
+        if interval is None:
+            return
+        while True:
+            systemd.notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
+
+    def problems(self) -> list[str]:
+        """What makes the daemon unhealthy right now; empty when all is well."""
+        found: list[str] = []
+        services = self.services
+        if services is None or self.ready is None or not self.ready.is_set():
+            return ["not ready"]
+        since = services.calls.unreachable_since
+        if since is not None and time.time() - since > self.UNREACHABLE_GRACE:
+            found.append(f"FAX.de unreachable for {time.time() - since:.0f} s")
+        if services.outbound.paused:
+            found.append(f"sending paused: {services.outbound.paused}")
+        if self._sender is not None and self._sender.done():
+            found.append("the sender task has stopped")
+        for edge in self.edges:
+            health = getattr(edge, "health", None)
+            problem = health() if callable(health) else None
+            if problem:
+                found.append(f"{edge.name}: {problem}")
+        return found
 
     def _build_edge(self, module_name: str, services: Services) -> Edge | None:
         try:
@@ -229,9 +336,11 @@ class Daemon:
     async def _shutdown(self, services: Services) -> None:
         # 1. stop intake: nothing new is accepted from here on
         for edge in reversed(self.edges):
-            with contextlib.suppress(Exception):
+            try:
                 await edge.stop_intake()
-        if services.scheduler is not None:
+            except Exception:
+                log.exception("%s: stopping intake failed", edge.name)
+        if services.scheduler is not None and services.scheduler.running:
             services.scheduler.shutdown(wait=False)
         # 2. let SendJob calls in flight finish and be recorded
         await services.outbound.stop(self.drain_timeout)
@@ -240,6 +349,8 @@ class Daemon:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sender
         for edge in reversed(self.edges):
-            with contextlib.suppress(Exception):
+            try:
                 await edge.close()
-        log.info("faxbridge stopped")
+            except Exception:
+                log.exception("%s: closing failed", edge.name)
+        log.info("faxbridge stopped" if self._stopping else "faxbridge restarting for the new configuration")

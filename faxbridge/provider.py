@@ -12,6 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TypeVar
 
+from faxbridge.errors import ProviderError
 from faxbridge.model import Accepted, InboundFax, JobStatusReport, SendRequest
 
 T = TypeVar("T")
@@ -26,6 +27,28 @@ class FaxProvider(Protocol):
     def close(self) -> None: ...
 
 
+# Latency buckets in seconds for the Prometheus histogram (a SendJob with 20 MB takes seconds).
+LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class CallStats:
+    """Counts and latencies of provider calls, by operation and outcome ("ok", a code, "transport")."""
+
+    def __init__(self) -> None:
+        self.calls: dict[tuple[str, str], int] = {}
+        self.buckets: dict[str, list[int]] = {}
+        self.latency_sum: dict[str, float] = {}
+
+    def observe(self, operation: str, outcome: str, seconds: float) -> None:
+        self.calls[operation, outcome] = self.calls.get((operation, outcome), 0) + 1
+        counts = self.buckets.setdefault(operation, [0] * (len(LATENCY_BUCKETS) + 1))
+        for i, bound in enumerate(LATENCY_BUCKETS):
+            if seconds <= bound:
+                counts[i] += 1
+        counts[-1] += 1  # +Inf: every observation
+        self.latency_sum[operation] = self.latency_sum.get(operation, 0.0) + seconds
+
+
 class ProviderCalls:
     """Runs the synchronous provider in a bounded pool of worker threads.
 
@@ -38,25 +61,33 @@ class ProviderCalls:
         self.concurrency = concurrency
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="faxde")
         self.in_flight = 0
-        self.last_success: float | None = None
-        self.last_failure: float | None = None
-        self.latencies: dict[str, list[float]] = {}
+        # Since when FAX.de cannot be reached at all (transport errors only; any answer, even
+        # an error code, proves it reachable). For health checks.
+        self.unreachable_since: float | None = None
+        self.stats = CallStats()
 
     async def run(self, operation: str, fn: Callable[..., T], *args: object) -> T:
         loop = asyncio.get_running_loop()
         self.in_flight += 1
         started = time.monotonic()
+        outcome = "ok"
         try:
             # Thread seam: the zeep call runs in the provider pool.
             result = await loop.run_in_executor(self._pool, fn, *args)
+        except ProviderError as exc:
+            outcome = str(exc.code) if exc.code is not None else "transport"
+            if exc.code is None:
+                self.unreachable_since = self.unreachable_since or time.time()
+            else:
+                self.unreachable_since = None
+            raise
         except Exception:
-            self.last_failure = time.time()
+            outcome = "exception"
             raise
         finally:
             self.in_flight -= 1
-            self.latencies.setdefault(operation, []).append(time.monotonic() - started)
-            del self.latencies[operation][:-1000]
-        self.last_success = time.time()
+            self.stats.observe(operation, outcome, time.monotonic() - started)
+        self.unreachable_since = None
         return result
 
     async def send_job(self, request: SendRequest) -> Accepted:

@@ -282,6 +282,13 @@ class JobsTable:
         rows = self._journal.query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
         return {r["state"]: r["n"] for r in rows}
 
+    def counts_by_state_and_type(self) -> dict[tuple[str, str], int]:
+        rows = self._journal.query(
+            "SELECT state, json_extract(request, '$.job_type') AS job_type, COUNT(*) AS n"
+            " FROM jobs GROUP BY state, job_type"
+        )
+        return {(r["state"], r["job_type"]): r["n"] for r in rows}
+
     def oldest_unfinished_created_at(self) -> float | None:
         finals = tuple(s.value for s in JobState if s.is_final)
         rows = self._journal.query(
