@@ -354,6 +354,7 @@ class Inbound:
         except ProviderError as exc:
             if exc.code == DELETE_UNKNOWN_FAX:
                 self.journal.inbound.mark_deleted(fax_id, note="FAX.de no longer had it")
+                report.deleted += 1
                 log.info("fax %d was already gone from FAX.de", fax_id)
                 return True
             with contextlib.suppress(JournalError):

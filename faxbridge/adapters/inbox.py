@@ -367,10 +367,14 @@ class InboxEdge:
     def blocked_by(self) -> int | None:
         return self.core.blocked_by
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> str | None:
+        """The daemon's health check: the problem, or None when the last run went through."""
+        return self.core.last_error
+
+    def status(self) -> dict[str, Any]:
+        """Details for an operator: the last run and the journal's counts by state."""
         report = self.core.last_report
         return {
-            "ok": self.core.last_error is None,
             "last_error": self.core.last_error,
             "blocked_by": self.core.blocked_by,
             "last_run": report.started.isoformat() if report else None,
@@ -448,17 +452,17 @@ def build(services: Any) -> InboxEdge | None:
 # -- the command line's `faxbridge receive` --------------------------------------------------
 
 
-async def receive(config: Config, *, once: bool = True,
+async def receive(config: Config, *, once: bool = True, wait_for_lock: float = 30.0,
                   on_report: Callable[[RunReport], None] = lambda report: None) -> RunReport:
     """Collect from the command line: one run (``once``), or one every inbound.interval until
-    interrupted. Waits a while for a run of the daemon to end instead of failing at once."""
+    interrupted. Waits up to ``wait_for_lock`` seconds for a run of the daemon to end."""
     from faxbridge.daemon import Services
 
     assert config.inbound is not None
     async with Services(config) as services:
         core = make_core(services)
         while True:
-            report = await core.run_once(wait_for_lock=30.0)
+            report = await core.run_once(wait_for_lock=wait_for_lock)
             on_report(report)
             if once:
                 return report
