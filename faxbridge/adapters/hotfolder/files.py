@@ -1,0 +1,263 @@
+"""The file moves of a hotfolder: claiming a unit, and placing it in sent/ or failed/ afterwards.
+
+Claim: the unit's files are renamed into ``FOLDER/.faxbridge/processing/<token>/`` — one
+``rename(2)`` each, on the same file system, so exactly one taker wins and nobody sees half a
+move. A manifest (``.claim.json``) is written first, and the folders are fsynced before the job is
+journaled, so a crash at any point leaves either the files in the folder or a claim that the
+next start finishes (claims.recover). The journaled Document.path points into the claim, which
+stays put until FAX.de has accepted the job; so a reconciling re-send still finds the bytes.
+
+Everything here blocks (renames, fsyncs, copies): call it from a worker thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from faxbridge.adapters.hotfolder.names import (
+    ERROR_SUFFIX,
+    REPORT_SUFFIX,
+    decode_name,
+    display_name,
+    encode_name,
+    split_name,
+    with_suffix,
+)
+from faxbridge.adapters.reports import fsync_dir, write_atomically
+
+CLAIM_AREA: Final = Path(".faxbridge") / "processing"
+MANIFEST: Final = ".claim.json"
+
+Signature = tuple[int, int, int]  # size, mtime_ns, inode: what "unchanged" means
+
+
+@dataclass(frozen=True)
+class ClaimedFile:
+    original: str  # the name in the folder (may hold surrogates: not UTF-8 on disk)
+    claimed: str  # the name inside the claim (display_name: valid text)
+    document: bool
+
+
+@dataclass(frozen=True)
+class Claim:
+    folder: Path
+    dir: Path
+    files: tuple[ClaimedFile, ...]
+    key: str  # the unit's decisive original name (its stem names reports)
+
+    @property
+    def ref(self) -> str:
+        """The journal's source_ref: one claim, one job, whatever rescans and restarts happen."""
+        return str(self.dir)
+
+    @property
+    def stem(self) -> str:
+        return split_name(self.key)[0]
+
+    def path(self, f: ClaimedFile) -> Path:
+        return self.dir / f.claimed
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "folder": str(self.folder),
+            "key": encode_name(self.key),
+            "files": [[encode_name(f.original), f.claimed, f.document] for f in self.files],
+        }
+
+    @classmethod
+    def from_json(cls, directory: Path, data: dict[str, Any]) -> Claim:
+        return cls(
+            folder=Path(data["folder"]),
+            dir=directory,
+            files=tuple(ClaimedFile(decode_name(o), c, bool(d)) for o, c, d in data["files"]),
+            key=decode_name(data["key"]),
+        )
+
+
+class ClaimError(OSError):
+    """The decisive file could not be claimed for another reason than being gone."""
+
+
+def signature(path: Path) -> Signature | None:
+    """size, mtime, inode of a regular file or symlink (not followed); None if gone or special."""
+    try:
+        st = path.lstat()
+    except OSError:
+        return None
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def list_folder(folder: Path) -> list[tuple[str, Signature]]:
+    """Regular files (and symlinks, which are refused later) directly in ``folder``."""
+    found = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue  # vanished or unreadable entry: the next look sees it again
+            if stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+                found.append((entry.name, (st.st_size, st.st_mtime_ns, st.st_ino)))
+    return found
+
+
+def claim(folder: Path, token: str, key: str, documents: Sequence[str], sidecars: Sequence[str]) -> Claim | None:
+    """Move a unit into its claim. None when the decisive file ``key`` is gone (someone else took it)."""
+    directory = folder / CLAIM_AREA / token
+    directory.mkdir(parents=True)
+    order = [key] + [n for n in [*documents, *sidecars] if n != key]
+    docs = set(documents)
+    files, used = [], set()
+    for original in order:
+        claimed = _unique(display_name(original), used)
+        files.append(ClaimedFile(original, claimed, original in docs))
+    planned = Claim(folder, directory, tuple(files), key)
+    write_atomically(directory / MANIFEST, json.dumps(planned.to_json()).encode("utf-8"))
+    taken: list[ClaimedFile] = []
+    for f in planned.files:
+        try:
+            os.rename(folder / f.original, directory / f.claimed)
+        except FileNotFoundError:
+            if f.original == key:
+                release(directory)
+                return None
+            continue  # a sidecar deleted in the meantime: the job goes without it
+        except OSError as exc:
+            if f.original == key:
+                release(directory)
+                raise ClaimError(exc.errno, f"cannot take {display_name(key)}: {exc.strerror}") from None
+            continue
+        taken.append(f)
+    result = Claim(folder, directory, tuple(taken), key)
+    if len(taken) != len(planned.files):
+        write_atomically(directory / MANIFEST, json.dumps(result.to_json()).encode("utf-8"))
+    # Durable before the job is journaled: after a power cut the file must not reappear in the
+    # folder while the journal already holds a job for it (it would be taken twice).
+    fsync_dir(directory)
+    fsync_dir(folder)
+    return result
+
+
+def _unique(name: str, used: set[str]) -> str:
+    base, ext = split_name(name)
+    candidate, n = name, 1
+    while candidate in used:
+        n += 1
+        candidate = f"{base} ({n}){ext}"
+    used.add(candidate)
+    return candidate
+
+
+def read_claim(directory: Path) -> Claim | None:
+    try:
+        data = json.loads((directory / MANIFEST).read_bytes())
+        return Claim.from_json(directory, data)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def release(directory: Path) -> None:
+    """Forget a claim whose files are all gone (moved on, or never taken)."""
+    try:
+        (directory / MANIFEST).unlink(missing_ok=True)
+        directory.rmdir()
+    except OSError:
+        pass
+
+
+def put_back(c: Claim) -> list[str]:
+    """Undo an unfinished claim: its files return to the folder (never over a newer file).
+
+    Returns the names that could not go back (left in the claim, reported by the caller)."""
+    stuck = []
+    for f in c.files:
+        src = c.path(f)
+        if not src.exists() and not src.is_symlink():
+            continue
+        target = c.folder / f.original
+        if target.exists() or target.is_symlink():
+            stuck.append(f.original)
+            continue
+        os.rename(src, target)
+    fsync_dir(c.folder)
+    if not stuck:
+        release(c.dir)
+    return stuck
+
+
+def present(c: Claim) -> bool:
+    """All of the claim's files are still in it."""
+    return all(c.path(f).exists() or c.path(f).is_symlink() for f in c.files)
+
+
+# -- placing in sent/ and failed/ ---------------------------------------------------------
+
+
+def report_name(claim_stem: str, suffix: str, kind: str) -> str:
+    return f"{claim_stem}{suffix}{REPORT_SUFFIX if kind == 'report' else ERROR_SUFFIX}"
+
+
+def choose_suffix(target: Path, originals: Sequence[str], claim_stem: str, fallback: str) -> str:
+    """"" or " (2)", " (3)" … so that none of the unit's names (nor its reports) exists in target."""
+    for n in range(1, 1000):
+        suffix = "" if n == 1 else f" ({n})"
+        names = [with_suffix(o, suffix) for o in originals]
+        names += [report_name(claim_stem, suffix, "report"), report_name(claim_stem, suffix, "error")]
+        if not any(os.path.lexists(target / name) for name in names):
+            return suffix
+    return f" ({fallback})"
+
+
+def move_file(src: Path, dst: Path) -> None:
+    """rename(2), or copy + fsync + rename + unlink when sent/ is on another file system."""
+    try:
+        os.rename(src, dst)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    fd, tmp = tempfile.mkstemp(prefix=".faxbridge-", suffix=".tmp", dir=dst.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as source:
+            shutil.copyfileobj(source, out, 1 << 20)
+            out.flush()
+            os.fsync(out.fileno())
+        shutil.copystat(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    os.unlink(src)
+
+
+def move_all(moves: Sequence[tuple[Sequence[Path], Path]]) -> list[Path]:
+    """Move each file from the first of its candidate places that holds it to its destination.
+
+    A file found in none of them but at its destination was moved by an earlier attempt (a retry
+    after a crash). Returns the destinations of files found nowhere."""
+    lost = []
+    touched: set[Path] = set()
+    for sources, dst in moves:
+        src = next((s for s in sources if s != dst and os.path.lexists(s)), None)
+        if src is not None:
+            if os.path.lexists(dst):  # someone else's file: never overwrite it
+                raise FileExistsError(errno.EEXIST, "already exists", str(dst))
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            move_file(src, dst)
+            touched.add(dst.parent)
+        elif not os.path.lexists(dst):
+            lost.append(dst)
+    for folder in touched:
+        fsync_dir(folder)
+    return lost

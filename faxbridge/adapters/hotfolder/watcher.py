@@ -1,0 +1,445 @@
+"""One hotfolder: noticing files, deciding when each is complete, and taking units to the core.
+
+A file is taken once it is complete and quiet for the settle time:
+* complete by event: closed after writing (inotify IN_CLOSE_WRITE) or renamed/moved in (IN_MOVED_TO);
+  a file that was created or written to and not closed yet is still being written, however long
+  the writer pauses;
+* complete by looking: a file found by a scan (start-up, rescan, polling mode) whose size, mtime
+  and inode do not change over the settle time (in polling mode: at least one poll interval);
+  a file still "being written" that two rescans find unchanged lost its close event (inotify
+  overflow), and is complete too.
+Everything here runs on the event loop; file-system work goes to worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from faxbridge import documents
+from faxbridge.adapters.hotfolder import files, outcome
+from faxbridge.adapters.hotfolder.files import Claim
+from faxbridge.adapters.hotfolder.instructions import (
+    Prepared,
+    Refusal,
+    UnitFiles,
+    prepare_request,
+    sidecar_files,
+)
+from faxbridge.adapters.hotfolder.names import (
+    display_name,
+    ignored,
+    is_csv,
+    is_yaml,
+    recipient_from_name,
+    stem,
+)
+from faxbridge.adapters.hotfolder.plan import BundleFiles, Unit, plan_units
+from faxbridge.config import HotfolderConfig
+from faxbridge.errors import DocumentError, DuplicateJobError, FaxbridgeError, JournalError, NumberError
+from faxbridge.model import JobState
+from faxbridge.outbound import mask_number
+
+if TYPE_CHECKING:
+    from faxbridge.adapters.hotfolder.edge import HotfolderEdge
+
+log = logging.getLogger("faxbridge.adapters.hotfolder")
+
+_WRITING, _COMPLETE, _UNKNOWN, _BLOCKED = "writing", "complete", "unknown", "blocked"
+_sequence = itertools.count(1)
+
+
+@dataclass
+class Tracked:
+    """What the watcher knows about one name in the folder."""
+
+    state: str
+    sig: files.Signature | None = None  # at the last look (None: only events seen so far)
+    scan_sig: files.Signature | None = None  # at the last periodic scan
+    settled: bool = False  # complete and quiet for the settle time
+    gen: int = 0  # bumped by every event: stale timers and checks recognise themselves
+    seq: int = 0  # global order of the last change, to tell it from a scan that started earlier
+    timer: asyncio.TimerHandle | None = None
+
+
+class FolderWatcher:
+    def __init__(self, edge: HotfolderEdge, index: int, config: HotfolderConfig) -> None:
+        self.edge = edge
+        self.index = index
+        self.config = config
+        self.folder = config.path
+        self.key = os.fspath(config.path)
+        self.label = config.path.name or self.key
+        self.polling = config.polling
+        self.watch: Any = None  # watchdog's ObservedWatch while inotify watches the folder
+        self.tracked: dict[str, Tracked] = {}
+        self.busy: set[str] = set()
+        self._plan_task: asyncio.Task[None] | None = None
+        self._replan = False
+        self._stopping = False
+        self._bundle_cache: dict[str, tuple[tuple[int, int], BundleFiles]] = {}
+        self._said: dict[str, str] = {}  # things logged once, until they change
+
+    # -- timing ------------------------------------------------------------------------------
+
+    @property
+    def settle(self) -> float:
+        return self.config.settle_time
+
+    @property
+    def stability(self) -> float:
+        """How long a file found by looking must stay unchanged to count as complete."""
+        window = max(self.config.settle_time, 0.2)
+        return max(window, self.config.poll_interval) if self.polling else window
+
+    def say_once(self, key: str, level: int, message: str, *args: Any) -> None:
+        text = message % args if args else message
+        if self._said.get(key) != text:
+            self._said[key] = text
+            log.log(level, "hotfolder %s: %s", self.label, text)
+
+    def unsay(self, key: str) -> None:
+        self._said.pop(key, None)
+
+    # -- events (from watchdog, via the loop) -----------------------------------------------
+
+    def on_event(self, kind: str, name: str, closes: bool) -> None:
+        """``kind``: created, modified, closed, moved_in, gone. ``closes``: this observer reports
+        closes (inotify); otherwise a write is judged by looking, like in polling mode."""
+        if self._stopping or ignored(name):
+            return
+        if kind == "gone":
+            self._forget(name)
+            return
+        t = self.tracked.get(name)
+        if t is None:
+            t = self.tracked[name] = Tracked(_UNKNOWN)
+        t.gen += 1
+        t.seq = next(_sequence)
+        t.settled = False
+        if kind in ("created", "modified"):
+            if closes:
+                t.state = _WRITING  # the close (or a rescan) will say when it is done
+                self._cancel(t)
+                return
+            t.state, t.sig = _UNKNOWN, None
+            self._arm(name, t, self.stability)
+        else:  # closed after writing, or renamed/moved into the folder: complete
+            t.state = _COMPLETE
+            self._arm(name, t, self.settle)
+
+    def _forget(self, name: str) -> None:
+        t = self.tracked.pop(name, None)
+        if t is not None:
+            self._cancel(t)
+
+    def _cancel(self, t: Tracked) -> None:
+        if t.timer is not None:
+            t.timer.cancel()
+            t.timer = None
+
+    def _arm(self, name: str, t: Tracked, delay: float) -> None:
+        self._cancel(t)
+        t.timer = asyncio.get_running_loop().call_later(delay, self._fire, name, t.gen)
+
+    def _fire(self, name: str, gen: int) -> None:
+        t = self.tracked.get(name)
+        if t is None or t.gen != gen or self._stopping:
+            return
+        t.timer = None
+        self.edge.spawn(self._check(name, gen))
+
+    async def _check(self, name: str, gen: int) -> None:
+        t = self.tracked.get(name)
+        if t is None or t.gen != gen or name in self.busy or t.state in (_WRITING, _BLOCKED):
+            return
+        if t.state == _UNKNOWN:
+            sig = await asyncio.to_thread(files.signature, self.folder / name)
+            if self.tracked.get(name) is not t or t.gen != gen:
+                return  # an event came while we looked
+            if sig is None:
+                self._forget(name)
+                return
+            if sig != t.sig:
+                t.sig = sig
+                self._arm(name, t, self.stability)
+                return
+            t.state = _COMPLETE
+        t.settled = True
+        self.request_plan()
+
+    # -- looking (start-up, rescan, polling) ---------------------------------------------------
+
+    async def scan(self, *, periodic: bool) -> None:
+        """List the folder; new files are checked for stability, missed changes noticed."""
+        if self._stopping:
+            return
+        started = next(_sequence)
+        try:
+            entries = await asyncio.to_thread(self._list)
+        except FileNotFoundError:
+            self.say_once("folder", logging.ERROR, "the folder %s does not exist (waiting for it)", self.key)
+            return
+        except OSError as exc:
+            self.say_once("folder", logging.ERROR, "cannot list %s: %s", self.key, exc.strerror or exc)
+            return
+        self.unsay("folder")
+        seen: set[str] = set()
+        for name, sig in entries:
+            if ignored(name):
+                continue
+            seen.add(name)
+            t = self.tracked.get(name)
+            if t is None:
+                t = self.tracked[name] = Tracked(_UNKNOWN, sig=sig, seq=next(_sequence))
+                self._arm(name, t, self.stability)
+            elif name not in self.busy and t.seq <= started:
+                if t.state == _WRITING and periodic and t.scan_sig == sig:
+                    # Unchanged across two rescans with no close seen: the event was lost.
+                    t.state = _COMPLETE
+                    self._arm(name, t, self.settle)
+                elif t.state == _BLOCKED and periodic:
+                    t.state, t.sig = _UNKNOWN, sig
+                    self._arm(name, t, self.stability)
+                elif t.state in (_COMPLETE, _UNKNOWN) and t.sig is not None and sig != t.sig:
+                    t.gen += 1  # changed behind our back (polling mode, lost events)
+                    t.state, t.sig, t.settled = _UNKNOWN, sig, False
+                    self._arm(name, t, self.stability)
+                elif t.sig is None:
+                    t.sig = sig
+            t.scan_sig = sig
+        for name in [n for n, t in self.tracked.items() if n not in seen and n not in self.busy]:
+            if self.tracked[name].seq <= started:
+                self._forget(name)
+        self.request_plan()
+
+    def _list(self) -> list[tuple[str, files.Signature]]:
+        if not self.folder.is_dir():
+            raise FileNotFoundError(self.key)
+        return files.list_folder(self.folder)
+
+    # -- planning: which units are ready ----------------------------------------------------
+
+    def request_plan(self) -> None:
+        if self._stopping:
+            return
+        if self._plan_task is not None and not self._plan_task.done():
+            self._replan = True
+            return
+        self._plan_task = self.edge.spawn(self._plan())
+
+    async def _plan(self) -> None:
+        while not self._stopping:
+            self._replan = False
+            ready = {n for n, t in self.tracked.items() if t.settled and n not in self.busy}
+            waiting = {n for n in self.tracked if n not in ready and n not in self.busy}
+            yamls = sorted(n for n in ready if is_yaml(n))
+            bundles = await asyncio.to_thread(self._read_bundles, yamls) if yamls else {}
+            for unit in plan_units(ready, waiting | self.busy, bundles):
+                if all(n in self.tracked and self.tracked[n].settled and n not in self.busy
+                       for n in unit.names):
+                    self._take(unit)
+            if not self._replan:
+                return
+
+    def _read_bundles(self, names: list[str]) -> dict[str, BundleFiles]:
+        """Each ready YAML's ``files`` (cached by size and mtime: rereading 200 is wasted work)."""
+        result: dict[str, BundleFiles] = {}
+        for name in names:
+            path = self.folder / name
+            try:
+                st = path.stat()
+                cached = self._bundle_cache.get(name)
+                if cached is not None and cached[0] == (st.st_size, st.st_mtime_ns):
+                    result[name] = cached[1]
+                    continue
+                data = path.read_bytes()[: 1 << 20]
+            except OSError:
+                continue
+            listed = sidecar_files(data, display_name(name))
+            self._bundle_cache[name] = ((st.st_size, st.st_mtime_ns), listed)
+            result[name] = listed
+        return result
+
+    # -- taking a unit ---------------------------------------------------------------------
+
+    def _take(self, unit: Unit) -> None:
+        self.busy.update(unit.names)
+        gens = {n: self.tracked[n].gen for n in unit.names}
+        token = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(4)
+        claim_dir = os.fspath(self.folder / files.CLAIM_AREA / token)
+        self.edge.active_claims.add(claim_dir)
+
+        async def take() -> None:
+            try:
+                async with self.edge.slots:
+                    await self._claim_and_handle(unit, token, gens)
+            finally:
+                self.busy.difference_update(unit.names)
+                self.edge.active_claims.discard(claim_dir)
+                self.request_plan()
+
+        self.edge.spawn(take())
+
+    async def _claim_and_handle(self, unit: Unit, token: str, gens: dict[str, int]) -> None:
+        if self._stopping:
+            return
+        try:
+            claim = await asyncio.to_thread(
+                files.claim, self.folder, token, unit.key, unit.documents, unit.sidecars
+            )
+        except OSError as exc:
+            self.say_once(f"claim:{unit.key}", logging.WARNING, "cannot take %s: %s (trying again at the next rescan)",
+                          display_name(unit.key), exc.strerror or exc)
+            for name in unit.names:
+                t = self.tracked.get(name)
+                if t is not None and t.gen == gens[name]:
+                    t.state, t.settled = _BLOCKED, False
+            return
+        for name in unit.names:
+            t = self.tracked.get(name)
+            if t is not None and t.gen == gens[name]:
+                self._forget(name)  # gone from the folder; a newer file of that name stays tracked
+        if claim is None:
+            return
+        self.unsay(f"claim:{unit.key}")
+        if unit.problem:
+            await self._refuse(claim, Refusal(unit.problem, "Rename or regroup the files and drop them in again."))
+            return
+        await self.handle_claim(claim)
+
+    async def handle_claim(self, claim: Claim) -> None:
+        """Check a claimed unit, journal it as a job, or send it to failed/ with the reason."""
+        label = self._label(claim)
+        try:
+            prepared = await asyncio.to_thread(self._prepare, claim)
+            job = await self.edge.services.outbound.submit(
+                prepared.request,
+                source=outcome.SOURCE,
+                source_ref=claim.ref,
+                meta=outcome.job_meta(claim, self.config, label),
+            )
+        except JournalError as exc:
+            # Nothing is lost: the claim stays and the next rescan tries again.
+            log.error("hotfolder %s: %s could not be journaled (%s); trying again later", self.label, label, exc)
+        except (Refusal, DocumentError, NumberError, DuplicateJobError, FaxbridgeError) as exc:
+            await self._refuse(claim, exc)
+        except Exception as exc:  # a bug must not leave the file hidden in the claim area
+            log.exception("hotfolder %s: %s: unexpected error", self.label, label)
+            await self._refuse(claim, Refusal(f"internal error: {type(exc).__name__}: {exc}",
+                                              "Check the faxbridge log; drop the document in again."))
+        else:
+            if job.state is JobState.QUEUED and job.attempts == 0:
+                log.debug("hotfolder %s: %s is job %d", self.label, label, job.id)
+
+    def _prepare(self, claim: Claim) -> Prepared:
+        docs, yaml, csv = [], None, None
+        for f in claim.files:
+            path = claim.path(f)
+            if f.document:
+                if path.is_symlink():
+                    raise Refusal(f"{f.claimed}: a symbolic link; faxbridge sends only files dropped into the folder",
+                                  "Copy the document itself into the folder.")
+                docs.append((f.claimed, path))
+            elif is_yaml(f.original) and yaml is None:
+                yaml = (f.claimed, path)
+            elif is_csv(f.original) and csv is None:
+                csv = (f.claimed, path)
+        prepared = prepare_request(
+            UnitFiles(tuple(docs), yaml, csv), self.config, self.edge.services.config.numbers.policy()
+        )
+        limits = self.edge.services.config.documents.limits()
+        for document in prepared.request.documents:
+            documents.inspect(document.path, document.filename, limits)
+        return prepared
+
+    async def _refuse(self, claim: Claim, exc: Exception) -> None:
+        reason = str(exc)
+        action = getattr(exc, "action", "") or _action_for(exc)
+        try:
+            path = await outcome.refuse(claim, self.config.failed_dir, reason, action, claim.dir.name)
+        except OSError as err:
+            log.error("hotfolder %s: cannot move %s to %s: %s (left in %s)", self.label,
+                      display_name(claim.key), self.config.failed_dir, err, claim.dir)
+            return
+        log.warning("hotfolder %s: ✗ %s → %s: %s", self.label, self._label(claim),
+                    display_name(os.fspath(path.parent)), reason.splitlines()[0])
+
+    def _label(self, claim: Claim) -> str:
+        name = display_name(claim.key)
+        from_name = recipient_from_name(stem(name))
+        if from_name is not None:
+            name = name.replace(from_name.number, mask_number(from_name.number), 1)
+        return f"{self.label}/{name}"
+
+    # -- claims an earlier run left behind -------------------------------------------------
+
+    async def recover(self) -> None:
+        """Finish what a crash interrupted: unjournaled claims are checked and journaled (all
+        files there) or put back (some missing); accepted jobs still in the claim go to sent/."""
+        area = self.folder / files.CLAIM_AREA
+        try:
+            dirs = await asyncio.to_thread(lambda: sorted(p for p in area.iterdir() if p.is_dir()))
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            self.say_once("recover", logging.ERROR, "cannot read %s: %s", area, exc.strerror or exc)
+            return
+        jobs = self.edge.services.journal.jobs
+        for directory in dirs:
+            ref = os.fspath(directory)
+            if ref in self.edge.active_claims or self._stopping:
+                continue
+            job = jobs.by_source(outcome.SOURCE, ref)
+            if job is not None:
+                if job.state is JobState.SUBMITTED and not _placed_in(job, "sent_dir"):
+                    await self.edge.outcomes.accepted(job)
+                elif job.state.is_final and job.reported_at is not None:
+                    await asyncio.to_thread(files.release, directory)
+                continue
+            claim = await asyncio.to_thread(files.read_claim, directory)
+            if claim is None:
+                await asyncio.to_thread(files.release, directory)  # crashed before its manifest
+                continue
+            self.edge.active_claims.add(ref)
+            try:
+                if await asyncio.to_thread(files.present, claim):
+                    log.info("hotfolder %s: resuming %s, taken before a restart", self.label, self._label(claim))
+                    await self.handle_claim(claim)
+                else:
+                    stuck = await asyncio.to_thread(files.put_back, claim)
+                    if stuck:
+                        log.warning("hotfolder %s: an interrupted claim in %s holds %s; a newer file of"
+                                    " that name is in the folder", self.label, directory,
+                                    ", ".join(display_name(n) for n in stuck))
+            finally:
+                self.edge.active_claims.discard(ref)
+
+    def stop(self) -> None:
+        self._stopping = True
+        for t in self.tracked.values():
+            self._cancel(t)
+
+
+def _placed_in(job: Any, key: str) -> bool:
+    placed = job.meta.get("placed")
+    return bool(placed) and Path(placed["dir"]) == Path(job.meta[key])
+
+
+def _action_for(exc: Exception) -> str:
+    if isinstance(exc, DocumentError):
+        return ("Check that the document opens, is not password-protected, and is of the type its name"
+                " says (PDF, TIF, DOC, XLS, HTML, BMP); then drop it in again.")
+    if isinstance(exc, NumberError):
+        return "Correct the number (with area code, e.g. 040 1234567 or +49 40 1234567) and drop the file in again."
+    if isinstance(exc, DuplicateJobError):
+        return (f"It was not sent again. If it really must go twice, send it with `faxbridge send --force`"
+                f" (see job {exc.existing_job_id} with `faxbridge status {exc.existing_job_id}`).")
+    return "Correct the problem and drop the document in again."
