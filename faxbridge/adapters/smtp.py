@@ -1,0 +1,406 @@
+"""The SMTP edge: mail to ``+4940…@fax.example.com`` becomes SendJobs, and the sender gets a report.
+
+aiosmtpd speaks SMTP on the daemon's own event loop (``loop.create_server``; no Controller thread).
+The handler (smtp_handler) decides who may send what and answers 250 to DATA only once the mail is
+fsynced in the spool and journaled (journal/mail.py). Everything slow happens after that, from the
+spool: reading MIME, checking and merging documents (smtp_mail, in a worker thread) and submitting
+one job per part to the outbound core — idempotently, so a mail processed again after a crash never
+makes a second job. When a job is final, its report goes to the sender through the relay queue
+(relay.py), and the archived .eml gets NAME.status.csv beside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import os
+import secrets
+import shutil
+import socket
+import ssl
+from pathlib import Path
+from typing import Any, Final
+
+from aiosmtpd.smtp import SMTP
+
+from faxbridge.adapters.relay import Relay, relay_for
+from faxbridge.adapters.reports import fsync_dir, write_atomically
+from faxbridge.adapters.smtp_auth import Authenticator, install_log_filter
+from faxbridge.adapters.smtp_handler import REPLIES, FaxEnvelope, IncomingMail, SmtpHandler
+from faxbridge.adapters.smtp_mail import Addressee, MailPlan, MailSettings, plan_mail
+from faxbridge.adapters.smtp_report import (
+    job_report,
+    mail_status_csv,
+    received_text,
+    rejection_report,
+)
+from faxbridge.config import HostPort, SmtpConfig
+from faxbridge.errors import ConfigError, FaxbridgeError, JournalError, NumberError
+from faxbridge.journal.mail import MailsTable, MailState, SpooledMail
+from faxbridge.model import Job, JobType
+
+log = logging.getLogger(__name__)
+
+SOURCE: Final = "smtp"
+# Per connection: how often each command may be given before aiosmtpd answers 421 and hangs up.
+# AUTH is the one worth guessing with; the rest only bound a client that loops.
+COMMAND_LIMITS: Final[dict[str, int]] = {
+    "AUTH": 3, "EHLO": 5, "HELO": 5, "STARTTLS": 2, "NOOP": 20, "VRFY": 5, "HELP": 5,
+    "RSET": 100, "MAIL": 100, "RCPT": 1000, "DATA": 100, "*": 100,
+}
+SPOOL_TICK: Final = 30.0  # seconds: look for mails whose processing failed for a passing reason
+
+
+def build(services: Any) -> SmtpEdge | None:
+    """The SMTP edge, or None when the config has no smtp section."""
+    if services.config.smtp is None:
+        return None
+    return SmtpEdge(services)
+
+
+class _FaxSMTP(SMTP):
+    """aiosmtpd's protocol with faxbridge's envelope, counted by the edge for max_connections."""
+
+    def __init__(self, handler: SmtpHandler, *, edge: SmtpEdge, **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._edge = edge
+
+    def _create_envelope(self) -> FaxEnvelope:
+        return FaxEnvelope()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._edge._connections.add(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        self._edge._connections.discard(self)
+        super().connection_lost(error)
+
+
+class _Refuse(asyncio.Protocol):
+    """Greets with a 421 and hangs up (too many connections, shutting down)."""
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(self.reply.encode("ascii") + b"\r\n")
+        transport.close()
+
+
+class SmtpEdge:
+    name = "smtp"
+
+    def __init__(self, services: Any) -> None:
+        config: SmtpConfig = services.config.smtp
+        self.services = services
+        self.config = config
+        self.journal = services.journal
+        self.mails = MailsTable(self.journal)
+        self.journal.register_table(self.mails)
+        self.relay: Relay | None = relay_for(services)
+        self.spool_dir = Path(config.spool_dir)
+        self.archive_dir = Path(config.archive_dir)
+        self.settings = MailSettings(
+            body=config.body,
+            multi_recipient=config.multi_recipient,
+            limits=services.config.documents.limits(),
+        )
+        policy = services.config.numbers.policy()
+        authenticator = Authenticator(config.auth.users)
+        if config.auth.required and not config.tls.enabled:
+            raise ConfigError("smtp.auth.required", "needs smtp.tls: AUTH is offered only after STARTTLS")
+        if authenticator and not config.tls.enabled:
+            log.warning("smtp.auth has users but smtp.tls is not set: AUTH is offered only after"
+                        " STARTTLS, so nobody can log in")
+        self.tls_context = _tls_context(config) if config.tls.enabled else None
+        self.handler = SmtpHandler(
+            config,
+            check_number=lambda local, purpose: str(policy.normalize(local, purpose=purpose)),
+            store=self._store,
+            authenticator=authenticator,
+        )
+        self.address: HostPort | None = None  # where it listens, once started (port 0 resolved)
+        self._connections: set[_FaxSMTP] = set()
+        self._server: asyncio.Server | None = None
+        self._hostname = "localhost"
+        self._wake = asyncio.Event()
+        self._processor: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._tick_job = f"smtp-spool-{id(self)}"
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for folder in (self.spool_dir, self.archive_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        install_log_filter()
+        mail_log = logging.getLogger("mail.log")
+        if logging.getLogger().getEffectiveLevel() > logging.DEBUG and mail_log.level < logging.WARNING:
+            mail_log.setLevel(logging.WARNING)  # aiosmtpd logs every command at INFO
+        # Thread seam: the FQDN may need a DNS lookup; aiosmtpd would do one per connection.
+        self._hostname = await asyncio.to_thread(socket.getfqdn)
+        listen = self.config.listen
+        self._server = await loop.create_server(self._protocol, host=listen.host, port=listen.port)
+        port = self._server.sockets[0].getsockname()[1]
+        self.address = HostPort(listen.host, port)
+        self.services.outbound.add_reporter(SOURCE, self._report)
+        if self.relay is not None:
+            self.relay.start(self.services.scheduler)
+        scheduler = self.services.scheduler
+        if scheduler is not None:
+            scheduler.add_job(self._wake.set, "interval", seconds=SPOOL_TICK, id=self._tick_job,
+                              replace_existing=True, misfire_grace_time=None, coalesce=True,
+                              max_instances=1)
+        for mail in self.mails.unfinished():  # a crash may have come between a job's end and this
+            await self._update_mail(mail)
+        self._processor = loop.create_task(self._process_spool(), name="smtp-spool")
+        waiting = len(self.mails.spooled())
+        log.info("SMTP listening on %s for %s%s", self.address, ", ".join(sorted(self.config.domains)),
+                 f"; {waiting} spooled mail(s) to process" if waiting else "")
+
+    async def stop_intake(self) -> None:
+        self.handler.closing = True  # sessions still open get 421 from here on
+        if self._server is not None:
+            self._server.close()
+
+    async def close(self) -> None:
+        self.handler.closing = True
+        self._stopping = True
+        self._wake.set()
+        scheduler = self.services.scheduler
+        if scheduler is not None:
+            with contextlib.suppress(Exception):
+                scheduler.remove_job(self._tick_job)
+        if self._processor is not None:
+            # A mail half-processed is processed again at the next start (idempotently).
+            done, _ = await asyncio.wait({self._processor}, timeout=5)
+            if not done:
+                self._processor.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._processor
+        for connection in list(self._connections):
+            if connection.transport is not None:
+                connection.transport.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        if self.relay is not None:
+            await self.relay.close()
+
+    def _protocol(self) -> asyncio.BaseProtocol:
+        if self.handler.closing:
+            return _Refuse(REPLIES["shutting_down"])
+        if len(self._connections) >= self.config.max_connections:
+            log.warning("SMTP connection refused: %d connections open (smtp.max_connections)",
+                        len(self._connections))
+            return _Refuse(REPLIES["too_many_connections"])
+        return _FaxSMTP(
+            self.handler,
+            edge=self,
+            data_size_limit=self.config.max_message_size,
+            hostname=self._hostname,
+            ident="faxbridge",
+            tls_context=self.tls_context,
+            timeout=self.config.idle_timeout,
+            auth_required=self.config.auth.required,
+            auth_require_tls=True,  # AUTH is neither offered nor accepted before STARTTLS
+            command_call_limit=COMMAND_LIMITS,
+            loop=asyncio.get_running_loop(),
+        )
+
+    # -- intake: the only work done before 250 ---------------------------------------------
+
+    async def _store(self, mail: IncomingMail) -> str:
+        """Spool file fsynced, then journaled; only then may the handler answer 250."""
+        key = f"{dt.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"
+        path = self.spool_dir / f"{key}.eml"
+        # Thread seam: a big mail's write and fsync would stall other sessions.
+        await asyncio.to_thread(write_atomically, path, mail.content)
+        try:
+            self.mails.add(
+                key=key,
+                sender=mail.sender,
+                report_to=mail.report_to,
+                auth_user=mail.auth_user,
+                peer=mail.peer,
+                recipients=[(a.address, a.job_type.value, a.number) for a in mail.addressees],
+                size=len(mail.content),
+                spool_path=path,
+            )
+        except BaseException:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
+        log.info("mail %s ← %s%s → %s (%d bytes)", key, mail.sender,
+                 f" (user {mail.auth_user})" if mail.auth_user else "",
+                 ", ".join(a.number or a.address for a in mail.addressees), len(mail.content))
+        self._wake.set()
+        return key
+
+    # -- processing, after 250 -------------------------------------------------------------
+
+    async def _process_spool(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            for mail in self.mails.spooled():
+                if self._stopping:
+                    return
+                try:
+                    await self._process(mail)
+                except (JournalError, OSError) as exc:
+                    # Passing trouble (journal busy, disk full): the mail stays spooled for the next tick.
+                    log.error("mail %s: processing postponed: %s", mail.key, exc)
+                    with contextlib.suppress(JournalError):
+                        self.mails.note_failure(mail.key, str(exc))
+            await self._wake.wait()
+
+    async def process_spooled(self) -> None:
+        """Process every spooled mail now (tests, and the CLI if it ever wants to)."""
+        for mail in self.mails.spooled():
+            await self._process(mail)
+
+    async def _process(self, mail: SpooledMail) -> None:
+        source = self._source_path(mail)
+        addressees = [Addressee(a, JobType(t), n) for a, t, n in mail.recipients]
+        data = await asyncio.to_thread(source.read_bytes)
+        try:
+            # Thread seam: MIME parsing, document checks and PDF merging read and write whole files.
+            plan = await asyncio.to_thread(
+                plan_mail, data, addressees, self.settings, self.spool_dir / mail.key
+            )
+        except OSError:
+            raise
+        except Exception:
+            log.exception("mail %s: cannot be read", mail.key)
+            plan = MailPlan("", "", (), (("", "the mail could not be read (an error in faxbridge);"
+                                          " the administrator has the details"),))
+        received = received_text(mail.received_at)
+        jobs: list[int] = []
+        problems = list(plan.problems)
+        for part in plan.parts:
+            meta = {
+                "label": mail.sender,
+                "mail": mail.key,
+                "part": part.index,
+                "sender": mail.sender,
+                "report_to": mail.report_to,
+                "subject": plan.subject,
+                "message_id": plan.message_id,
+                "received": received,
+                "to": [a.address for a in part.addressees],
+            }
+            try:
+                job = await self.services.outbound.submit(
+                    part.request, source=SOURCE, source_ref=f"{mail.key}:{part.index}", meta=meta
+                )
+            except JournalError:
+                raise
+            except NumberError as exc:
+                problems.extend((a.address, exc.reason) for a in part.addressees)
+                continue
+            except FaxbridgeError as exc:  # DuplicateJobError, nothing to send …
+                problems.extend((a.address, str(exc)) for a in part.addressees)
+                continue
+            jobs.append(job.id)
+        archive = self.archive_dir / f"{mail.key}.eml"
+        await asyncio.to_thread(_move, source, archive)
+        mail = self.mails.mark_processed(
+            mail.key,
+            state=MailState.PROCESSED if jobs else MailState.REJECTED,
+            subject=plan.subject,
+            jobs=jobs,
+            problems=problems,
+            archive_path=archive,
+        )
+        refused = "; ".join(f"{recipient or 'mail'}: {problem}" for recipient, problem in problems)
+        log.info("mail %s → %s%s", mail.key,
+                 "job(s) " + ", ".join(map(str, jobs)) if jobs else "no job",
+                 f"; refused: {refused}" if problems else "")
+        if problems:
+            await self._send_rejection(mail, plan, anything_sent=bool(jobs))
+        await self._update_mail(mail)
+
+    def _source_path(self, mail: SpooledMail) -> Path:
+        """The spooled bytes, or their archived copy when a crash came after the move."""
+        archived = self.archive_dir / f"{mail.key}.eml"
+        if not mail.spool_path.exists() and archived.exists():
+            return archived
+        return mail.spool_path
+
+    async def _send_rejection(self, mail: SpooledMail, plan: MailPlan, *, anything_sent: bool) -> None:
+        if mail.report_to is None:
+            log.info("mail %s: no report (sender %s did not pass authorisation)", mail.key, mail.sender)
+            return
+        if self.relay is None:
+            return
+        message = rejection_report(
+            to=mail.report_to,
+            report_from=self.config.report_from,
+            subject=plan.subject,
+            problems=mail.problems,
+            notes=plan.notes,
+            in_reply_to=plan.message_id,
+            received=received_text(mail.received_at),
+            anything_sent=anything_sent,
+        )
+        await self.relay.send(message, key=f"smtp-rejected:{mail.key}")
+
+    # -- reports ---------------------------------------------------------------------------
+
+    async def _report(self, job: Job) -> None:
+        """Called by the outbound core once per final job (again if this raises)."""
+        report_to = job.meta.get("report_to")
+        if report_to and self.relay is not None:
+            message = job_report(
+                job,
+                to=report_to,
+                report_from=self.config.report_from,
+                subject=job.meta.get("subject", ""),
+                in_reply_to=job.meta.get("message_id", ""),
+                received=job.meta.get("received", ""),
+            )
+            await self.relay.send(message, key=f"smtp-job:{job.id}")
+        key = job.meta.get("mail")
+        mail = self.mails.find(key) if key else None
+        if mail is not None and mail.state is not MailState.SPOOLED:
+            await self._update_mail(mail)
+
+    async def _update_mail(self, mail: SpooledMail) -> None:
+        """Rewrite NAME.status.csv beside the archived mail; once every job is final, clean up."""
+        jobs = [job for job in (self.journal.jobs.find(i) for i in mail.jobs) if job is not None]
+        csv_path = self.archive_dir / f"{mail.key}.status.csv"
+        await asyncio.to_thread(write_atomically, csv_path, mail_status_csv(jobs, mail.problems))
+        if all(job.state.is_final for job in jobs):
+            # The documents were kept for re-sends (unknown outcomes); the .eml stays archived.
+            await asyncio.to_thread(shutil.rmtree, self.spool_dir / mail.key, True)
+            self.mails.mark_finished(mail.key)
+
+
+def _tls_context(config: SmtpConfig) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(str(config.tls.cert), str(config.tls.key))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError("smtp.tls", f"cannot load the certificate and key: {exc}") from None
+    return context
+
+
+def _move(source: Path, target: Path) -> None:
+    """Into the archive durably: rename (same file system) or copy, fsync, then remove."""
+    if not source.exists():
+        return  # moved before a crash
+    try:
+        os.replace(source, target)
+    except OSError:
+        write_atomically(target, source.read_bytes())
+        source.unlink()
+        fsync_dir(source.parent)
+        return
+    fsync_dir(target.parent)
+    if source.parent != target.parent:
+        fsync_dir(source.parent)

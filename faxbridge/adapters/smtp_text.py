@@ -1,0 +1,172 @@
+"""Plain-text helpers of the SMTP edge: HTML to text, signatures, flowed text, safe names and replies.
+
+Pure functions, no I/O; tests/test_smtp_text.py holds their tables.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from html.parser import HTMLParser
+from typing import Final
+
+# Elements whose text is never shown to a reader.
+_INVISIBLE: Final = frozenset({"script", "style", "head", "title", "template", "noscript"})
+# Elements that start on a new line when a browser renders them.
+_BLOCKS: Final = frozenset(
+    {
+        "address", "article", "aside", "blockquote", "div", "dl", "dt", "dd", "fieldset",
+        "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header",
+        "hr", "li", "main", "nav", "ol", "p", "pre", "section", "table", "tr", "ul",
+    }
+)
+
+
+class _TextExtractor(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self._hidden = 0
+        self._pre = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _INVISIBLE:
+            self._hidden += 1
+        elif tag == "br":
+            self.out.append("\n")
+        elif tag in _BLOCKS:
+            self.out.append("\n")
+            if tag == "li":
+                self.out.append("- ")
+            elif tag == "pre":
+                self._pre += 1
+        elif tag in ("td", "th"):
+            self.out.append("\t")
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "br":
+            self.out.append("\n")
+        elif tag == "hr":
+            self.out.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _INVISIBLE:
+            self._hidden = max(0, self._hidden - 1)
+        elif tag in _BLOCKS:
+            self.out.append("\n")
+            if tag == "pre":
+                self._pre = max(0, self._pre - 1)
+
+    def handle_data(self, data: str) -> None:
+        if self._hidden:
+            return
+        if self._pre:
+            self.out.append(data)
+        else:
+            # Outside <pre>, runs of white space (line breaks included) are one space (CSS 2.1, 16.6).
+            self.out.append(re.sub(r"[ \t\r\n\f]+", " ", data))
+
+
+def html_to_text(html: str) -> str:
+    """The text a reader sees in an HTML mail, with paragraphs and line breaks kept."""
+    parser = _TextExtractor()
+    try:
+        parser.feed(html)
+        parser.close()
+    except Exception:  # HTMLParser is lenient, but a text must come out of any mail
+        return normalize_text(re.sub(r"<[^>]*>", " ", html))
+    text = "".join(parser.out).replace("\u00a0", " ")
+    lines = [line.strip(" ") for line in text.split("\n")]
+    return normalize_text("\n".join(lines))
+
+
+def normalize_text(text: str) -> str:
+    """LF line ends, no trailing blanks, at most one empty line in a row, none at either end."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    lines = [line.rstrip() for line in text.split("\n")]
+    out: list[str] = []
+    for line in lines:
+        if not line and (not out or not out[-1]):
+            continue
+        out.append(line)
+    while out and not out[-1]:
+        out.pop()
+    return "\n".join(out)
+
+
+def unflow(text: str, *, delsp: bool = False) -> str:
+    """Undo format=flowed (RFC 3676, 4.2): a line ending in a space continues on the next one."""
+    out: list[str] = []
+    buffer = ""
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if line.startswith(" "):  # space-stuffing (RFC 3676, 4.4)
+            line = line[1:]
+        if line.endswith(" ") and line != "-- ":
+            buffer += line[:-1] if delsp else line
+            continue
+        out.append(buffer + line)
+        buffer = ""
+    if buffer:
+        out.append(buffer)
+    return "\n".join(out)
+
+
+# "-- " on a line of its own starts a signature (RFC 3676, 4.3); "--" is what many clients send
+# after trimming the blank.  Mobile footers are signatures too.
+_SIGNATURE_LINE: Final = re.compile(r"^--\s*$")
+_MOBILE_FOOTER: Final = re.compile(
+    r"^(sent from my \w+|von meinem \w+ gesendet|gesendet von meinem \w+|"
+    r"get outlook for \w+|sent from (mail|outlook) for \w+)",
+    re.IGNORECASE,
+)
+
+
+def strip_signature(text: str) -> str:
+    """The text above the signature (and above a mobile footer)."""
+    lines = normalize_text(text).split("\n")
+    for i, line in enumerate(lines):
+        if _SIGNATURE_LINE.match(line) or _MOBILE_FOOTER.match(line.strip()):
+            return normalize_text("\n".join(lines[:i]))
+    return normalize_text("\n".join(lines))
+
+
+def has_real_text(text: str) -> bool:
+    """True when the body says something beyond a signature (and beyond a mobile footer)."""
+    return bool(strip_signature(text).strip())
+
+
+# Characters SMTP replies cannot carry (RFC 5321 replies are ASCII) written the ASCII way.
+_ASCII_FOLD: Final = str.maketrans(
+    {
+        "ä": "ae", "ö": "oe", "ü": "ue", "Ä": "Ae", "Ö": "Oe", "Ü": "Ue", "ß": "ss",
+        "—": "-", "–": "-", "‐": "-", "‑": "-", "…": "...", "‘": "'", "’": "'",
+        "“": '"', "”": '"', "„": '"', "→": "->", "×": "x",
+    }
+)
+
+
+def ascii_line(text: str, limit: int = 400) -> str:
+    """One line of printable ASCII, for an SMTP reply or a header: folded, not dropped."""
+    text = text.translate(_ASCII_FOLD)
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    text = re.sub(r"[\x00-\x1f\x7f]+", " ", text).strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_UNSAFE_NAME: Final = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
+
+
+def safe_filename(name: str, fallback: str = "attachment") -> str:
+    """A file name as FAX.de and a report may show it: no path, no control characters, not too long.
+
+    Umlauts stay (NFC); only the extension decides the type (FAXDE-API.md, SendFilename1..3).
+    """
+    name = unicodedata.normalize("NFC", name or "")
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = _UNSAFE_NAME.sub("_", name).strip(" .")
+    if not name:
+        return fallback
+    if len(name) > 120:
+        stem, dot, ext = name.rpartition(".")
+        name = (stem[: 115 - len(ext)] + dot + ext) if dot and len(ext) <= 5 else name[:120]
+    return name
