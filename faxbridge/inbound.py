@@ -32,6 +32,7 @@ import errno
 import fcntl
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -159,6 +160,11 @@ class FaxFiles(Protocol):
     def present(self, path: Path) -> bool: ...
 
 
+# Queue the mail of a stored fax to its route's ``mail_to`` (the edge builds it, the relay keeps
+# it durably). Must be idempotent per FaxId: after a crash it is called again.
+MailFax = Callable[[InboundFax, Path, Destination], Awaitable[None]]
+
+
 # -- one run ------------------------------------------------------------------------------
 
 
@@ -194,8 +200,10 @@ class Inbound:
         *,
         state_dir: Path,
         default_country: str | None = None,
+        mail: MailFax | None = None,
     ) -> None:
         self.journal = journal
+        self.mail = mail
         self.calls = calls
         self.files = files
         self.config = config
@@ -278,6 +286,9 @@ class Inbound:
             return False
         if record is not None and record.state in (InboundState.STORED, InboundState.DELETED):
             log.info("fax %d is already stored at %s; deleting it on FAX.de", fax.fax_id, record.path)
+            dest = destination(self.config, fax.called_number, self.default_country)
+            if record.state is InboundState.STORED and not await self._mail(fax, Path(record.path), dest, report):
+                return False
             return await self._delete(fax.fax_id, report)
         check = check_payload(fax, self.config.max_size)
         if not check.ok and record is not None and record.state is InboundState.QUARANTINED:
@@ -319,7 +330,26 @@ class Inbound:
         report.stored += 1
         log.info("fax %d ← %s → %s (%d page(s)%s)%s", fax.fax_id, fax.originator or "unknown",
                  stored.path, fax.pages, ", PDF" if stored.pdf else "", f"; {note}" if note else "")
+        if not await self._mail(fax, stored.path, dest, report):
+            return False
         return await self._delete(fax.fax_id, report)
+
+    async def _mail(self, fax: InboundFax, path: Path, dest: Destination, report: RunReport) -> bool:
+        """Queue the route's mail before DeleteReceived: once the fax is gone from the server, a
+        crash could no longer bring it back to be mailed. Queued means durable, not delivered."""
+        if not dest.mail_to:
+            return True
+        if self.mail is None:
+            log.warning("fax %d: not mailed to %s: no smtp.relay", fax.fax_id, ", ".join(dest.mail_to))
+            return True
+        try:
+            await self.mail(fax, path, dest)
+        except (OSError, FaxbridgeError, ValueError) as exc:
+            self._fail(report, f"fax {fax.fax_id}: cannot queue its mail to {', '.join(dest.mail_to)}:"
+                               f" {exc}; it stays on FAX.de")
+            return False
+        crash_point("inbound.after_mail")
+        return True
 
     async def _write(self, fax: InboundFax, check: Check, dest: Destination,
                      resume: InboundRecord | None) -> Stored:
@@ -415,7 +445,7 @@ class Inbound:
                 log.warning("fax %d released from quarantine and deleted on FAX.de (copy: %s)",
                             fax_id, record.path)
                 if self.blocked_by == fax_id:
-                    self.blocked_by = None
+                    self.blocked_by = self.last_error = None
             finally:
                 await asyncio.to_thread(lock.release)
         result = self.journal.inbound.get(fax_id)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import email
+import email.policy
 import datetime as dt
 import fcntl
 import hashlib
@@ -16,6 +18,7 @@ import io
 import json
 import logging
 import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -344,3 +347,64 @@ def test_one_collector_at_a_time_across_processes(
     assert report.end == "busy" and "another faxbridge process" in (report.error or "")
     assert simulator.calls == [] and len(simulator.inbox) == 1
     assert collect(config).deleted == 1
+
+
+
+class MailSink:
+    """A relay that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], bytes]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.messages.append((list(envelope.rcpt_tos), envelope.original_content))
+        return "250 OK"
+
+
+@pytest.fixture
+def mail_sink() -> Any:
+    from aiosmtpd.controller import Controller
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    sink = MailSink()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)  # its own thread: fine in tests
+    controller.start()
+    yield sink, port
+    controller.stop()
+
+
+def test_a_route_with_mail_to_mails_the_fax_through_the_relay(
+    tmp_path: Path, simulator: Simulator, make_config: Callable[..., Path], mail_sink: Any
+) -> None:
+    sink, port = mail_sink
+    config = make_config(
+        inbound={"output": str(tmp_path / "in"), "routes": [
+            {"called_number": SALES, "output": str(tmp_path / "sales"), "pdf": True,
+             "mail_to": ["sales@example.com", "boss@example.com"]}]},
+        smtp={"listen": "127.0.0.1:0", "domains": {"fax.example.com": "fax"}, "allowed_senders": ["*@example.com"],
+              "relay": f"127.0.0.1:{port}", "report_from": "faxbridge@example.com"},
+    )
+    mailed = simulator.add_inbound(make_tiff(2), called_number=SALES, originator="+4930111",
+                                   remote_id="ACME\r\nBcc: x@evil.example")
+    simulator.add_inbound(make_tiff(1, tag="no route"))  # inbound.output: no mail
+
+    report = collect(config)  # queues durably before DeleteReceived; delivers before it returns
+
+    assert (report.stored, report.deleted, report.error) == (2, 2, None)
+    wait_until(lambda: sink.messages, what="the mail at the relay")
+    [(rcpt, data)] = sink.messages
+    assert sorted(rcpt) == ["boss@example.com", "sales@example.com"]
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    assert message["From"] == "faxbridge@example.com"
+    assert message["Subject"] == "Fax from +4930111 (ACME Bcc: x@evil.example), 2 page(s)"
+    assert "Bcc" not in message
+    [attachment] = list(message.iter_attachments())
+    [pdf] = (tmp_path / "sales").glob("*.pdf")
+    assert attachment.get_filename() == pdf.name
+    assert attachment.get_content() == pdf.read_bytes()
+    assert str(mailed.fax_id) in pdf.name
+
+    collect(config)  # nothing new: no second mail
+    assert len(sink.messages) == 1

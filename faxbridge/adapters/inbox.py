@@ -29,6 +29,7 @@ import os
 import re
 import unicodedata
 from collections.abc import Callable
+from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -344,6 +345,64 @@ def _json(data: dict[str, Any]) -> bytes:
     return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
+# -- mail --------------------------------------------------------------------------------
+
+
+def fax_message(fax: InboundFax, tif: Path, mail_to: tuple[str, ...], sender: str,
+                tz: dt.tzinfo | None = None) -> EmailMessage:
+    """The mail of a received fax: a short text, and the PDF if there is one, else the TIFF.
+    Reads the PDF from disk: call in a worker thread."""
+    received = received_utc(fax)
+    when = received.astimezone(tz).strftime("%Y-%m-%d %H:%M") if received else "just now"
+    sender_text = _header_text(fax.originator) or "an unknown sender"
+    if fax.remote_id:
+        sender_text += f" ({_header_text(fax.remote_id)})"
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = ", ".join(mail_to)
+    message["Subject"] = f"Fax from {sender_text}, {fax.pages} page(s)"
+    message.set_content(
+        f"A fax for {_header_text(fax.called_number) or 'your number'} arrived at {when}:\n"
+        f"from {sender_text}, {fax.pages} page(s).\n\n"
+        f"It is stored as {tif}.\n"
+    )
+    pdf = tif.with_suffix(".pdf")
+    if pdf.is_file():
+        message.add_attachment(pdf.read_bytes(), maintype="application", subtype="pdf", filename=pdf.name)
+    else:
+        message.add_attachment(fax.image, maintype="image", subtype="tiff", filename=tif.name)
+    return message
+
+
+def _header_text(value: str) -> str:
+    """A sender-chosen value safe for a mail header: no line breaks or other control characters."""
+    return " ".join("".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in value).split())
+
+
+class FaxMailer:
+    """The core's MailFax: queues a fax's mail with the daemon's relay, once per FaxId."""
+
+    def __init__(self, relay: Any, sender: str) -> None:
+        self.relay = relay
+        self.sender = sender
+
+    async def __call__(self, fax: InboundFax, tif: Path, dest: Destination) -> None:
+        # Thread seam: reading the PDF and building the message.
+        message = await asyncio.to_thread(fax_message, fax, tif, dest.mail_to, self.sender)
+        # The key makes a second call after a crash return the mail already queued.
+        await self.relay.send(message, key=f"inbound-fax:{fax.fax_id}")
+
+
+def _mailer(services: Any) -> FaxMailer | None:
+    inbound = services.config.inbound
+    if not any(route.mail_to for route in inbound.routes):
+        return None
+    from faxbridge.adapters.relay import relay_for
+
+    relay = relay_for(services)
+    return None if relay is None else FaxMailer(relay, services.config.smtp.report_from)
+
+
 # -- the edge ------------------------------------------------------------------------------
 
 
@@ -356,6 +415,7 @@ class InboxEdge:
         self.core = core
         self.scheduler = scheduler
         self.interval = interval
+        self.mailer: FaxMailer | None = core.mail if isinstance(core.mail, FaxMailer) else None
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -385,6 +445,8 @@ class InboxEdge:
     async def start(self) -> None:
         if self.scheduler is None:
             raise RuntimeError("the inbox edge needs the daemon's scheduler (start_scheduler first)")
+        if self.mailer is not None:
+            self.mailer.relay.start(self.scheduler)
         self.scheduler.add_job(
             self._tick, "interval", seconds=self.interval, id="inbound", name="inbound faxes",
             next_run_time=dt.datetime.now(dt.timezone.utc), replace_existing=True,
@@ -415,6 +477,8 @@ class InboxEdge:
 
     async def close(self) -> None:
         await self._drain(_DRAIN_TIMEOUT)
+        if self.mailer is not None:
+            await self.mailer.relay.close()
 
     async def _drain(self, timeout: float) -> None:
         task = self._task
@@ -439,6 +503,7 @@ def make_core(services: Any) -> Inbound:
         inbound,
         state_dir=Path(config.state_dir),
         default_country=config.numbers.default_country,
+        mail=_mailer(services),
     )
 
 
@@ -461,12 +526,19 @@ async def receive(config: Config, *, once: bool = True, wait_for_lock: float = 3
     assert config.inbound is not None
     async with Services(config) as services:
         core = make_core(services)
-        while True:
-            report = await core.run_once(wait_for_lock=wait_for_lock)
-            on_report(report)
-            if once:
-                return report
-            await asyncio.sleep(config.inbound.interval)
+        mailer = core.mail if isinstance(core.mail, FaxMailer) else None
+        if mailer is not None:
+            mailer.relay.start()  # delivers in the background; close() waits a little for it
+        try:
+            while True:
+                report = await core.run_once(wait_for_lock=wait_for_lock)
+                on_report(report)
+                if once:
+                    return report
+                await asyncio.sleep(config.inbound.interval)
+        finally:
+            if mailer is not None:
+                await mailer.relay.close()
 
 
 async def release(config: Config, fax_id: int) -> InboundRecord:
