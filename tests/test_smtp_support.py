@@ -201,6 +201,11 @@ def mail(
     return message
 
 
+def wire(message: EmailMessage) -> bytes:
+    """The message as it goes over SMTP (CRLF line ends; smtplib.data() leaves bytes alone)."""
+    return message.as_bytes(policy=email.policy.SMTP)
+
+
 def self_signed_cert(folder: Path) -> tuple[Path, Path]:
     """A throw-away certificate for localhost, made with the openssl command line tool."""
     cert, key = folder / "cert.pem", folder / "key.pem"

@@ -134,11 +134,11 @@ class SmtpHandler(AuthMechanisms):
     # -- identity --------------------------------------------------------------------------
 
     @staticmethod
-    def auth_user(session: Session) -> str | None:
+    def login_of(session: Session) -> str | None:
         return session.auth_data if session.authenticated and isinstance(session.auth_data, str) else None
 
     def _rate_key(self, session: Session, sender: str) -> str:
-        user = self.auth_user(session)
+        user = self.login_of(session)
         return f"user:{user}" if user else sender.lower()
 
     # -- hooks -----------------------------------------------------------------------------
@@ -148,7 +148,7 @@ class SmtpHandler(AuthMechanisms):
     ) -> str:
         if self.closing:
             return reply("shutting_down")
-        if self.auth_user(session) is None and not self.config.sender_allowed(address):
+        if self.login_of(session) is None and not self.config.sender_allowed(address):
             # With AUTH on offer, an unknown sender may still log in; otherwise it is simply refused.
             if self.authenticator and self.config.tls.enabled:
                 log.info("MAIL from %s (%s) refused: not an allowed sender, not logged in", address, session.peer)
@@ -203,7 +203,7 @@ class SmtpHandler(AuthMechanisms):
             return reply("shutting_down")
         assert isinstance(envelope, FaxEnvelope)
         sender = envelope.mail_from or ""
-        user = self.auth_user(session)
+        user = self.login_of(session)
         # Reports go only to a sender that passed authorisation (no backscatter to forged addresses).
         authorised = user is not None or self.config.sender_allowed(sender)
         accepted = IncomingMail(

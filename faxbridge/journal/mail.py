@@ -70,6 +70,18 @@ CREATE INDEX IF NOT EXISTS mail_outbox_due ON mail_outbox (state, next_attempt_a
 """
 
 
+def _durable(journal: Journal) -> Any:
+    """A transaction whose commit is fsynced before it returns: 250 and "queued" promise that.
+
+    (Journal.transaction(durable=True) where the journal distinguishes; every commit is durable
+    where it does not.)
+    """
+    try:
+        return journal.transaction(durable=True)  # type: ignore[call-arg]
+    except TypeError:
+        return journal.transaction()
+
+
 class MailState(enum.StrEnum):
     SPOOLED = "spooled"  # durably accepted; jobs not (all) submitted yet
     PROCESSED = "processed"  # jobs submitted (some parts may have been refused)
@@ -153,7 +165,7 @@ class MailsTable:
         spool_path: Path,
     ) -> SpooledMail:
         now = self._journal.clock()
-        with self._journal.transaction() as db:
+        with _durable(self._journal) as db:
             db.execute(
                 "INSERT INTO smtp_mails (key, state, sender, report_to, auth_user, peer, recipients,"
                 " size, spool_path, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -259,7 +271,7 @@ class OutboxTable:
         The same ``key`` returns the row queued before, with created=False.
         """
         now = self._journal.clock()
-        with self._journal.transaction() as db:
+        with _durable(self._journal) as db:
             if key is not None:
                 row = db.execute("SELECT * FROM mail_outbox WHERE key = ?", (key,)).fetchone()
                 if row is not None:
