@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +28,7 @@ from faxbridge.simulator import Simulator
 from faxbridge.simulator.samples import make_pdf, make_tiff
 
 from conftest import wait_until
+from test_inbound import mail_sink  # noqa: F401  (a fixture)
 
 SALES = "+494012345"
 
@@ -156,3 +158,26 @@ def test_receive_once_exit_codes_and_release_from_the_command_line(
     again = faxbridge("receive", "-c", str(config_path), "--release", str(bad.fax_id))
     assert again.returncode == 1
     assert f"fax {bad.fax_id} is not in quarantine (deleted)" in again.stderr
+
+
+def test_a_crash_after_queueing_the_mail_sends_it_once(
+    tmp_path: Path, simulator: Simulator, make_config: Callable[..., Path], mail_sink: Any
+) -> None:
+    sink, port = mail_sink
+    config_path = make_config(
+        inbound={"output": str(tmp_path / "in"),
+                 "routes": [{"called_number": SALES, "mail_to": ["sales@example.com"]}]},
+        smtp={"listen": "127.0.0.1:0", "domains": {"fax.example.com": "fax"},
+              "allowed_senders": ["*@example.com"], "relay": f"127.0.0.1:{port}"},
+    )
+    fax = simulator.add_inbound(make_tiff(2), called_number=SALES)
+
+    crashed = faxbridge("receive", "-c", str(config_path), "--once", crash_at="inbound.after_mail")
+    assert crashed.returncode == EXIT_STATUS, crashed.stderr
+    assert simulator.calls_for("DeleteReceived") == []
+
+    restarted = faxbridge("receive", "-c", str(config_path), "--once")
+    assert restarted.returncode == 0, restarted.stderr
+    wait_until(lambda: sink.messages, what="the mail at the relay")
+    assert simulator.inbox == [] and len(list((tmp_path / "in").glob("*.tif"))) == 1
+    assert len(sink.messages) == 1 and str(fax.fax_id) in sink.messages[0][1].decode()
