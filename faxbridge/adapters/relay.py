@@ -46,7 +46,10 @@ class RelaySettings:
     give_up_after: float = 5 * 86400.0  # like an MTA's queue lifetime; then the mail is 'failed'
     tick: float = 30.0  # how often the scheduler looks for due retries
     timeout: float = 30.0  # one SMTP conversation with the relay
-    keep_sent: float = 7 * 86400.0  # sent mails stay this long (for `faxbridge`-side inspection)
+    keep_sent: float = 7 * 86400.0  # sent mails stay in the journal this long
+    # A mail being delivered is not taken by another process (daemon and CLI share the queue)
+    # for this long; after a crash mid-conversation it is tried again once this has passed.
+    lease: float = 600.0
 
 
 DEFAULT_SETTINGS = RelaySettings()
@@ -122,7 +125,7 @@ class Relay:
         await asyncio.to_thread(_write_message, path, message)
         row, created = self.outbox.add(
             key=key, path=path, mail_from=sender or self.default_from, rcpt_to=rcpt,
-            subject=str(message.get("Subject", "")),
+            subject=str(message.get("Subject", "")), now=self._clock(),
         )
         if not created:  # a twin raced us; keep the first
             await asyncio.to_thread(path.unlink, missing_ok=True)
@@ -159,6 +162,8 @@ class Relay:
         return delivered
 
     async def _deliver(self, mail: OutgoingMail) -> bool:
+        if not self.outbox.claim(mail.id, self._clock(), lease=self.settings.lease):
+            return False
         try:
             # Thread seam: smtplib is blocking; one conversation at a time is plenty for reports.
             await asyncio.to_thread(_smtp_send, self.config, mail, self.settings.timeout)

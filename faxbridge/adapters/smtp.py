@@ -257,6 +257,10 @@ class SmtpEdge:
                     log.error("mail %s: processing postponed: %s", mail.key, exc)
                     with contextlib.suppress(JournalError):
                         self.mails.note_failure(mail.key, str(exc))
+                except Exception as exc:  # a bug: keep it visible, keep the mail, keep serving
+                    log.exception("mail %s: processing failed; will try again", mail.key)
+                    with contextlib.suppress(JournalError):
+                        self.mails.note_failure(mail.key, f"{type(exc).__name__}: {exc}")
             await self._wake.wait()
 
     async def process_spooled(self) -> None:

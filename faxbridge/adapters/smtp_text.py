@@ -12,59 +12,89 @@ from typing import Final
 
 # Elements whose text is never shown to a reader.
 _INVISIBLE: Final = frozenset({"script", "style", "head", "title", "template", "noscript"})
-# Elements that start on a new line when a browser renders them.
-_BLOCKS: Final = frozenset(
-    {
-        "address", "article", "aside", "blockquote", "div", "dl", "dt", "dd", "fieldset",
-        "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header",
-        "hr", "li", "main", "nav", "ol", "p", "pre", "section", "table", "tr", "ul",
-    }
+# Elements a browser sets apart by an empty line …
+_PARAGRAPHS: Final = frozenset(
+    {"p", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote", "pre", "table", "ul", "ol", "dl",
+     "figure", "hr", "address", "fieldset", "form"}
+)
+# … and those that only start on a new line.
+_LINES: Final = frozenset(
+    {"div", "li", "tr", "dt", "dd", "article", "aside", "section", "header", "footer", "main",
+     "nav", "figcaption", "caption"}
 )
 
 
 class _TextExtractor(HTMLParser):
+    """Text as a browser lays it out, roughly: breaks between blocks are merged, not added up."""
+
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.out: list[str] = []
+        self._pending = 0  # line breaks owed before the next text (2 = an empty line)
         self._hidden = 0
         self._pre = 0
+        self._cells = 0  # cells seen in the current table row
+
+    def _block(self, breaks: int) -> None:
+        self._pending = max(self._pending, breaks)
+
+    def _emit(self, text: str) -> None:
+        if self.out and self._pending:
+            self.out.append("\n" * self._pending)
+        self._pending = 0
+        self.out.append(text)
+
+    def _at_line_start(self) -> bool:
+        return not self.out or self._pending > 0 or self.out[-1].endswith("\n")
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _INVISIBLE:
             self._hidden += 1
         elif tag == "br":
-            self.out.append("\n")
-        elif tag in _BLOCKS:
-            self.out.append("\n")
-            if tag == "li":
-                self.out.append("- ")
-            elif tag == "pre":
+            self._emit("\n")
+        elif tag in _PARAGRAPHS:
+            self._block(2)
+            if tag == "pre":
                 self._pre += 1
+        elif tag in _LINES:
+            self._block(1)
+            if tag == "li":
+                self._emit("- ")
+            elif tag == "tr":
+                self._cells = 0
         elif tag in ("td", "th"):
-            self.out.append("\t")
+            if self._cells:
+                self._emit("\t")
+            self._cells += 1
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "br":
-            self.out.append("\n")
+            self._emit("\n")
         elif tag == "hr":
-            self.out.append("\n")
+            self._block(2)
 
     def handle_endtag(self, tag: str) -> None:
         if tag in _INVISIBLE:
             self._hidden = max(0, self._hidden - 1)
-        elif tag in _BLOCKS:
-            self.out.append("\n")
+        elif tag in _PARAGRAPHS:
+            self._block(2)
             if tag == "pre":
                 self._pre = max(0, self._pre - 1)
+        elif tag in _LINES:
+            self._block(1)
 
     def handle_data(self, data: str) -> None:
         if self._hidden:
             return
         if self._pre:
-            self.out.append(data)
-        else:
-            # Outside <pre>, runs of white space (line breaks included) are one space (CSS 2.1, 16.6).
-            self.out.append(re.sub(r"[ \t\r\n\f]+", " ", data))
+            self._emit(data.lstrip("\n") if self._at_line_start() else data)
+            return
+        # Outside <pre>, runs of white space (line breaks included) are one space (CSS 2.1, 16.6).
+        text = re.sub(r"[ \t\r\n\f]+", " ", data)
+        if self._at_line_start():
+            text = text.lstrip(" ")
+        if text:
+            self._emit(text)
 
 
 def html_to_text(html: str) -> str:
@@ -75,9 +105,7 @@ def html_to_text(html: str) -> str:
         parser.close()
     except Exception:  # HTMLParser is lenient, but a text must come out of any mail
         return normalize_text(re.sub(r"<[^>]*>", " ", html))
-    text = "".join(parser.out).replace("\u00a0", " ")
-    lines = [line.strip(" ") for line in text.split("\n")]
-    return normalize_text("\n".join(lines))
+    return normalize_text("".join(parser.out).replace("\u00a0", " "))
 
 
 def normalize_text(text: str) -> str:
@@ -166,7 +194,7 @@ def safe_filename(name: str, fallback: str = "attachment") -> str:
     name = _UNSAFE_NAME.sub("_", name).strip(" .")
     if not name:
         return fallback
-    if len(name) > 120:
+    if len(name) > 120:  # at most 120 characters, the extension kept
         stem, dot, ext = name.rpartition(".")
-        name = (stem[: 115 - len(ext)] + dot + ext) if dot and len(ext) <= 5 else name[:120]
+        name = (stem[: 119 - len(ext)] + dot + ext) if dot and len(ext) <= 5 else name[:120]
     return name

@@ -265,12 +265,11 @@ class OutboxTable:
         mail_from: str,
         rcpt_to: list[str],
         subject: str,
+        now: float | None = None,
     ) -> tuple[OutgoingMail, bool]:
-        """Queue a message whose bytes are already at ``path``; returns (row, created).
-
-        The same ``key`` returns the row queued before, with created=False.
-        """
-        now = self._journal.clock()
+        """Queue a message whose bytes are already at ``path``, due at ``now`` (default: the
+        journal's clock); returns (row, created). The same ``key`` returns the row queued before."""
+        now = self._journal.clock() if now is None else now
         with _durable(self._journal) as db:
             if key is not None:
                 row = db.execute("SELECT * FROM mail_outbox WHERE key = ?", (key,)).fetchone()
@@ -312,6 +311,21 @@ class OutboxTable:
             "SELECT * FROM mail_outbox WHERE state = ? ORDER BY id", (state.value,)
         )
         return [_outgoing(r) for r in rows]
+
+    def claim(self, mail_id: int, now: float, lease: float) -> bool:
+        """Take a due mail for one delivery attempt; False if another process took it first.
+
+        The daemon and a `faxbridge` command may both deliver from the same queue; the lease
+        (pushing next_attempt_at ahead) keeps them from sending one mail twice, and expires if
+        the claimant dies mid-conversation.
+        """
+        with self._journal.transaction() as db:
+            cursor = db.execute(
+                "UPDATE mail_outbox SET next_attempt_at = ? WHERE id = ? AND state = ?"
+                " AND next_attempt_at <= ?",
+                (now + lease, mail_id, OutboxState.QUEUED.value, now),
+            )
+            return cursor.rowcount == 1
 
     def mark_sent(self, mail_id: int) -> None:
         self._set(mail_id, state=OutboxState.SENT.value, sent_at=self._journal.clock(), last_error="")
