@@ -153,7 +153,7 @@ class SmtpEdge:
             self.relay.start(self.services.scheduler)
         scheduler = self.services.scheduler
         if scheduler is not None:
-            scheduler.add_job(self._wake.set, "interval", seconds=SPOOL_TICK, id=self._tick_job,
+            scheduler.add_job(self._tick, "interval", seconds=SPOOL_TICK, id=self._tick_job,
                               replace_existing=True, misfire_grace_time=None, coalesce=True,
                               max_instances=1)
         for mail in self.mails.unfinished():  # a crash may have come between a job's end and this
@@ -162,6 +162,12 @@ class SmtpEdge:
         waiting = len(self.mails.spooled())
         log.info("SMTP listening on %s for %s%s", self.address, ", ".join(sorted(self.config.domains)),
                  f"; {waiting} spooled mail(s) to process" if waiting else "")
+
+    async def _tick(self) -> None:
+        """Retry mails whose processing failed for a passing reason; forget old finished ones."""
+        self._wake.set()
+        retention = self.services.config.journal.retention
+        self.mails.purge(self.journal.clock() - retention)
 
     async def stop_intake(self) -> None:
         self.handler.closing = True  # sessions still open get 421 from here on

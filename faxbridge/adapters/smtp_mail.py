@@ -71,6 +71,10 @@ _SIGNATURE_TYPES: Final = frozenset(
     }
 )
 MAX_DOCUMENTS: Final = 3  # SendFile1..3
+NOTHING_TO_FAX: Final = (
+    "nothing to fax: the mail has no attachment and no text beyond a signature"
+    " (was the attachment forgotten?)"
+)
 
 
 @dataclass(frozen=True)
@@ -184,11 +188,9 @@ def plan_mail(
                 continue
             if job_type is JobType.FAX:
                 text = fax_text(content.text, bool(doc_tuple), settings.body)
-                if not text and not doc_tuple:
-                    problems.extend(
-                        (a.address, "nothing to fax: the mail has neither an attachment nor text")
-                        for a in group
-                    )
+                if not doc_tuple and not has_real_text(text):
+                    # A signature alone is a forgotten attachment, not a fax worth paying for.
+                    problems.extend((a.address, NOTHING_TO_FAX) for a in group)
                     continue
             else:  # letters read the address from page 1 of SendFile1; SendText is not used
                 text = ""
