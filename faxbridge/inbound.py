@@ -181,11 +181,12 @@ class RunReport:
     error: str | None = None
     blocked_by: int | None = None  # a quarantined fax at the head of the server's inbox
 
-    def summary(self) -> str:
+    def summary(self, *, with_error: bool = True) -> str:
         parts = [f"{self.fetched} fetched", f"{self.stored} stored", f"{self.deleted} deleted on FAX.de"]
         if self.quarantined:
             parts.append(f"{self.quarantined} quarantined")
-        return f"{', '.join(parts)}; {self.end}" + (f": {self.error}" if self.error else "")
+        text = f"{', '.join(parts)}; {self.end}"
+        return text + (f": {self.error}" if self.error and with_error else "")
 
 
 class Inbound:
@@ -203,10 +204,10 @@ class Inbound:
         mail: MailFax | None = None,
     ) -> None:
         self.journal = journal
-        self.mail = mail
         self.calls = calls
         self.files = files
         self.config = config
+        self.mail = mail
         self.default_country = default_country
         self.quarantine_dir = config.output / QUARANTINE_DIR
         self.lock_path = Path(state_dir) / LOCK_NAME
@@ -239,9 +240,8 @@ class Inbound:
         self.last_report = report
         self.last_error = report.error
         self.blocked_by = report.blocked_by
-        level = logging.INFO if report.error is None else logging.WARNING
-        if report.fetched or report.deleted or report.error:
-            log.log(level, "inbound run: %s", report.summary())
+        if report.fetched or report.deleted:  # the error, if any, was logged once already
+            log.info("inbound run: %s", report.summary(with_error=False))
         return report
 
     async def _run(self, report: RunReport) -> None:

@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from faxbridge.model import InboundFax
 
 log = logging.getLogger(__name__)
+# img2pdf imports pikepdf, which announces its logger bridge at INFO on first use.
+logging.getLogger("pikepdf").setLevel(logging.WARNING)
 
 INDEX_NAME = "received.csv"
 INDEX_COLUMNS = ("FaxId", "CalledNumber", "ReceiveDate", "Originator", "RemoteId", "Pages", "File")
