@@ -147,3 +147,39 @@ def test_reports_wait_while_the_relay_is_down_and_go_out_when_it_is_back(
                    what="the outbox row marked sent")
     finally:
         server.stop()
+
+
+def test_a_mail_that_keeps_failing_or_vanished_is_given_up_with_a_report(start_rig, relay) -> None:
+    rig = start_rig(relay.port)
+    edge = rig.edge
+    process = edge._process
+
+    async def bug(mail_row):
+        raise RuntimeError("a bug in faxbridge")
+
+    edge._process = bug
+    rig.send(mail(subject="kaputt"), [FAX])
+    for attempt in range(1, 5):
+        wait_until(lambda: rig.mail_rows()[0]["attempts"] >= attempt, what=f"attempt {attempt}")
+        rig.daemon.call(edge._tick)
+    [row] = rig.wait_processed(1)
+    assert row["state"] == "rejected"
+    [report] = relay.sink.wait_for(1)
+    assert report.message["Subject"] == "Fax NOT sent"
+    assert "an error in faxbridge" in report.message.get_content()
+
+    async def crash(mail_row):
+        raise OSError("disk trouble")
+
+    edge._process = crash
+    rig.send(mail(subject="weg"), [FAX])
+    wait_until(lambda: rig.mail_rows()[1]["attempts"] >= 1, what="a postponed attempt")
+    for spooled in (rig.state_dir / "spool").glob("*.eml"):
+        spooled.unlink()  # the operator "cleaned up"
+    edge._process = process
+    rig.daemon.call(edge._tick)
+    rows = rig.wait_processed(2)
+    assert rows[1]["state"] == "rejected"
+    reports = relay.sink.wait_for(2)
+    assert "was lost on the fax server" in reports[1].message.get_content()
+    assert rig.simulator.calls_for("SendJob") == []

@@ -51,6 +51,7 @@ COMMAND_LIMITS: Final[dict[str, int]] = {
     "RSET": 100, "MAIL": 100, "RCPT": 1000, "DATA": 100, "*": 100,
 }
 SPOOL_TICK: Final = 30.0  # seconds: look for mails whose processing failed for a passing reason
+MAX_ATTEMPTS: Final = 5  # unexpected errors (bugs) while processing one mail, before it is given up
 
 
 def build(services: Any) -> SmtpEdge | None:
@@ -253,21 +254,57 @@ class SmtpEdge:
     async def _process_spool(self) -> None:
         while not self._stopping:
             self._wake.clear()
-            for mail in self.mails.spooled():
+            try:
+                waiting = self.mails.spooled()
+            except JournalError as exc:
+                log.error("cannot read the spool index: %s; trying again in %.0f s", exc, SPOOL_TICK)
+                waiting = []
+            for mail in waiting:
                 if self._stopping:
                     return
-                try:
-                    await self._process(mail)
-                except (JournalError, OSError) as exc:
-                    # Passing trouble (journal busy, disk full): the mail stays spooled for the next tick.
-                    log.error("mail %s: processing postponed: %s", mail.key, exc)
-                    with contextlib.suppress(JournalError):
-                        self.mails.note_failure(mail.key, str(exc))
-                except Exception as exc:  # a bug: keep it visible, keep the mail, keep serving
-                    log.exception("mail %s: processing failed; will try again", mail.key)
-                    with contextlib.suppress(JournalError):
-                        self.mails.note_failure(mail.key, f"{type(exc).__name__}: {exc}")
+                await self._process_safely(mail)
             await self._wake.wait()
+
+    async def _process_safely(self, mail: SpooledMail) -> None:
+        """Process one mail; a failure leaves it spooled for the next tick, or ends it with a report."""
+        try:
+            await self._process(mail)
+            return
+        except FileNotFoundError as exc:
+            if not self._source_path(mail).exists():
+                # Nothing left to process: say so loudly, and tell the sender.
+                log.error("mail %s: its stored copy %s is gone; it cannot be sent", mail.key, mail.spool_path)
+                await self._give_up(mail, "the stored mail was lost on the fax server; please send it again")
+                return
+            error = str(exc)
+        except (JournalError, OSError) as exc:
+            # Passing trouble (journal busy, disk full): the mail stays spooled for the next tick.
+            error = str(exc)
+        except Exception as exc:  # a bug: keep it visible, keep the mail, keep serving
+            log.exception("mail %s: processing failed", mail.key)
+            if mail.attempts + 1 >= MAX_ATTEMPTS:
+                await self._give_up(mail, "the mail could not be processed (an error in faxbridge);"
+                                          " the administrator has the details")
+                return
+            error = f"{type(exc).__name__}: {exc}"
+        log.error("mail %s: processing postponed (attempt %d): %s", mail.key, mail.attempts + 1, error)
+        with contextlib.suppress(JournalError):
+            self.mails.note_failure(mail.key, error)
+
+    async def _give_up(self, mail: SpooledMail, sentence: str) -> None:
+        archive = self.archive_dir / f"{mail.key}.eml"
+        with contextlib.suppress(OSError):
+            await asyncio.to_thread(_move, mail.spool_path, archive)
+        mail = self.mails.mark_processed(
+            mail.key,
+            state=MailState.REJECTED,
+            subject=mail.subject,
+            jobs=self.mails.job_ids(mail.key, SOURCE),  # any submitted before the failure still count
+            problems=[("", sentence)],
+            archive_path=archive if archive.exists() else None,
+        )
+        await self._send_rejection(mail, MailPlan(mail.subject, "", (), ()), anything_sent=bool(mail.jobs))
+        await self._update_mail(mail)
 
     async def process_spooled(self) -> None:
         """Process every spooled mail now (tests, and the CLI if it ever wants to)."""

@@ -201,6 +201,15 @@ class MailsTable:
         )
         return [_mail(r) for r in rows]
 
+    def job_ids(self, key: str, source: str) -> list[int]:
+        """The jobs already submitted for a mail (their source_ref is "<key>:<part>")."""
+        prefix = f"{key}:"
+        rows = self._journal.query(
+            "SELECT id FROM jobs WHERE source = ? AND substr(source_ref, 1, ?) = ? ORDER BY id",
+            (source, len(prefix), prefix),
+        )
+        return [r["id"] for r in rows]
+
     def note_failure(self, key: str, error: str) -> None:
         with self._journal.transaction() as db:
             db.execute(
