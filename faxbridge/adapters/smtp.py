@@ -306,22 +306,17 @@ class SmtpEdge:
         await self._send_rejection(mail, MailPlan(mail.subject, "", (), ()), anything_sent=bool(mail.jobs))
         await self._update_mail(mail)
 
-    async def process_spooled(self) -> None:
-        """Process every spooled mail now (tests, and the CLI if it ever wants to)."""
-        for mail in self.mails.spooled():
-            await self._process(mail)
-
     async def _process(self, mail: SpooledMail) -> None:
         source = self._source_path(mail)
         addressees = [Addressee(a, JobType(t), n) for a, t, n in mail.recipients]
-        data = await asyncio.to_thread(source.read_bytes)
+        work_dir = self.spool_dir / mail.key
         try:
             # Thread seam: MIME parsing, document checks and PDF merging read and write whole files.
             plan = await asyncio.to_thread(
-                plan_mail, data, addressees, self.settings, self.spool_dir / mail.key
+                lambda: plan_mail(source.read_bytes(), addressees, self.settings, work_dir)
             )
         except OSError:
-            raise
+            raise  # the disk, not the mail: try again later
         except Exception:
             log.exception("mail %s: cannot be read", mail.key)
             plan = MailPlan("", "", (), (("", "the mail could not be read (an error in faxbridge);"

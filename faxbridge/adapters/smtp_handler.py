@@ -9,7 +9,6 @@ DATA stores the mail durably and only then says 250. Nothing here parses MIME or
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import logging
 import time
