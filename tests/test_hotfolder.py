@@ -16,7 +16,7 @@ from faxbridge.model import JobState
 from faxbridge.simulator import Fault, FaultKind, Simulator
 from faxbridge.simulator.samples import make_pdf, make_tiff
 
-from conftest import RunningDaemon, wait_until
+from conftest import PASSWORD, RunningDaemon, wait_until
 
 NUMBER = "+494012345678"
 OTHER = "+493012345678"
@@ -56,6 +56,10 @@ def jobs_of(tmp_path: Path) -> list[Any]:
         return journal.jobs.recent(1000)
 
 
+def pdfs(folder: Path) -> set[str]:
+    return {p.name for p in folder.glob("*.pdf")} if folder.exists() else set()
+
+
 def visible(folder: Path) -> set[str]:
     return {p.name for p in folder.iterdir() if not p.name.startswith(".")}
 
@@ -66,13 +70,16 @@ def visible(folder: Path) -> set[str]:
 def test_a_dropped_pdf_becomes_one_sendjob_then_sent_and_a_status_report(
     tmp_path: Path, folder: Path, simulator: Simulator, start: Any
 ) -> None:
+    simulator.polls_until_done = 0  # the first JobStatus finds it done
+    simulator.set_result(OTHER, "Busy")
     start(options={"STATIONID": "ACME", "FAXHEADER": "ACME GmbH"})
     pdf = make_pdf(2, tag="basic")
     drop(folder / f"{NUMBER}_Invoice 42.pdf", pdf)
+    drop(folder / f"{OTHER}_busy.pdf", make_pdf(1, tag="busy"))
 
     sent = folder / "sent" / f"{NUMBER}_Invoice 42.pdf"
     wait_until(sent.exists, what="the original in sent/")
-    [call] = sendjobs(simulator)
+    [call] = [c for c in sendjobs(simulator) if c.params["Recipient"] == NUMBER]
     assert call.params["SendFile1"] == pdf
     assert call.params["SendFilename1"] == f"{NUMBER}_Invoice 42.pdf"
     assert call.params["Recipient"] == NUMBER
@@ -84,9 +91,439 @@ def test_a_dropped_pdf_becomes_one_sendjob_then_sent_and_a_status_report(
     rows = list(csv.reader(io.StringIO(report.read_text("utf-8-sig"))))
     assert rows[0][:3] == ["RECIPIENT", "JOBTYPE", "RESULT"]
     assert rows[0][-2:] == ["FAXBRIDGE_JOB", "FAXDE_JOBID"]
-    [job] = jobs_of(tmp_path)
+    [job] = [j for j in jobs_of(tmp_path) if j.request.recipients[0].address == NUMBER]
     assert rows[1][0] == NUMBER and rows[1][2] == "OK"
     assert rows[1][-2:] == [str(job.id), str(job.faxde_job_id)]
     assert job.state is JobState.DELIVERED
+    # A delivery that failed (Busy, No Answer …) is reported the same way, and journaled as failed.
+    busy = folder / "sent" / f"{OTHER}_busy.status.csv"
+    wait_until(busy.exists, what="the report of the busy one")
+    assert list(csv.reader(io.StringIO(busy.read_text("utf-8-sig"))))[1][2] == "Busy"
+    assert {j.state for j in jobs_of(tmp_path)} == {JobState.DELIVERED, JobState.FAILED}
     assert visible(folder) == {"sent"}
+    assert len(sendjobs(simulator)) == 2
+
+
+# -- recipients: sidecar, list, file name, folder ---------------------------------------------
+
+
+def test_a_sidecar_written_just_after_the_document_gives_recipients_options_and_text(
+    folder: Path, simulator: Simulator, start: Any
+) -> None:
+    start(options={"STATIONID": "ACME"})
+    pdf = make_pdf(1, tag="sidecar")
+    drop(folder / "Offer.pdf", pdf)
+    drop(folder / "Offer.yaml", (
+        "recipients:\n"
+        "  - '040 12345678'\n"
+        "  - {number: '+49 30 12345678', reference: BERLIN}\n"
+        "reference: HAMBURG\n"
+        "options: {FAXHEADER: 'Offer 7', STATIONID: SALES}\n"
+        "text: Please see the attached offer.\n"
+    ).encode())
+
+    wait_until((folder / "sent" / "Offer.pdf").exists, what="the original in sent/")
+    [call] = sendjobs(simulator)
+    assert call.params["SendFile1"] == pdf
+    assert call.params["Recipient"] == ""
+    assert call.params["RecipientFile"] == f"{NUMBER},HAMBURG\n{OTHER},BERLIN\n".encode()
+    assert call.params["Options"] == "STATIONID=SALES;FAXHEADER=Offer 7"
+    assert call.params["SendText"] == "Please see the attached offer."
+    assert (folder / "sent" / "Offer.yaml").exists()  # the instructions go along with it
+
+
+def test_a_sidecar_written_before_the_document_counts_too(folder: Path, simulator: Simulator, start: Any) -> None:
+    start()
+    drop(folder / "Early.yaml", b"recipient: '+49 40 12345678'\nreference: R-1\n")
+    drop(folder / "Early.pdf", make_pdf(1, tag="early"))
+    wait_until((folder / "sent" / "Early.pdf").exists, what="the original in sent/")
+    [call] = sendjobs(simulator)
+    assert call.params["Recipient"] == f"{NUMBER}[R-1]"
+
+
+def test_a_csv_list_sends_one_job_to_many_recipients(folder: Path, simulator: Simulator, start: Any) -> None:
+    start()
+    drop(folder / "Newsletter.csv", "Fax;Reference\n040 12345678;HH\n\n+49 30 12345678;B\n".encode("cp1252"))
+    drop(folder / "Newsletter.pdf", make_pdf(1, tag="list"))
+    wait_until((folder / "sent" / "Newsletter.pdf").exists, what="the original in sent/")
+    [call] = sendjobs(simulator)
+    assert call.params["RecipientFile"] == f"{NUMBER},HH\n{OTHER},B\n".encode()
+    assert (folder / "sent" / "Newsletter.csv").exists()
+
+
+def test_the_number_at_the_start_of_the_file_name(folder: Path, simulator: Simulator, start: Any) -> None:
+    start()
+    expected = {
+        "0049 40 12345678 - Invoice.pdf": NUMBER,
+        f"{OTHER} [INV-42] Invoice.pdf": f"{OTHER}[INV-42]",
+        "040 12345678_Reminder.pdf": NUMBER,
+    }
+    for name in expected:
+        drop(folder / name, make_pdf(1, tag=name))
+    wait_until(lambda: len(pdfs(folder / "sent")) == 3, what="three files in sent/")
+    assert {c.params["SendFilename1"]: c.params["Recipient"] for c in sendjobs(simulator)} == expected
+
+
+def test_precedence_sidecar_over_file_name_over_folder_recipient(
+    folder: Path, simulator: Simulator, start: Any
+) -> None:
+    start(recipient="+49 89 12345678")
+    drop(folder / f"{NUMBER}_a.yaml", b"recipient: '+49 30 12345678'\n")
+    drop(folder / f"{NUMBER}_a.pdf", make_pdf(1, tag="a"))
+    drop(folder / f"{NUMBER}_b.pdf", make_pdf(1, tag="b"))
+    drop(folder / "c.pdf", make_pdf(1, tag="c"))
+    wait_until(lambda: len(sendjobs(simulator)) == 3, what="three SendJobs")
+    by_file = {c.params["SendFilename1"]: c.params["Recipient"] for c in sendjobs(simulator)}
+    assert by_file == {f"{NUMBER}_a.pdf": OTHER, f"{NUMBER}_b.pdf": NUMBER, "c.pdf": "+498912345678"}
+
+
+def test_a_bundle_sidecar_sends_up_to_three_documents_in_one_job(
+    folder: Path, simulator: Simulator, start: Any
+) -> None:
+    start()
+    letter, terms = make_pdf(1, tag="letter"), make_tiff(2, tag="terms")
+    drop(folder / "batch.yaml", b"recipient: '+49 40 12345678'\nfiles: [letter.pdf, terms.tif]\n")
+    drop(folder / "letter.pdf", letter)
+    drop(folder / "terms.tif", terms)
+    wait_until((folder / "sent" / "terms.tif").exists, what="the bundle in sent/")
+    [call] = sendjobs(simulator)
+    assert (call.params["SendFilename1"], call.params["SendFile1"]) == ("letter.pdf", letter)
+    assert (call.params["SendFilename2"], call.params["SendFile2"]) == ("terms.tif", terms)
+    assert call.params["Recipient"] == NUMBER
+
+
+def test_an_sms_folder_sends_text_files_as_the_message(folder: Path, simulator: Simulator, start: Any) -> None:
+    start(job_type="sms")
+    drop(folder / "+4917612345678_reminder.txt", "Ihr Termin morgen um 9 Uhr.\n".encode())
+    wait_until((folder / "sent" / "+4917612345678_reminder.txt").exists, what="the text in sent/")
+    [call] = sendjobs(simulator)
+    assert call.params["JobType"] == 1
+    assert call.params["SendText"] == "Ihr Termin morgen um 9 Uhr."
+    assert call.params["Recipient"] == "+4917612345678"
+    assert call.params["SendFilename1"] == ""
+
+
+# -- picking files up safely ---------------------------------------------------------------
+
+
+def test_a_file_written_slowly_is_not_taken_before_it_is_closed(
+    folder: Path, simulator: Simulator, start: Any
+) -> None:
+    start()
+    pdf = make_pdf(3, tag="slow")
+    path = folder / f"{NUMBER}_slow.pdf"
+    chunk = len(pdf) // 3 + 1
+    with open(path, "wb") as f:
+        for i in range(0, len(pdf), chunk):
+            f.write(pdf[i : i + chunk])
+            f.flush()
+            if i + chunk < len(pdf):
+                # A pause far longer than the settle time, the file open all along: nothing happens.
+                wait_for_nothing(3 * SETTLE)
+                assert path.exists() and not sendjobs(simulator)
+    wait_until((folder / "sent" / path.name).exists, what="the complete file in sent/")
+    [call] = sendjobs(simulator)
+    assert call.params["SendFile1"] == pdf
+
+
+def wait_for_nothing(seconds: float) -> None:
+    """Let time pass to show that something does NOT happen (there is no event to await)."""
+    import time
+
+    time.sleep(seconds)
+
+
+def test_rename_into_place_and_move_in_from_elsewhere(
+    tmp_path: Path, folder: Path, simulator: Simulator, start: Any
+) -> None:
+    start()
+    renamed, moved = make_pdf(1, tag="renamed"), make_pdf(1, tag="moved")
+    part = drop(folder / f"{NUMBER}_renamed.pdf.part", renamed)
+    os.rename(part, folder / f"{NUMBER}_renamed.pdf")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    outside = drop(elsewhere / f"{OTHER}_moved.pdf", moved)
+    os.rename(outside, folder / outside.name)
+    wait_until(lambda: len(visible(folder / "sent")) == 2 if (folder / "sent").exists() else False,
+               what="both files in sent/")
+    assert sorted(c.params["SendFile1"] for c in sendjobs(simulator)) == sorted([renamed, moved])
+
+
+def test_temporary_and_hidden_names_are_left_alone(folder: Path, simulator: Simulator, start: Any) -> None:
+    start(recipient=NUMBER)
+    ignored = [".hidden.pdf", "scan.pdf.part", "~$Offer.doc", ".~lock.Offer.doc#", "copy.tmp", "Offer.pdf~"]
+    for name in ignored:
+        drop(folder / name, make_pdf(1, tag=name))
+    drop(folder / "real.pdf", make_pdf(1, tag="real"))
+    wait_until((folder / "sent" / "real.pdf").exists, what="the real file in sent/")
     assert len(sendjobs(simulator)) == 1
+    assert set(ignored) <= {p.name for p in folder.iterdir()}
+
+
+def test_files_present_at_start_are_sent_once_also_across_a_restart(
+    tmp_path: Path, folder: Path, simulator: Simulator, start: Any
+) -> None:
+    for i in range(3):
+        drop(folder / f"{NUMBER}_waiting {i}.pdf", make_pdf(1, tag=f"waiting {i}"))
+    daemon = start()
+    wait_until(lambda: (folder / "sent").exists() and len(visible(folder / "sent")) == 3, what="3 files in sent/")
+    daemon.stop()
+    start()
+    wait_until(lambda: len(jobs_of(tmp_path)) == 3 and all(j.reported_at for j in jobs_of(tmp_path)),
+               what="three reported jobs")
+    assert len(sendjobs(simulator)) == 3
+
+
+def test_200_files_dropped_at_once_are_each_sent_once(folder: Path, simulator: Simulator, start: Any) -> None:
+    # Status polling is not what this test is about: keep JobStatus out of the way.
+    start({"status": {"interval": "1h", "max_interval": "1h"}}, recipient=NUMBER)
+    documents = {f"doc {i:03}.pdf": make_pdf(1, tag=f"bulk {i}") for i in range(200)}
+    for name, data in documents.items():
+        drop(folder / name, data)
+    wait_until(lambda: len(pdfs(folder / "sent")) == 200, timeout=40, what="200 files in sent/")
+    assert not pdfs(folder)
+    calls = sendjobs(simulator)
+    assert len(calls) == 200
+    assert {c.params["SendFilename1"]: c.params["SendFile1"] for c in calls} == documents
+
+
+# -- checks before paying ------------------------------------------------------------------
+
+
+def test_bad_documents_go_to_failed_with_a_reason_and_no_sendjob(
+    folder: Path, simulator: Simulator, start: Any
+) -> None:
+    start()
+    pdf = make_pdf(1, tag="bad")
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+    bad = {
+        f"{NUMBER}_photo.pdf": (png, "is a PNG image"),
+        f"{NUMBER}_empty.pdf": (b"", "empty"),
+        f"{NUMBER}_cut.pdf": (pdf[: len(pdf) // 2], "truncated"),
+        f"{NUMBER}_letter.docx": (b"PK\x03\x04" + b"\x00" * 64, "only PDF, TIF"),
+        "+4990012345678_premium.pdf": (pdf, "premium-rate"),
+        "Invoice.pdf": (pdf, "no recipient"),
+        "0049 40 12 - Invoice.pdf": (pdf, "not a valid number"),
+    }
+    drop(folder / "Broken.yaml", b"recipient: [unclosed\n")
+    drop(folder / "Broken.pdf", pdf)
+    for name, (data, _) in bad.items():
+        drop(folder / name, data)
+
+    failed = folder / "failed"
+    for name, (_, reason) in {**bad, "Broken.pdf": (b"", "not valid YAML")}.items():
+        error = failed / (name.rpartition(".")[0] + ".error.txt")
+        wait_until(error.exists, what=f"{error.name}")
+        text = error.read_text()
+        assert reason in text, text
+        assert "What to do:" in text
+        assert (failed / name).exists()
+    assert (failed / "Broken.yaml").exists()
+    assert not sendjobs(simulator)
+    assert visible(folder) == {"failed"}
+
+
+def test_the_same_document_again_is_refused_as_a_duplicate(
+    tmp_path: Path, folder: Path, simulator: Simulator, start: Any
+) -> None:
+    start()
+    pdf = make_pdf(1, tag="twice")
+    drop(folder / f"{NUMBER}_twice.pdf", pdf)
+    wait_until((folder / "sent" / f"{NUMBER}_twice.pdf").exists, what="the first in sent/")
+    drop(folder / f"{NUMBER}_twice.pdf", pdf)
+    error = folder / "failed" / f"{NUMBER}_twice.error.txt"
+    wait_until(error.exists, what="the duplicate refused")
+    assert "submitted as job" in error.read_text()
+    assert len(sendjobs(simulator)) == 1
+
+
+# -- after SendJob ---------------------------------------------------------------------------
+
+
+def test_the_simulator_down_for_a_while_then_back_sends_everything_once(
+    tmp_path: Path, folder: Path, simulator: Simulator, start: Any
+) -> None:
+    start()
+    simulator.stop()
+    for i in range(3):
+        drop(folder / f"{NUMBER}_outage {i}.pdf", make_pdf(1, tag=f"outage {i}"))
+    wait_until(lambda: len(jobs_of(tmp_path)) == 3 and all(j.attempts >= 2 for j in jobs_of(tmp_path)),
+               what="three jobs retried")
+    # Waiting: queued for another attempt, or (a kept-alive connection cut mid-request) unknown
+    # and to be reconciled; the files stay claimed either way.
+    assert {j.state for j in jobs_of(tmp_path)} <= {JobState.QUEUED, JobState.SUBMITTING, JobState.UNKNOWN}
+    assert not pdfs(folder) and not pdfs(folder / "sent") and not pdfs(folder / "failed")
+    simulator.start()
+    wait_until(lambda: len(pdfs(folder / "sent")) == 3, what="three files in sent/")
+    assert len(simulator.jobs) == 3  # each fax exactly once at FAX.de
+
+
+def test_a_permanent_error_sends_the_file_to_failed_with_the_faxde_code(
+    folder: Path, simulator: Simulator, start: Any
+) -> None:
+    simulator.set_refusal(NUMBER, 9)
+    start()
+    drop(folder / f"{NUMBER}_blocked.pdf", make_pdf(1, tag="blocked"))
+    error = folder / "failed" / f"{NUMBER}_blocked.error.txt"
+    wait_until(error.exists, what="the error file")
+    text = error.read_text()
+    assert "FAX.de result: 9 (RECIPIENT_BLACKLISTED)" in text
+    assert "do not send again" in text
+    assert (folder / "failed" / f"{NUMBER}_blocked.pdf").exists()
+    assert len(sendjobs(simulator)) == 1
+
+
+def test_a_wrong_password_pauses_sending_visibly_and_the_file_waits(
+    tmp_path: Path, folder: Path, simulator: Simulator, start: Any
+) -> None:
+    simulator.password = "changed-at-fax.de"
+    daemon = start()
+    drop(folder / f"{NUMBER}_paused.pdf", make_pdf(1, tag="paused"))
+    notice = folder / "FAXBRIDGE-PAUSED.txt"
+    wait_until(notice.exists, what="the pause notice")
+    assert "Invalid/wrong password" in notice.read_text()
+    [job] = jobs_of(tmp_path)
+    assert job.state is JobState.QUEUED
+    assert not (folder / "failed").exists()
+
+    simulator.password = PASSWORD
+    daemon.loop.call_soon_threadsafe(daemon.services.outbound.resume)  # what a restart would do
+    wait_until((folder / "sent" / f"{NUMBER}_paused.pdf").exists, what="the file sent after all")
+    wait_until(lambda: not notice.exists(), what="the notice removed")
+    assert [c.result for c in sendjobs(simulator)] == [-1, 0]
+
+
+def test_an_unknown_outcome_is_reconciled_and_reported_without_a_second_fax(
+    tmp_path: Path, folder: Path, simulator: Simulator, start: Any
+) -> None:
+    # The first SendJob is processed but its answer lost: faxbridge re-sends the identical job,
+    # which FAX.de refuses as a duplicate (-77): the document stays claimed until then.
+    simulator.set_faults(Fault(FaultKind.DROP_AFTER, operation="SendJob", calls={1}))
+    start()
+    drop(folder / f"{NUMBER}_lost answer.pdf", make_pdf(1, tag="lost"))
+    report = folder / "sent" / f"{NUMBER}_lost answer.status.csv"
+    wait_until(report.exists, what="the report")
+    assert "FAX.de has the job" in report.read_text("utf-8-sig")
+    assert [c.result for c in sendjobs(simulator)][1:] == [-77]  # the re-send: "duplicate"
+    assert len(simulator.jobs) == 1
+
+
+def test_faxbridge_cancel_works_for_a_scheduled_hotfolder_job(
+    tmp_path: Path, folder: Path, simulator: Simulator, start: Any, make_config: Any
+) -> None:
+    import argparse
+
+    from faxbridge import cli
+
+    start()
+    drop(folder / f"{NUMBER}_later.yaml", b"send_at: 2099-01-01T08:00:00+01:00\n")
+    drop(folder / f"{NUMBER}_later.pdf", make_pdf(1, tag="later"))
+    wait_until((folder / "sent" / f"{NUMBER}_later.pdf").exists, what="accepted, in sent/")
+    [job] = jobs_of(tmp_path)
+    config_path = tmp_path / "config.yaml"
+    assert cli.cmd_cancel(argparse.Namespace(config=str(config_path), job_id=job.id)) == 0
+
+    error = folder / "failed" / f"{NUMBER}_later.error.txt"
+    wait_until(error.exists, what="the cancelled job in failed/")
+    assert "cancelled" in error.read_text()
+    assert (folder / "failed" / f"{NUMBER}_later.pdf").exists()
+    assert (folder / "failed" / f"{NUMBER}_later.yaml").exists()
+    assert not pdfs(folder / "sent")
+    assert len(simulator.calls_for("CancelJob")) == 1
+
+
+# -- the watcher survives ------------------------------------------------------------------
+
+
+def test_the_watcher_survives_bad_names_and_failing_handlers(
+    folder: Path, simulator: Simulator, start: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from faxbridge.adapters.hotfolder import files, watcher
+
+    # One event handler that fails, one claim that fails (as a permission error would): the
+    # rescan catches both up, the watcher keeps going.
+    original_event, original_claim = watcher.FolderWatcher.on_event, files.claim
+    failed_once: set[str] = set()
+
+    def on_event(self: Any, kind: str, name: str, closes: bool) -> None:
+        if name == "lost event.pdf" and "event" not in failed_once:
+            failed_once.add("event")
+            raise RuntimeError("handler bug")
+        original_event(self, kind, name, closes)
+
+    def claim(folder_: Path, token: str, key: str, *args: Any) -> Any:
+        if key == "locked.pdf" and "claim" not in failed_once:
+            failed_once.add("claim")
+            raise PermissionError(13, "Permission denied")
+        return original_claim(folder_, token, key, *args)
+
+    monkeypatch.setattr(watcher.FolderWatcher, "on_event", on_event)
+    monkeypatch.setattr(files, "claim", claim)
+    start(recipient=NUMBER, rescan_interval="300ms")
+
+    latin1 = os.fsencode(folder) + b"/Rechnung M\xfcller.pdf"  # not UTF-8: an old Windows share
+    with open(latin1, "wb") as f:
+        f.write(make_pdf(1, tag="latin1"))
+    drop(folder / "two\nlines.pdf", make_pdf(1, tag="newline"))
+    drop(folder / "lost event.pdf", make_pdf(1, tag="lost"))
+    drop(folder / "locked.pdf", make_pdf(1, tag="locked"))
+
+    wait_until(lambda: len(sendjobs(simulator)) == 4 and not pdfs(folder), what="all four sent")
+    names = {c.params["SendFilename1"] for c in sendjobs(simulator)}
+    assert names == {"Rechnung Müller.pdf", "two_lines.pdf", "lost event.pdf", "locked.pdf"}
+    wait_until(lambda: os.path.exists(os.fsencode(folder) + b"/sent/Rechnung M\xfcller.pdf"),
+               what="the original name kept in sent/")
+    assert failed_once == {"event", "claim"}
+
+
+def test_polling_mode_for_folders_without_inotify(folder: Path, simulator: Simulator, start: Any) -> None:
+    start(polling=True, poll_interval="100ms")
+    drop(folder / f"{NUMBER}_polled.pdf", make_pdf(1, tag="polled"))
+    wait_until((folder / "sent" / f"{NUMBER}_polled.pdf").exists, what="the file in sent/")
+    assert len(sendjobs(simulator)) == 1
+
+
+# -- crashes and restarts ------------------------------------------------------------------
+
+
+def test_a_claim_left_by_a_crash_before_journaling_is_sent_once_at_start(
+    tmp_path: Path, folder: Path, simulator: Simulator, start: Any
+) -> None:
+    from faxbridge.adapters.hotfolder import files
+
+    pdf = make_pdf(1, tag="crash")
+    drop(folder / f"{NUMBER}_crash.pdf", pdf)
+    drop(folder / f"{NUMBER}_crash.yaml", b"reference: CRASH\n")
+    # The process died right after claiming: the files are in the claim, the journal knows nothing.
+    files.claim(folder, "crashed", f"{NUMBER}_crash.pdf", [f"{NUMBER}_crash.pdf"], [f"{NUMBER}_crash.yaml"])
+    # And another died half-way through its claim: that one goes back into the folder.
+    drop(folder / f"{OTHER}_half.pdf", make_pdf(1, tag="half"))
+    half = files.claim(folder, "half", f"{OTHER}_half.pdf", [f"{OTHER}_half.pdf"], [])
+    assert half is not None
+    os.rename(half.dir / f"{OTHER}_half.pdf", folder / f"{OTHER}_half.pdf")
+
+    start()
+    wait_until(lambda: len(pdfs(folder / "sent")) == 2, what="both in sent/")
+    calls = sendjobs(simulator)
+    assert sorted(c.params["Recipient"] for c in calls) == sorted([f"{NUMBER}[CRASH]", OTHER])
+    assert [c.params["SendFile1"] for c in calls if c.params["Recipient"] != OTHER] == [pdf]
+    assert not list((folder / ".faxbridge" / "processing").iterdir()) or wait_until(
+        lambda: not list((folder / ".faxbridge" / "processing").iterdir()), what="claims released")
+
+
+def test_a_job_queued_at_shutdown_is_sent_once_after_the_restart(
+    tmp_path: Path, folder: Path, simulator: Simulator, start: Any
+) -> None:
+    simulator.stop()
+    daemon = start()
+    pdf = make_pdf(1, tag="restart")
+    drop(folder / f"{NUMBER}_restart.pdf", pdf)
+    wait_until(lambda: len(jobs_of(tmp_path)) == 1 and jobs_of(tmp_path)[0].attempts >= 1,
+               what="the job journaled and tried")
+    daemon.stop()
+    simulator.start()
+    start()
+    wait_until((folder / "sent" / f"{NUMBER}_restart.pdf").exists, what="the file in sent/")
+    [call] = [c for c in sendjobs(simulator) if c.result == 0]
+    assert call.params["SendFile1"] == pdf
+    assert len(jobs_of(tmp_path)) == 1

@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import threading
 from collections.abc import Coroutine
 from typing import Any
 
@@ -33,6 +34,7 @@ log = logging.getLogger("faxbridge.adapters.hotfolder")
 _EVENT_KINDS = {"created": "created", "modified": "modified", "closed": "closed", "deleted": "gone"}
 _SHUTDOWN_WAIT = 10.0  # seconds for units being checked to reach the journal at shutdown
 _CONCURRENT_UNITS = 8  # units claimed and checked at once (threads hash and parse PDFs)
+_OBSERVER_JOIN = 0.1  # seconds to wait for watchdog's threads at close
 
 
 class _Handler(FileSystemEventHandler):
@@ -76,12 +78,13 @@ class HotfolderEdge:
 
     def __init__(self, services: Any) -> None:
         self.services = services
-        self.outcomes = Outcomes(services.journal)
+        self.outcomes = Outcomes(services.journal, self.spawn)
         self.watchers = [FolderWatcher(self, i, c) for i, c in enumerate(services.config.hotfolders)]
         self.active_claims: set[str] = set()
         self.slots = asyncio.Semaphore(_CONCURRENT_UNITS)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._observer: Any = None
+        self._stopper: threading.Thread | None = None
         self._closes = False
         self._by_folder = {w.key: w for w in self.watchers}
         self._job_ids: list[str] = []
@@ -125,8 +128,13 @@ class HotfolderEdge:
         for watcher in self.watchers:
             watcher.stop()
         if self._observer is not None:
-            observer, self._observer = self._observer, None
-            await asyncio.to_thread(_stop_observer, observer)
+            # Thread seam: watchdog's stop() joins its emitter threads, which hold a file moved
+            # out of the folder for 0.5 s (to pair it with its arrival elsewhere). The watchers
+            # already ignore events, so the loop need not wait for that.
+            self._stopper = threading.Thread(
+                target=self._observer.stop, name="hotfolder-observer-stop", daemon=True
+            )
+            self._stopper.start()
         pending = [t for t in self._tasks if not t.done()]
         if pending:
             # Units being checked reach the journal (or failed/) now; a claim cut short is
@@ -138,8 +146,15 @@ class HotfolderEdge:
     async def close(self) -> None:
         if not self._stopping:
             await self.stop_intake()
-        for task in list(self._tasks):
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._stopper is not None:
+            # Daemon threads that deliver nothing more: a short wait, not the full 0.5 s.
+            await asyncio.to_thread(self._stopper.join, _OBSERVER_JOIN)
+            self._stopper = None
+        self._observer = None
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """A background task that is kept (not garbage-collected) and whose failure is logged."""
@@ -200,7 +215,7 @@ class HotfolderEdge:
             if watcher.config.rescan_interval > 0:
                 self._add_job(f"hotfolder-rescan-{watcher.index}", self._rescan,
                               watcher.config.rescan_interval, watcher)
-        self._add_job("hotfolder-pause-notice", self._sync_notices, 1.0)
+        self._add_job("hotfolder-pause-notice", self._sync_notices, 0.5)
 
     def _add_job(self, job_id: str, fn: Any, seconds: float, *args: Any, **kwargs: Any) -> None:
         scheduler = self.services.scheduler
@@ -246,11 +261,6 @@ class HotfolderEdge:
                     await asyncio.to_thread(write_atomically, path, text.encode("utf-8"))
             except OSError as exc:
                 log.warning("hotfolder %s: cannot update %s: %s", watcher.label, path, exc.strerror or exc)
-
-
-def _stop_observer(observer: Any) -> None:
-    observer.stop()
-    observer.join(10)
 
 
 def _notice_text(reason: str, waiting: int) -> str:

@@ -32,7 +32,7 @@ from faxbridge.adapters.hotfolder.names import (
     split_name,
     with_suffix,
 )
-from faxbridge.adapters.reports import fsync_dir, write_atomically
+from faxbridge.adapters.reports import fsync_dir
 
 CLAIM_AREA: Final = Path(".faxbridge") / "processing"
 MANIFEST: Final = ".claim.json"
@@ -53,6 +53,7 @@ class Claim:
     dir: Path
     files: tuple[ClaimedFile, ...]
     key: str  # the unit's decisive original name (its stem names reports)
+    complete: bool = True  # False: rebuilt without its manifest; only fit to be put back
 
     @property
     def ref(self) -> str:
@@ -123,7 +124,9 @@ def claim(folder: Path, token: str, key: str, documents: Sequence[str], sidecars
         claimed = _unique(display_name(original), used)
         files.append(ClaimedFile(original, claimed, original in docs))
     planned = Claim(folder, directory, tuple(files), key)
-    write_atomically(directory / MANIFEST, json.dumps(planned.to_json()).encode("utf-8"))
+    # Not fsynced on its own: the fsyncs below make the names durable, and a manifest lost in a
+    # power cut is survived (read_claim falls back to the names in the claim).
+    _write_manifest(planned)
     taken: list[ClaimedFile] = []
     for f in planned.files:
         try:
@@ -141,12 +144,18 @@ def claim(folder: Path, token: str, key: str, documents: Sequence[str], sidecars
         taken.append(f)
     result = Claim(folder, directory, tuple(taken), key)
     if len(taken) != len(planned.files):
-        write_atomically(directory / MANIFEST, json.dumps(result.to_json()).encode("utf-8"))
+        _write_manifest(result)
     # Durable before the job is journaled: after a power cut the file must not reappear in the
     # folder while the journal already holds a job for it (it would be taken twice).
     fsync_dir(directory)
+    fsync_dir(directory.parent)
     fsync_dir(folder)
     return result
+
+
+def _write_manifest(c: Claim) -> None:
+    with open(c.dir / MANIFEST, "w", encoding="utf-8") as f:
+        json.dump(c.to_json(), f)
 
 
 def _unique(name: str, used: set[str]) -> str:
@@ -160,11 +169,23 @@ def _unique(name: str, used: set[str]) -> str:
 
 
 def read_claim(directory: Path) -> Claim | None:
+    """The claim as its manifest describes it. Without a readable manifest (lost in a power cut)
+    the files found in it are returned under their claimed names, all as documents, so that they
+    can be put back into the folder. None for an empty directory."""
     try:
         data = json.loads((directory / MANIFEST).read_bytes())
         return Claim.from_json(directory, data)
     except (OSError, ValueError, KeyError, TypeError):
+        pass
+    try:
+        names = sorted(p.name for p in directory.iterdir() if p.name != MANIFEST)
+    except OSError:
         return None
+    if not names:
+        return None
+    folder = directory.parent.parent.parent  # FOLDER/.faxbridge/processing/<token>
+    found = tuple(ClaimedFile(n, n, True) for n in names)
+    return Claim(folder, directory, found, names[0], complete=False)
 
 
 def release(directory: Path) -> None:
@@ -183,10 +204,10 @@ def put_back(c: Claim) -> list[str]:
     stuck = []
     for f in c.files:
         src = c.path(f)
-        if not src.exists() and not src.is_symlink():
+        if not os.path.lexists(src):
             continue
         target = c.folder / f.original
-        if target.exists() or target.is_symlink():
+        if os.path.lexists(target):
             stuck.append(f.original)
             continue
         os.rename(src, target)
@@ -197,8 +218,8 @@ def put_back(c: Claim) -> list[str]:
 
 
 def present(c: Claim) -> bool:
-    """All of the claim's files are still in it."""
-    return all(c.path(f).exists() or c.path(f).is_symlink() for f in c.files)
+    """The claim is as it was made: its manifest was read and all its files are still in it."""
+    return c.complete and all(os.path.lexists(c.path(f)) for f in c.files)
 
 
 # -- placing in sent/ and failed/ ---------------------------------------------------------

@@ -115,8 +115,7 @@ def decode_name(text: str) -> str:
 _NAME_RECIPIENT: Final = re.compile(
     r"""^\s*
     (?P<number>[+0][0-9 ()/\-\u2013]*[0-9)])
-    \s*(?:\[(?P<reference>[^\]\[]*)\])?
-    (?P<rest>.*)$""",
+    \s*(?:\[(?P<reference>[^\]\[]*)\])?""",
     re.VERBOSE | re.DOTALL,
 )
 _MIN_DIGITS: Final = 5
@@ -141,10 +140,10 @@ def recipient_from_name(name_stem: str) -> NameRecipient | None:
         return None
     number = match["number"].strip()
     reference = match["reference"]
-    rest = match["rest"]
+    after = name_stem[match.end("number") :]
     if sum(ch.isdigit() for ch in number) < _MIN_DIGITS:
         return None
     # The number must end where a word begins: "01.02.2024_x" is a date, not a number "01".
-    if reference is None and rest and not re.match(r"[\s_\-\u2013]", rest):
+    if after and not re.match(r"[\s_\-\u2013\[]", after):
         return None
     return NameRecipient(number, (reference or "").strip())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,14 +51,20 @@ def claim_of(job: Job) -> Claim:
 class Outcomes:
     """The acceptance hook and the reporter of the hotfolder edge."""
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal, spawn: Callable[[Coroutine[Any, Any, Any]], Any]) -> None:
         self.journal = journal
+        self._spawn = spawn
         self._locks: dict[int, asyncio.Lock] = {}
 
     def _lock(self, job_id: int) -> asyncio.Lock:
         return self._locks.setdefault(job_id, asyncio.Lock())
 
     async def accepted(self, job: Job) -> None:
+        """The acceptance hook: moving the files must not hold up the core's send slot, so it
+        runs on its own (a crash before it is finished is caught up by watcher.recover)."""
+        self._spawn(self.move_to_sent(job))
+
+    async def move_to_sent(self, job: Job) -> None:
         """FAX.de accepted the job: the original moves to sent/ (its bytes are no longer needed)."""
         async with self._lock(job.id):
             job = self.journal.jobs.get(job.id)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Set
 from dataclasses import dataclass
 
-from faxbridge.adapters.hotfolder.names import is_csv, is_sidecar, is_yaml, stem
+from faxbridge.adapters.hotfolder.names import is_sidecar, is_yaml, stem
 
 # A bundle's file list as read from its YAML; None: the YAML cannot be read (the error is
 # reported when the unit is processed).
@@ -100,11 +100,3 @@ def plan_units(
         add(Unit(document, (document,), tuple(sidecars)))
     return units
 
-
-def orphan_sidecars(present: Set[str], units_pending: Set[str]) -> list[str]:
-    """Sidecars that no document in the folder goes with (for a log line)."""
-    documents = {stem(n) for n in present if not is_sidecar(n)}
-    return sorted(
-        n for n in present
-        if (is_csv(n) or is_yaml(n)) and stem(n) not in documents and n not in units_pending
-    )

@@ -37,6 +37,7 @@ from faxbridge.adapters.hotfolder.names import (
     display_name,
     ignored,
     is_csv,
+    is_sidecar,
     is_yaml,
     recipient_from_name,
     stem,
@@ -136,6 +137,7 @@ class FolderWatcher:
             self._arm(name, t, self.settle)
 
     def _forget(self, name: str) -> None:
+        self._said.pop(f"orphan:{name}", None)
         t = self.tracked.pop(name, None)
         if t is not None:
             self._cancel(t)
@@ -242,12 +244,23 @@ class FolderWatcher:
             waiting = {n for n in self.tracked if n not in ready and n not in self.busy}
             yamls = sorted(n for n in ready if is_yaml(n))
             bundles = await asyncio.to_thread(self._read_bundles, yamls) if yamls else {}
-            for unit in plan_units(ready, waiting | self.busy, bundles):
+            units = plan_units(ready, waiting | self.busy, bundles)
+            for unit in units:
                 if all(n in self.tracked and self.tracked[n].settled and n not in self.busy
                        for n in unit.names):
                     self._take(unit)
+            self._mention_orphans(ready, units)
             if not self._replan:
                 return
+
+    def _mention_orphans(self, ready: set[str], units: list[Unit]) -> None:
+        """A sidecar without its document waits (it may come); say so once, for whoever wonders."""
+        taken = {n for u in units for n in u.names}
+        documents = {stem(n) for n in self.tracked if not is_sidecar(n)}
+        for name in ready:
+            if is_sidecar(name) and name not in taken and stem(name) not in documents:
+                self.say_once(f"orphan:{name}", logging.INFO, "%s waits for its document(s)",
+                              display_name(name))
 
     def _read_bundles(self, names: list[str]) -> dict[str, BundleFiles]:
         """Each ready YAML's ``files`` (cached by size and mtime: rereading 200 is wasted work)."""
@@ -400,7 +413,7 @@ class FolderWatcher:
             job = jobs.by_source(outcome.SOURCE, ref)
             if job is not None:
                 if job.state is JobState.SUBMITTED and not _placed_in(job, "sent_dir"):
-                    await self.edge.outcomes.accepted(job)
+                    await self.edge.outcomes.move_to_sent(job)
                 elif job.state.is_final and job.reported_at is not None:
                     await asyncio.to_thread(files.release, directory)
                 continue
