@@ -59,6 +59,14 @@ class _Handler(FileSystemEventHandler):
             log.exception("hotfolder: dropping a file-system event")
 
 
+class _QuietStopRace(logging.Filter):
+    """watchdog logs an ERROR when its emitter thread loops once more after being stopped (a
+    race inside watchdog at shutdown, harmless): not worth waking an administrator for."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "called when the thread is inactive" not in record.getMessage()
+
+
 def _make_observer() -> tuple[Any, bool]:
     """An inotify observer with full move events (Linux), else the platform's; and whether it
     reports closes. Full events tell a file moved in from outside (complete) from one created
@@ -66,6 +74,9 @@ def _make_observer() -> tuple[Any, bool]:
     try:
         from watchdog.observers.inotify import InotifyObserver
 
+        inotify_log = logging.getLogger("watchdog.observers.inotify")
+        if not any(isinstance(f, _QuietStopRace) for f in inotify_log.filters):
+            inotify_log.addFilter(_QuietStopRace())
         return InotifyObserver(generate_full_events=True), True
     except (ImportError, OSError):
         from watchdog.observers import Observer
