@@ -74,25 +74,25 @@ def test_a_dropped_pdf_becomes_one_sendjob_then_sent_and_a_status_report(
     simulator.set_result(OTHER, "Busy")
     start(options={"STATIONID": "ACME", "FAXHEADER": "ACME GmbH"})
     pdf = make_pdf(2, tag="basic")
-    drop(folder / f"{NUMBER}_Invoice 42.pdf", pdf)
+    drop(folder / f"{NUMBER} [INV-42] Invoice.pdf", pdf)
     drop(folder / f"{OTHER}_busy.pdf", make_pdf(1, tag="busy"))
 
-    sent = folder / "sent" / f"{NUMBER}_Invoice 42.pdf"
+    sent = folder / "sent" / f"{NUMBER} [INV-42] Invoice.pdf"
     wait_until(sent.exists, what="the original in sent/")
-    [call] = [c for c in sendjobs(simulator) if c.params["Recipient"] == NUMBER]
+    [call] = [c for c in sendjobs(simulator) if c.params["Recipient"].startswith(NUMBER)]
     assert call.params["SendFile1"] == pdf
-    assert call.params["SendFilename1"] == f"{NUMBER}_Invoice 42.pdf"
-    assert call.params["Recipient"] == NUMBER
+    assert call.params["SendFilename1"] == f"{NUMBER} [INV-42] Invoice.pdf"
+    assert call.params["Recipient"] == f"{NUMBER}[INV-42]"
     assert call.params["Options"] == "STATIONID=ACME;FAXHEADER=ACME GmbH"
     assert sent.read_bytes() == pdf
 
-    report = folder / "sent" / f"{NUMBER}_Invoice 42.status.csv"
+    report = folder / "sent" / f"{NUMBER} [INV-42] Invoice.status.csv"
     wait_until(report.exists, what="the status report")
     rows = list(csv.reader(io.StringIO(report.read_text("utf-8-sig"))))
     assert rows[0][:3] == ["RECIPIENT", "JOBTYPE", "RESULT"]
     assert rows[0][-2:] == ["FAXBRIDGE_JOB", "FAXDE_JOBID"]
     [job] = [j for j in jobs_of(tmp_path) if j.request.recipients[0].address == NUMBER]
-    assert rows[1][0] == NUMBER and rows[1][2] == "OK"
+    assert rows[1][0] == NUMBER and rows[1][2] == "OK" and rows[1][7] == "INV-42"  # REFID
     assert rows[1][-2:] == [str(job.id), str(job.faxde_job_id)]
     assert job.state is JobState.DELIVERED
     # A delivery that failed (Busy, No Answer …) is reported the same way, and journaled as failed.
@@ -300,6 +300,7 @@ def test_bad_documents_go_to_failed_with_a_reason_and_no_sendjob(
         f"{NUMBER}_photo.pdf": (png, "is a PNG image"),
         f"{NUMBER}_empty.pdf": (b"", "empty"),
         f"{NUMBER}_cut.pdf": (pdf[: len(pdf) // 2], "truncated"),
+        f"{NUMBER}_secret.pdf": (encrypted(pdf), "password-protected"),
         f"{NUMBER}_letter.docx": (b"PK\x03\x04" + b"\x00" * 64, "only PDF, TIF"),
         "+4990012345678_premium.pdf": (pdf, "premium-rate"),
         "Invoice.pdf": (pdf, "no recipient"),
@@ -321,6 +322,16 @@ def test_bad_documents_go_to_failed_with_a_reason_and_no_sendjob(
     assert (failed / "Broken.yaml").exists()
     assert not sendjobs(simulator)
     assert visible(folder) == {"failed"}
+
+
+def encrypted(pdf: bytes) -> bytes:
+    import pypdf
+
+    writer = pypdf.PdfWriter(clone_from=pypdf.PdfReader(io.BytesIO(pdf)))
+    writer.encrypt("secret")
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
 
 
 def test_the_same_document_again_is_refused_as_a_duplicate(
