@@ -538,3 +538,20 @@ def test_a_job_queued_at_shutdown_is_sent_once_after_the_restart(
     [call] = [c for c in sendjobs(simulator) if c.result == 0]
     assert call.params["SendFile1"] == pdf
     assert len(jobs_of(tmp_path)) == 1
+
+
+def test_a_folder_removed_and_created_again_is_watched_again(
+    folder: Path, simulator: Simulator, start: Any
+) -> None:
+    import shutil
+
+    daemon = start(recipient=NUMBER, rescan_interval="200ms")
+    [edge] = [e for e in daemon.daemon.edges if e.name == "hotfolders"]
+    [watcher] = edge.watchers
+    shutil.rmtree(folder)
+    wait_until(lambda: not edge._watch_alive(watcher), what="the watch ended with the folder")
+    folder.mkdir()
+    wait_until(lambda: edge._watch_alive(watcher), what="the folder watched again")
+    drop(folder / "again.pdf", make_pdf(1, tag="again"))
+    wait_until((folder / "sent" / "again.pdf").exists, what="the file in sent/")
+    assert len(sendjobs(simulator)) == 1

@@ -70,18 +70,17 @@ class _QuietStopRace(logging.Filter):
 def _make_observer() -> tuple[Any, bool]:
     """An inotify observer with full move events (Linux), else the platform's; and whether it
     reports closes. Full events tell a file moved in from outside (complete) from one created
-    here (being written)."""
+    here (being written). Raises OSError when the system has no inotify instance left."""
     try:
         from watchdog.observers.inotify import InotifyObserver
-
-        inotify_log = logging.getLogger("watchdog.observers.inotify")
-        if not any(isinstance(f, _QuietStopRace) for f in inotify_log.filters):
-            inotify_log.addFilter(_QuietStopRace())
-        return InotifyObserver(generate_full_events=True), True
-    except (ImportError, OSError):
+    except ImportError:  # not Linux
         from watchdog.observers import Observer
 
         return Observer(), False
+    inotify_log = logging.getLogger("watchdog.observers.inotify")
+    if not any(isinstance(f, _QuietStopRace) for f in inotify_log.filters):
+        inotify_log.addFilter(_QuietStopRace())
+    return InotifyObserver(generate_full_events=True), True
 
 
 class HotfolderEdge:
@@ -114,7 +113,13 @@ class HotfolderEdge:
             except OSError as exc:
                 log.error("hotfolder %s: cannot create %s: %s", watcher.label, watcher.key, exc.strerror or exc)
         if any(not w.polling for w in self.watchers):
-            self._observer, self._closes = await asyncio.to_thread(_make_observer)
+            try:
+                self._observer, self._closes = await asyncio.to_thread(_make_observer)
+            except OSError as exc:
+                log.warning("hotfolders: no inotify (%s); polling every folder instead", exc.strerror or exc)
+                for watcher in self.watchers:
+                    watcher.polling = True
+        if self._observer is not None:
             for watcher in self.watchers:
                 if not watcher.polling:
                     await self._watch(watcher)
@@ -189,6 +194,8 @@ class HotfolderEdge:
                 self._observer.schedule, handler, watcher.key, recursive=False, event_filter=kinds
             )
             watcher.unsay("watch")
+        except FileNotFoundError:
+            watcher.watch = None  # the scan says so; the rescan watches it once it is there
         except OSError as exc:
             # No inotify (watch limit, a file system without it): looking is slower but works.
             watcher.say_once("watch", logging.WARNING, "cannot watch %s (%s); polling it instead",
@@ -244,8 +251,15 @@ class HotfolderEdge:
         if self._stopping:
             return
         if not watcher.polling and self._observer is not None and not self._watch_alive(watcher):
-            if watcher.folder.is_dir():
+            # The folder was removed (its watch ended with it) or missing at start: watch it anew.
+            if await asyncio.to_thread(watcher.folder.is_dir):
+                if watcher.watch is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.to_thread(self._observer.unschedule, watcher.watch)
+                    watcher.watch = None
                 await self._watch(watcher)
+                if watcher.watch is not None:
+                    log.info("hotfolder %s: watching %s again", watcher.label, watcher.key)
         await watcher.recover()
         await watcher.scan(periodic=True)
 
