@@ -356,3 +356,78 @@ def test_the_error_text_says_what_happened_and_what_to_do() -> None:
         "What to do: Do not send again.\n\n"
         "faxbridge job: 7 (FAX.de JobId 881)\nFolder: /srv/fax\nTime: 2030-01-02 03:04:05 UTC\n"
     )
+
+
+# -- placing files: idempotent and crash-safe -----------------------------------------------
+
+
+def _journaled_claim(tmp_path: Path, journal: object, name: str = "a") -> tuple[object, object]:
+    from faxbridge.adapters.hotfolder.outcome import SOURCE, job_meta
+    from faxbridge.model import Document, SendRequest
+
+    folder = tmp_path / "out"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.pdf").write_bytes(b"%PDF-1.4 " + name.encode())
+    (folder / f"{name}.yaml").write_bytes(b"reference: R\n")
+    claim = files.claim(folder, f"t-{name}", f"{name}.pdf", [f"{name}.pdf"], [f"{name}.yaml"])
+    assert claim is not None
+    config = HotfolderConfig(path=folder, sent_dir=folder / "sent", failed_dir=folder / "failed")
+    request = SendRequest(JobType.FAX, (Recipient(NUMBER),), (Document(f"{name}.pdf", claim.dir / f"{name}.pdf"),))
+    job, _ = journal.jobs.add(  # type: ignore[attr-defined]
+        request, source=SOURCE, source_ref=claim.ref, content_key=name, meta=job_meta(claim, config, name)
+    )
+    return job, claim
+
+
+def test_placing_resumes_after_a_crash_half_way_and_never_overwrites(tmp_path: Path) -> None:
+    import asyncio
+
+    from faxbridge.adapters.hotfolder.outcome import Outcomes
+    from faxbridge.journal import Journal
+    from faxbridge.model import Accepted, JobStatusReport, StatusRow
+
+    with Journal.open(tmp_path / "state") as journal:
+        job, claim = _journaled_claim(tmp_path, journal)
+        sent = tmp_path / "out" / "sent"
+        sent.mkdir()
+        (sent / "a.pdf").write_bytes(b"someone else's")
+        journal.jobs.begin_submit(job.id)
+        journal.jobs.mark_submitted(job.id, Accepted(881, 1, 1), next_poll_at=0)
+        # A crash after the intent was journaled and the first file moved:
+        journal.jobs.update_meta(job.id, placing={"dir": str(sent), "suffix": " (2)"})
+        os.rename(claim.dir / "a.pdf", sent / "a (2).pdf")
+
+        outcomes = Outcomes(journal, spawn=lambda coro: None)
+        asyncio.run(outcomes.move_to_sent(journal.jobs.get(job.id)))
+        asyncio.run(outcomes.move_to_sent(journal.jobs.get(job.id)))  # again: nothing changes
+        assert sorted(p.name for p in sent.iterdir()) == ["a (2).pdf", "a (2).yaml", "a.pdf"]
+        assert (sent / "a.pdf").read_bytes() == b"someone else's"
+        assert journal.jobs.get(job.id).meta["placed"] == {"dir": str(sent), "suffix": " (2)"}
+
+        rows = b'"RECIPIENT","JOBTYPE","RESULT"\r\n"+494012345678","FAX","OK"\r\n'
+        journal.jobs.mark_finished(job.id, JobStatusReport(True, "OK", status_file=rows, rows=(StatusRow(NUMBER, "FAX", "OK"),)))
+        asyncio.run(outcomes.report(journal.jobs.get(job.id)))
+        asyncio.run(outcomes.report(journal.jobs.get(job.id)))  # a retried report is harmless
+        assert (sent / "a (2).status.csv").read_text("utf-8-sig").splitlines()[1].startswith('"+494012345678","FAX","OK"')
+        assert not claim.dir.exists()
+
+
+def test_a_cancelled_job_moves_from_sent_to_failed_with_the_reason(tmp_path: Path) -> None:
+    import asyncio
+
+    from faxbridge.adapters.hotfolder.outcome import Outcomes
+    from faxbridge.journal import Journal
+    from faxbridge.model import Accepted
+
+    with Journal.open(tmp_path / "state") as journal:
+        job, claim = _journaled_claim(tmp_path, journal, "b")
+        journal.jobs.begin_submit(job.id)
+        journal.jobs.mark_submitted(job.id, Accepted(882, 1, 1), next_poll_at=0)
+        outcomes = Outcomes(journal, spawn=lambda coro: None)
+        asyncio.run(outcomes.move_to_sent(journal.jobs.get(job.id)))
+        journal.jobs.mark_cancelled(job.id, "CancelJob 882")
+        asyncio.run(outcomes.report(journal.jobs.get(job.id)))
+        failed = tmp_path / "out" / "failed"
+        assert sorted(p.name for p in failed.iterdir()) == ["b.error.txt", "b.pdf", "b.yaml"]
+        assert "cancelled by the operator (CancelJob 882)" in (failed / "b.error.txt").read_text()
+        assert not list((tmp_path / "out" / "sent").iterdir())

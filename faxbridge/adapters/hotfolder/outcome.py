@@ -107,6 +107,7 @@ class Outcomes:
         placed = job.meta.get("placed")
         if placed and Path(placed["dir"]) == target:
             return (target, placed["suffix"]) if suffix_only else target
+        abandoned: list[dict[str, str]] = []  # intents given up: some files may have gone there
         for _ in range(3):
             intent = job.meta.get("placing")
             if not intent or Path(intent["dir"]) != target:
@@ -117,13 +118,15 @@ class Outcomes:
                 intent = {"dir": str(target), "suffix": suffix}
                 job = self.journal.jobs.update_meta(job.id, placing=intent)
             moves = [
-                (_places(job, claim, f.original, f.claimed), target / with_suffix(f.original, intent["suffix"]))
+                (_places(job, claim, f.original, f.claimed, abandoned),
+                 target / with_suffix(f.original, intent["suffix"]))
                 for f in claim.files
             ]
             try:
                 lost = await asyncio.to_thread(files.move_all, moves)
             except FileExistsError:
                 # The chosen names were taken meanwhile (by hand?): choose again, never overwrite.
+                abandoned.append(intent)
                 job = self.journal.jobs.update_meta(job.id, placing=None)
                 continue
             for path in lost:
@@ -134,11 +137,12 @@ class Outcomes:
         raise OSError(f"cannot find free names in {target}")
 
 
-def _places(job: Job, claim: Claim, original: str, claimed: str) -> list[Path]:
+def _places(
+    job: Job, claim: Claim, original: str, claimed: str, abandoned: Sequence[dict[str, str]] = ()
+) -> list[Path]:
     """Where a file of the job may be now: the claim, or an earlier (possibly unfinished) placement."""
     candidates = [claim.dir / claimed]
-    for key in ("placed", "placing"):
-        spot = job.meta.get(key)
+    for spot in [job.meta.get("placed"), job.meta.get("placing"), *abandoned]:
         if spot:
             candidates.append(Path(spot["dir"]) / with_suffix(original, spot["suffix"]))
     return candidates

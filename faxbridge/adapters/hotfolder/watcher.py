@@ -316,9 +316,10 @@ class FolderWatcher:
                 if t is not None and t.gen == gens[name]:
                     t.state, t.settled = _BLOCKED, False
             return
-        for name in unit.names:
+        taken = {f.original for f in claim.files} if claim is not None else {unit.key}
+        for name in taken:
             t = self.tracked.get(name)
-            if t is not None and t.gen == gens[name]:
+            if t is not None and t.gen == gens.get(name):
                 self._forget(name)  # gone from the folder; a newer file of that name stays tracked
         if claim is None:
             return
