@@ -188,7 +188,10 @@ class Outbound:
             content_key=key,
             meta=meta,
             duplicate_window=0.0 if allow_duplicate else self.settings.duplicate_window,
+            durable=False,
         )
+        # The edge acknowledges its input once this returns: on disk, not only in the OS.
+        await self.journal.sync_async()
         if created:
             log.info(
                 "job %d ← %s %s → %s (%s)",
@@ -219,13 +222,10 @@ class Outbound:
                 return self._paused_until
             log.warning("sending resumes after an account pause: %s", self.paused)
             self.paused = None
-        for job in self.journal.jobs.due_for_submit(now):
-            if job.id not in self._in_flight:
-                self._start_send(job.id)
-        waiting = self.journal.query(
-            "SELECT MIN(next_attempt_at) AS t FROM jobs WHERE state = 'queued'"
-        )
-        return waiting[0]["t"] if waiting and waiting[0]["t"] is not None else None
+        for job_id in self.journal.jobs.due_for_submit(now):
+            if job_id not in self._in_flight:
+                self._start_send(job_id)
+        return self.journal.jobs.next_attempt_at()
 
     def _start_send(self, job_id: int) -> asyncio.Task[Job]:
         task = asyncio.get_running_loop().create_task(self._send(job_id), name=f"send-job-{job_id}")
@@ -248,7 +248,8 @@ class Outbound:
             reconciling = self.journal.jobs.first_unknown_at(job_id) is not None
             # Durable before the request leaves: a crash from here on leaves 'submitting',
             # which the next start turns into 'unknown' instead of sending again.
-            job = self.journal.jobs.begin_submit(job_id)
+            job = self.journal.jobs.begin_submit(job_id, durable=False)
+            await self.journal.sync_async()
             # shield: a shutdown may cancel the waiting task, never the recording of the answer.
             return await asyncio.shield(self._call_and_record(job, reconciling))
 

@@ -155,7 +155,7 @@ def test_due_queries_respect_times(journal: Journal, clock: FakeClock) -> None:
     journal.jobs.begin_submit(job.id)
     journal.jobs.mark_retry(job.id, "HTTP 500", None, next_attempt_at=clock.now + 60)
     assert journal.jobs.due_for_submit(clock.now) == []
-    assert [j.id for j in journal.jobs.due_for_submit(clock.now + 61)] == [job.id]
+    assert journal.jobs.due_for_submit(clock.now + 61) == [job.id]
 
 
 def test_the_journal_is_wal_and_survives_reopening(tmp_path: Path) -> None:
@@ -205,3 +205,35 @@ def test_retention_purges_only_reported_final_jobs(journal: Journal, clock: Fake
     clock.now += 10
     assert journal.jobs.purge_finished(older_than=clock.now) == 1
     assert journal.jobs.find(done.id) is None and journal.jobs.find(waiting.id) is not None
+
+
+def test_group_commit_shares_fsyncs_and_never_returns_early(tmp_path: Path) -> None:
+    import asyncio
+    import threading
+
+    journal = Journal.open(tmp_path)
+    fsyncs: list[int] = []
+    real_sync = journal.sync
+
+    def counting_sync() -> None:
+        fsyncs.append(journal._commits)  # what this fsync is sure to cover
+        real_sync()
+
+    journal.sync = counting_sync  # type: ignore[method-assign]
+
+    async def one(i: int) -> None:
+        add(journal, ref=str(i), key=str(i))  # durable=True would fsync inline; use the async path:
+        mine = journal._commits
+        await journal.sync_async()
+        assert max(fsyncs) >= mine  # an fsync that started after this commit has finished
+
+    async def main() -> None:
+        await asyncio.gather(*(one(i) for i in range(50)))
+
+    # add() syncs inline by default; make it the loop's kind of commit for this test
+    original_add = journal.jobs.add
+    journal.jobs.add = lambda *a, **k: original_add(*a, **{**k, "durable": False})  # type: ignore[method-assign]
+    asyncio.run(main())
+    assert 1 <= len(fsyncs) < 50
+    assert threading.active_count() >= 1
+    journal.close()

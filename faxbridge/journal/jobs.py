@@ -86,6 +86,7 @@ class JobsTable:
         content_key: str,
         meta: dict[str, Any] | None = None,
         duplicate_window: float = 0.0,
+        durable: bool = True,
     ) -> tuple[Job, bool]:
         """Journal a new job in state queued; returns (job, created).
 
@@ -94,7 +95,7 @@ class JobsTable:
         within ``duplicate_window`` seconds raises DuplicateJobError.
         """
         now = self._journal.clock()
-        with self._journal.transaction() as db:
+        with self._journal.transaction(durable=durable) as db:
             row = db.execute(
                 "SELECT * FROM jobs WHERE source = ? AND source_ref = ?", (source, source_ref)
             ).fetchone()
@@ -125,9 +126,10 @@ class JobsTable:
             _event(db, job_id, now, None, JobState.QUEUED, f"from {source}")
             return _job(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()), True
 
-    def begin_submit(self, job_id: int) -> Job:
-        """queued/unknown → submitting, durably, before the SendJob request leaves."""
-        return self._move(job_id, JobState.SUBMITTING, "SendJob", attempts_plus=1)
+    def begin_submit(self, job_id: int, *, durable: bool = True) -> Job:
+        """queued/unknown → submitting, before the SendJob request leaves (durable unless the
+        caller syncs itself before sending)."""
+        return self._move(job_id, JobState.SUBMITTING, "SendJob", attempts_plus=1, durable=durable)
 
     def mark_submitted(self, job_id: int, accepted: Accepted, next_poll_at: float) -> Job:
         """submitting → submitted; the FAX.de JobId lands in the same transaction."""
@@ -135,7 +137,7 @@ class JobsTable:
             job_id, JobState.SUBMITTED, f"FAX.de JobId {accepted.faxde_job_id}",
             faxde_job_id=accepted.faxde_job_id, recipients_count=accepted.recipients_count,
             page_count=accepted.page_count, next_poll_at=next_poll_at, last_error="",
-            last_error_code=None,
+            last_error_code=None, durable=False,  # lost to a power cut: reconciled via -77
         )
 
     def mark_retry(self, job_id: int, error: str, code: int | None, next_attempt_at: float) -> Job:
@@ -171,7 +173,7 @@ class JobsTable:
 
     def record_poll(self, job_id: int, next_poll_at: float, error: str = "") -> None:
         """A JobStatus that found the job still running (or failed transiently)."""
-        with self._journal.transaction() as db:
+        with self._journal.transaction(durable=False) as db:  # lost: the job is polled again
             db.execute(
                 "UPDATE jobs SET polls = polls + 1, next_poll_at = ?, updated_at = ?,"
                 " last_error = ? WHERE id = ? AND state = ?",
@@ -237,13 +239,20 @@ class JobsTable:
         )
         return _job(rows[0]) if rows else None
 
-    def due_for_submit(self, now: float, limit: int = 100) -> list[Job]:
+    def due_for_submit(self, now: float, limit: int = 1000) -> list[int]:
+        """Ids of queued jobs whose next attempt is due, oldest first."""
         rows = self._journal.query(
-            "SELECT * FROM jobs WHERE state = ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+            "SELECT id FROM jobs WHERE state = ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
             " ORDER BY next_attempt_at, id LIMIT ?",
             (JobState.QUEUED.value, now, limit),
         )
-        return [_job(r) for r in rows]
+        return [r["id"] for r in rows]
+
+    def next_attempt_at(self) -> float | None:
+        rows = self._journal.query(
+            "SELECT MIN(next_attempt_at) AS t FROM jobs WHERE state = ?", (JobState.QUEUED.value,)
+        )
+        return rows[0]["t"] if rows else None
 
     def due_for_poll(self, now: float, limit: int = 500) -> list[Job]:
         rows = self._journal.query(
@@ -322,10 +331,11 @@ class JobsTable:
         *,
         attempts_plus: int = 0,
         finished: bool = False,
+        durable: bool = True,
         **fields: Any,
     ) -> Job:
         now = self._journal.clock()
-        with self._journal.transaction() as db:
+        with self._journal.transaction(durable=durable) as db:
             row = _row(db, job_id)
             current = JobState(row["state"])
             if to not in ALLOWED_TRANSITIONS[current]:
