@@ -70,18 +70,6 @@ CREATE INDEX IF NOT EXISTS mail_outbox_due ON mail_outbox (state, next_attempt_a
 """
 
 
-def _durable(journal: Journal) -> Any:
-    """A transaction whose commit is fsynced before it returns: 250 and "queued" promise that.
-
-    (Journal.transaction(durable=True) where the journal distinguishes; every commit is durable
-    where it does not.)
-    """
-    try:
-        return journal.transaction(durable=True)  # type: ignore[call-arg]
-    except TypeError:
-        return journal.transaction()
-
-
 class MailState(enum.StrEnum):
     SPOOLED = "spooled"  # durably accepted; jobs not (all) submitted yet
     PROCESSED = "processed"  # jobs submitted (some parts may have been refused)
@@ -165,7 +153,7 @@ class MailsTable:
         spool_path: Path,
     ) -> SpooledMail:
         now = self._journal.clock()
-        with _durable(self._journal) as db:
+        with self._journal.transaction(durable=True) as db:  # 250 / "queued" promise this
             db.execute(
                 "INSERT INTO smtp_mails (key, state, sender, report_to, auth_user, peer, recipients,"
                 " size, spool_path, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -279,7 +267,7 @@ class OutboxTable:
         """Queue a message whose bytes are already at ``path``, due at ``now`` (default: the
         journal's clock); returns (row, created). The same ``key`` returns the row queued before."""
         now = self._journal.clock() if now is None else now
-        with _durable(self._journal) as db:
+        with self._journal.transaction(durable=True) as db:  # 250 / "queued" promise this
             if key is not None:
                 row = db.execute("SELECT * FROM mail_outbox WHERE key = ?", (key,)).fetchone()
                 if row is not None:
