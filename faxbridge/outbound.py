@@ -116,6 +116,9 @@ class Outbound:
         self._check_recipient = check_recipient
         self._clock = clock
         self._reporters: dict[str, Reporter] = {}
+        # Reports that failed (a folder not writable, the disk full): retried with backoff.
+        self._report_failures: dict[int, int] = {}
+        self._report_retry_at: dict[int, float] = {}
         self._on_accepted: dict[str, Reporter] = {}
         self._send_slots = asyncio.Semaphore(provider.concurrency)
         self._in_flight: dict[int, asyncio.Task[Job]] = {}
@@ -436,16 +439,27 @@ class Outbound:
             return job
         try:
             await reporter(job)
-        except Exception:
-            log.exception("job %d: writing the report failed; will retry", job.id)
+        except Exception as exc:
+            failures = self._report_failures.get(job.id, 0) + 1
+            delay = backoff(failures, self.settings.status_interval, self.settings.status_max_interval)
+            self._report_failures[job.id] = failures
+            self._report_retry_at[job.id] = self._clock() + delay
+            if failures == 1:  # the whole story once; then one line per attempt
+                log.exception("job %d: writing the report failed; retrying in %.0f s", job.id, delay)
+            else:
+                log.error("job %d: writing the report failed again (%d×): %s", job.id, failures, exc)
             return job
+        self._report_failures.pop(job.id, None)
+        self._report_retry_at.pop(job.id, None)
         self.journal.jobs.mark_reported(job.id)
         return self.journal.jobs.get(job.id)
 
     async def report_pending(self) -> None:
+        now = self._clock()
         for source in self._reporters:
             for job in self.journal.jobs.unreported(source):
-                await self._finish(job)
+                if self._report_retry_at.get(job.id, 0.0) <= now:
+                    await self._finish(job)
 
     # -- shutdown --------------------------------------------------------------------------
 

@@ -293,6 +293,9 @@ def test_a_failing_reporter_is_retried_until_it_succeeds(simulator, tmp_path, pd
         job = await outbound.cancel(job.id)
         assert job.reported_at is None
         await outbound.report_pending()
+        assert attempts == [job.id]  # not at once: the retry waits its backoff
+        await asyncio.sleep(0.03)
+        await outbound.report_pending()
         return outbound.journal.jobs.get(job.id)
 
     job = run(simulator, tmp_path, body)
