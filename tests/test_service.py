@@ -243,3 +243,38 @@ def test_the_unit_exposure_is_at_most_2(tmp_path: Path) -> None:
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
     assert match, result.stdout + result.stderr
     assert float(match.group(1)) <= 2.0, result.stdout
+
+
+def test_the_service_takes_a_dropped_file_and_a_mail_and_stops_cleanly(make_config, simulator, tmp_path, pdf) -> None:
+    import smtplib
+    from email.message import EmailMessage
+
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    smtp_port = free_port()
+    config = make_config(
+        hotfolders=[{"path": str(outbox)}],
+        smtp={"listen": f"127.0.0.1:{smtp_port}", "domains": {"fax.example.com": "fax"},
+              "allowed_senders": ["*@example.com"]},
+    )
+    process, notify = start_daemon(config, tmp_path)
+    try:
+        notify.wait_for("READY=1")  # READY comes only once the hotfolder and the listener are up
+        (outbox / "incoming.tmp").write_bytes(make_pdf(2, tag="drop"))
+        (outbox / "incoming.tmp").rename(outbox / "+49 40 1234567_Angebot.pdf")
+        mail = EmailMessage()
+        mail["From"], mail["To"], mail["Subject"] = "alice@example.com", "+493012345678@fax.example.com", "Hi"
+        mail.set_content("Bitte faxen.")
+        mail.add_attachment(pdf.read_bytes(), maintype="application", subtype="pdf", filename="brief.pdf")
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as client:
+            client.send_message(mail)
+        wait_until(lambda: len(simulator.calls_for("SendJob")) == 2, what="both SendJobs")
+        wait_until(lambda: (outbox / "sent" / "+49 40 1234567_Angebot.pdf").exists(), what="the move to sent/")
+        process.send_signal(signal.SIGTERM)
+        notify.wait_for("STOPPING=1")
+        assert process.wait(20) == 0
+    finally:
+        reap(process)
+        notify.close()
+    recipients = sorted(call.params["Recipient"] for call in simulator.calls_for("SendJob"))
+    assert recipients == ["+493012345678", "+49401234567"]
