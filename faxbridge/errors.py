@@ -17,11 +17,16 @@ class ConfigError(FaxbridgeError):
 
 
 class NumberError(FaxbridgeError):
-    """A recipient number that must not be dialled, or cannot be read unambiguously."""
+    """A recipient number that must not be dialled, or cannot be read unambiguously.
 
-    def __init__(self, raw: str, reason: str) -> None:
+    ``refused``: the number was understood, and policy forbids it (premium, emergency, a country
+    not allowed …); otherwise it could not be read as exactly one number.
+    """
+
+    def __init__(self, raw: str, reason: str, *, refused: bool = False) -> None:
         self.raw = raw
         self.reason = reason
+        self.refused = refused
         super().__init__(f"{raw!r}: {reason}")
 
 

@@ -193,7 +193,7 @@ class NumberPolicy:
         if reason is None:
             reason = self._country_refusal(parsed)
         if reason is not None:
-            raise NumberError(raw, reason)
+            raise NumberError(raw, reason, refused=True)
         return _e164(parsed)
 
     def refusal(self, e164: str, *, purpose: str = "fax") -> str | None:
@@ -300,10 +300,13 @@ class NumberPolicy:
             )
         if len(digits) <= 6:
             if phonenumbers.is_emergency_number(digits, region):
-                raise NumberError(raw, f"emergency number ({digits}) — never dialled by faxbridge")
+                raise NumberError(
+                    raw, f"emergency number ({digits}) — never dialled by faxbridge", refused=True
+                )
             if _is_short_number(digits, region):
                 raise NumberError(
-                    raw, f"short number ({digits}) — service codes cannot be dialled via FAX.de"
+                    raw, f"short number ({digits}) — service codes cannot be dialled via FAX.de",
+                    refused=True,
                 )
         prefix = _national_prefix(phonenumbers.country_code_for_region(region))
         # Where the trunk prefix is 0 (DE, AT, CH, GB, FR …) a national number starts with it;

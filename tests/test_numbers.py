@@ -285,3 +285,14 @@ def test_number_error_keeps_the_raw_input() -> None:
         DE.normalize("0900 1 234567")
     assert info.value.raw == "0900 1 234567"
     assert str(info.value).startswith("'0900 1 234567': premium-rate number")
+
+
+@pytest.mark.parametrize(
+    "raw, refused",
+    [("0900 1234567", True), ("+44 20 7946 0000", True), ("112", True), ("40123456", False),
+     ("040 12345 abc", False), ("+49 40 1234567, 030 123456", False)],
+)
+def test_number_errors_say_whether_policy_refused_or_the_number_was_unreadable(raw: str, refused: bool) -> None:
+    with pytest.raises(NumberError) as err:
+        NumberPolicy().normalize(raw)
+    assert err.value.refused is refused

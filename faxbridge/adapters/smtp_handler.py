@@ -47,12 +47,6 @@ REPLIES: Final[dict[str, str]] = {
     "bad_address": "553 5.1.3 Malformed address {}",
 }
 
-# Words of a NumberError reason that mean "may not be dialled" (550 5.7.1, policy) rather than
-# "cannot be read as one number" (553 5.1.3, the mailbox name); see numbers.py for the reasons.
-_POLICY_WORDS: Final = (
-    "toll fraud", "refused", "never dialled", "cannot be dialled", "cannot receive",
-    "allowed_countries", "needs a mobile",
-)
 
 
 def reply(name: str, *args: object) -> str:
@@ -183,7 +177,9 @@ class SmtpHandler(AuthMechanisms):
                 number = self.check_number(local, job_type.value)
             except NumberError as exc:
                 log.info("RCPT %s from %s refused: %s", address, envelope.mail_from, exc.reason)
-                policy = any(word in exc.reason for word in _POLICY_WORDS)
+                # "may not be dialled" is policy (550 5.7.1); "cannot be read" is the mailbox
+                # name (553 5.1.3)
+                policy = exc.refused
                 text = f"{local}: {exc.reason}"
                 return reply("number_refused" if policy else "number_unreadable", text)
         addressee = Addressee(address, job_type, number)
