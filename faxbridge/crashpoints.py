@@ -21,6 +21,32 @@ from collections import Counter
 ENVIRONMENT_VARIABLE = "FAXBRIDGE_CRASH_AT"
 EXIT_STATUS = 137  # 128 + SIGKILL, what a shell reports for a killed process
 
+# Every point in the code, with the moment it stands for. The crash campaign (tests/chaos) dies at
+# each of them; a test checks this table against the calls in the source.
+POINTS: dict[str, str] = {
+    "hotfolder.after_claim": "a document moved into its claim, not yet journaled",
+    "outbound.after_journal": "a job journaled (queued), the edge not yet told",
+    "outbound.before_sendjob": "a job durably 'submitting', the SendJob request not sent",
+    "faxde.during_sendjob": "the SendJob request half sent (its documents not yet)",
+    "outbound.after_sendjob": "FAX.de accepted the job, its JobId not yet journaled",
+    "outbound.after_submitted": "the JobId journaled, the edge's acceptance hook not run",
+    "hotfolder.before_move": "placing in sent/ or failed/ journaled as intent, no file moved",
+    "hotfolder.after_move": "the files in sent/ or failed/, not yet journaled as placed",
+    "outbound.after_finished": "the job's end journaled, its report not written",
+    "reports.during_write": "a report, notice or spooled mail fsynced under its temporary name",
+    "hotfolder.after_report": "the report written, the claim not released nor journaled reported",
+    "smtp.after_spool": "a mail fsynced in the spool, not journaled, no 250 sent",
+    "smtp.before_250": "a mail spooled and journaled, the client not yet answered 250",
+    "smtp.after_submit": "a mail's jobs journaled, the mail not yet marked processed",
+    "relay.after_delivery": "a mail handed to the relay, not yet journaled as sent",
+    "inbound.after_begin": "a received fax's file name journaled, nothing written",
+    "inbound.after_rename": "the TIFF in place, no PDF, sidecar or index row yet",
+    "inbound.after_files": "every file of the fax in place, not journaled as stored",
+    "inbound.after_journal": "the fax journaled as stored, DeleteReceived not sent",
+    "inbound.after_mail": "the fax's mail queued, DeleteReceived not sent",
+    "inbound.after_delete": "DeleteReceived done, not yet journaled as deleted",
+}
+
 _hits: Counter[str] = Counter()
 _lock = threading.Lock()
 _parsed: tuple[str, dict[str, int]] = ("", {})

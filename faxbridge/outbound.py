@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from faxbridge.crashpoints import crash_point
 from faxbridge.errors import FaxbridgeError, ProviderError
 from faxbridge.journal import Journal
 from faxbridge.model import Job, JobState, Recipient, SendRequest
@@ -195,6 +196,7 @@ class Outbound:
         )
         # The edge acknowledges its input once this returns: on disk, not only in the OS.
         await self.journal.sync_async()
+        crash_point("outbound.after_journal")
         if created:
             log.info(
                 "job %d ← %s %s → %s (%s)",
@@ -253,6 +255,7 @@ class Outbound:
             # which the next start turns into 'unknown' instead of sending again.
             job = self.journal.jobs.begin_submit(job_id, durable=False)
             await self.journal.sync_async()
+            crash_point("outbound.before_sendjob")
             # shield: a shutdown may cancel the waiting task, never the recording of the answer.
             return await asyncio.shield(self._call_and_record(job, reconciling))
 
@@ -266,6 +269,8 @@ class Outbound:
             return await self._finish(
                 self.journal.jobs.mark_rejected(job.id, f"internal error: {type(exc).__name__}: {exc}")
             )
+        # FAX.de has the job and its JobId is only in memory: the reconciling -77 covers this.
+        crash_point("outbound.after_sendjob")
         job = self.journal.jobs.mark_submitted(
             job.id, accepted, next_poll_at=self._first_poll_at(job)
         )
@@ -273,6 +278,7 @@ class Outbound:
             "job %d ✓ FAX.de %d accepted (%d recipient(s), %d page(s))",
             job.id, accepted.faxde_job_id, accepted.recipients_count, accepted.page_count,
         )
+        crash_point("outbound.after_submitted")
         hook = self._on_accepted.get(job.source)
         if hook is not None:
             try:
@@ -408,6 +414,7 @@ class Outbound:
                 self.journal.jobs.record_poll(job.id, self._next_poll_at(job))
                 return self.journal.jobs.get(job.id)
             job = self.journal.jobs.mark_finished(job.id, report)
+            crash_point("outbound.after_finished")
             log.info(
                 "job %d %s FAX.de %d finished: %s",
                 job.id, "✓" if job.state is JobState.DELIVERED else "✗", job.faxde_job_id,

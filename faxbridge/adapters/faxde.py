@@ -35,6 +35,7 @@ from zeep.transports import Transport
 from faxbridge import __version__
 from faxbridge.adapters import faxde_codes
 from faxbridge.adapters.faxde_codes import Outcome
+from faxbridge.crashpoints import crash_point
 from faxbridge.errors import ProviderError
 from faxbridge.model import Accepted, InboundFax, JobStatusReport, SendRequest
 from faxbridge.adapters.reports import parse_status_file
@@ -135,7 +136,11 @@ class _SplicedBody(io.RawIOBase):
         return self._length
 
     def _generate(self) -> Iterator[bytes]:
-        for piece in self._pieces:
+        for index, piece in enumerate(self._pieces):
+            if index == 1:
+                # The request is on its way, part of it still unsent (the test hook's "during
+                # SendJob"; a text-only job has one piece and is sent whole before this).
+                crash_point("faxde.during_sendjob")
             if isinstance(piece, bytes):
                 yield piece
                 continue

@@ -31,6 +31,7 @@ from typing import Any
 
 from faxbridge.adapters.reports import write_atomically
 from faxbridge.config import RelayConfig
+from faxbridge.crashpoints import crash_point
 from faxbridge.journal import Journal
 from faxbridge.journal.mail import OutboxTable, OutgoingMail
 
@@ -179,6 +180,7 @@ class Relay:
             log.warning("mail %d to %s: relay %s:%d: %s — retry in %.0f s",
                         mail.id, ", ".join(mail.rcpt_to), self.config.host, self.config.port, exc, delay)
             return False
+        crash_point("relay.after_delivery")  # relayed, not yet journaled as sent
         self.outbox.mark_sent(mail.id)
         log.info("mail %d ✓ relayed to %s", mail.id, ", ".join(mail.rcpt_to))
         return True

@@ -37,6 +37,7 @@ from faxbridge.adapters.smtp_report import (
     rejection_report,
 )
 from faxbridge.config import HostPort, SmtpConfig
+from faxbridge.crashpoints import crash_point
 from faxbridge.errors import ConfigError, FaxbridgeError, JournalError, NumberError
 from faxbridge.journal.mail import MailsTable, MailState, SpooledMail
 from faxbridge.model import Job, JobType
@@ -228,6 +229,7 @@ class SmtpEdge:
         path = self.spool_dir / f"{key}.eml"
         # Thread seam: a big mail's write and fsync would stall other sessions.
         await asyncio.to_thread(write_atomically, path, mail.content)
+        crash_point("smtp.after_spool")  # no 250 yet: the client sends it again
         try:
             self.mails.add(
                 key=key,
@@ -243,6 +245,7 @@ class SmtpEdge:
             with contextlib.suppress(OSError):
                 path.unlink()
             raise
+        crash_point("smtp.before_250")  # stored and journaled, the client not told
         log.info("mail %s ← %s%s → %s (%d bytes)", key, mail.sender,
                  f" (user {mail.auth_user})" if mail.auth_user else "",
                  ", ".join(a.number or a.address for a in mail.addressees), len(mail.content))
@@ -349,6 +352,7 @@ class SmtpEdge:
                 problems.extend((a.address, str(exc)) for a in part.addressees)
                 continue
             jobs.append(job.id)
+        crash_point("smtp.after_submit")  # jobs journaled, the mail still 'spooled'
         archive = self.archive_dir / f"{mail.key}.eml"
         await asyncio.to_thread(_move, source, archive)
         mail = self.mails.mark_processed(

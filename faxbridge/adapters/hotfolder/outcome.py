@@ -20,6 +20,7 @@ from faxbridge.adapters.hotfolder import files
 from faxbridge.adapters.hotfolder.files import Claim
 from faxbridge.adapters.hotfolder.names import display_name, with_suffix
 from faxbridge.adapters.reports import parse_status_file, write_atomically, write_report
+from faxbridge.crashpoints import crash_point
 from faxbridge.journal import Journal
 from faxbridge.model import Job, JobState, StatusRow
 
@@ -90,6 +91,7 @@ class Outcomes:
                 await asyncio.to_thread(write_atomically, path, text.encode("utf-8"))
                 log.warning("job %d: %s → %s (%s)", job.id, job.meta.get("label", "?"), target,
                             job.last_error or job.state.value)
+            crash_point("hotfolder.after_report")
             await asyncio.to_thread(files.release, claim.dir)
         self._locks.pop(job.id, None)
 
@@ -117,6 +119,7 @@ class Outcomes:
                 )
                 intent = {"dir": str(target), "suffix": suffix}
                 job = self.journal.jobs.update_meta(job.id, placing=intent)
+            crash_point("hotfolder.before_move")
             moves = [
                 (_places(job, claim, f.original, f.claimed, abandoned),
                  target / with_suffix(f.original, intent["suffix"]))
@@ -129,6 +132,7 @@ class Outcomes:
                 abandoned.append(intent)
                 job = self.journal.jobs.update_meta(job.id, placing=None)
                 continue
+            crash_point("hotfolder.after_move")
             for path in lost:
                 log.warning("job %d: %s is missing; it was moved or deleted by someone else",
                             job.id, display_name(path.name))

@@ -44,6 +44,7 @@ from faxbridge.adapters.hotfolder.names import (
 )
 from faxbridge.adapters.hotfolder.plan import BundleFiles, Unit, plan_units
 from faxbridge.config import HotfolderConfig
+from faxbridge.crashpoints import crash_point
 from faxbridge.errors import DocumentError, DuplicateJobError, FaxbridgeError, JournalError, NumberError
 from faxbridge.model import JobState
 from faxbridge.outbound import mask_number
@@ -323,6 +324,7 @@ class FolderWatcher:
                 self._forget(name)  # gone from the folder; a newer file of that name stays tracked
         if claim is None:
             return
+        crash_point("hotfolder.after_claim")  # taken from the folder, not journaled yet
         self.unsay(f"claim:{unit.key}")
         if unit.problem:
             await self._refuse(claim, Refusal(unit.problem, "Rename or regroup the files and drop them in again."))
