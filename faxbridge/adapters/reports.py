@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import os
-import tempfile
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from faxbridge.crashpoints import crash_point
 from faxbridge.model import Job, StatusRow
 
 # The StatusFile columns, in the order FAXDE-API.md gives them (JobStatus, StatusFile).
@@ -91,22 +93,52 @@ def render_report(job: Job, rows: Iterable[StatusRow]) -> bytes:
     return buffer.getvalue().encode("utf-8-sig")  # the BOM makes Excel read UTF-8
 
 
+TEMPORARY_SUFFIX = ".faxbridge-tmp"
+_NAME_MAX = 255  # bytes in a file name on the usual file systems
+# Two threads of this process never write one target at once (their temporary file is the same);
+# a fixed set of locks, so that writing ever new names never grows a table.
+_write_locks = tuple(threading.Lock() for _ in range(64))
+
+
+def temporary_path(path: Path) -> Path:
+    """Where ``path`` is written before it is renamed into place: a hidden name derived from it.
+
+    The same name every time, so a write cut short by a crash leaves at most one temporary file per
+    target, which the next write of that target reuses and renames away. (A random name would be
+    left behind for good: nothing would ever know it belonged to anything.)
+    """
+    name = f".{path.name}{TEMPORARY_SUFFIX}"
+    if len(os.fsencode(name)) > _NAME_MAX:
+        name = f".{hashlib.sha256(os.fsencode(path.name)).hexdigest()[:32]}{TEMPORARY_SUFFIX}"
+    return path.with_name(name)
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """Write to a temporary name in the same folder, fsync, rename, fsync the folder."""
-    fd, tmp = tempfile.mkstemp(prefix=".faxbridge-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+    tmp = temporary_path(path)
+    with _write_locks[hash(os.fspath(path)) % len(_write_locks)]:
+        # 0600 as before (tempfile.mkstemp's mode): the folder's permissions decide who may read.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            crash_point("reports.during_write")
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
     fsync_dir(path.parent)
+
+
+def discard(path: Path) -> None:
+    """Remove a file written with write_atomically, and its temporary file if a crash left one."""
+    path.unlink(missing_ok=True)
+    temporary_path(path).unlink(missing_ok=True)
 
 
 def fsync_dir(folder: Path) -> None:

@@ -25,7 +25,7 @@ from faxbridge.adapters.hotfolder import outcome
 from faxbridge.adapters.hotfolder.names import PAUSE_NOTICE
 from faxbridge.adapters.hotfolder.outcome import Outcomes
 from faxbridge.adapters.hotfolder.watcher import FolderWatcher
-from faxbridge.adapters.reports import write_atomically
+from faxbridge.adapters.reports import discard, write_atomically
 from faxbridge.model import JobState
 
 log = logging.getLogger("faxbridge.adapters.hotfolder")
@@ -280,7 +280,7 @@ class HotfolderEdge:
             path = watcher.folder / PAUSE_NOTICE
             try:
                 if paused is None:
-                    await asyncio.to_thread(path.unlink, missing_ok=True)
+                    await asyncio.to_thread(discard, path)
                 else:
                     text = _notice_text(paused, waiting)
                     await asyncio.to_thread(write_atomically, path, text.encode("utf-8"))

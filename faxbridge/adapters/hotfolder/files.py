@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import stat
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ from faxbridge.adapters.hotfolder.names import (
     split_name,
     with_suffix,
 )
-from faxbridge.adapters.reports import fsync_dir
+from faxbridge.adapters.reports import fsync_dir, temporary_path
 
 CLAIM_AREA: Final = Path(".faxbridge") / "processing"
 MANIFEST: Final = ".claim.json"
@@ -248,7 +247,9 @@ def move_file(src: Path, dst: Path) -> None:
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
-    fd, tmp = tempfile.mkstemp(prefix=".faxbridge-", suffix=".tmp", dir=dst.parent)
+    # A fixed temporary name: a copy cut short by a crash is overwritten when the move is retried.
+    tmp = temporary_path(dst)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "wb") as out, open(src, "rb") as source:
             shutil.copyfileobj(source, out, 1 << 20)
