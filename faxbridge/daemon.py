@@ -124,6 +124,31 @@ class Services:
                 return polled
             await asyncio.sleep(interval)
 
+    async def apply_retention(self) -> int:
+        """journal.retention: forget final, reported jobs and deleted faxes older than that.
+
+        In short transactions, yielding to the loop between them, so that the first run after
+        months without one does not stall the daemon. (Mails: the SMTP edge; the relay's outbox:
+        its own keep_sent.) Returns how many rows went.
+        """
+        cutoff = self.journal.clock() - self.config.journal.retention
+        total = 0
+        for purge in (self.journal.jobs.purge_finished, self.journal.inbound.purge_deleted):
+            while True:
+                try:
+                    removed = purge(cutoff, limit=_PURGE_BATCH)
+                except FaxbridgeError as exc:  # journal busy: the next run tries again
+                    log.warning("journal retention postponed: %s", exc)
+                    return total
+                total += removed
+                if removed < _PURGE_BATCH:
+                    break
+                await asyncio.sleep(0)
+        if total:
+            log.info("journal retention: forgot %d row(s) older than %s", total,
+                     _days(self.config.journal.retention))
+        return total
+
     def start_scheduler(self) -> AsyncIOScheduler:
         """APScheduler on the running loop; edges add their jobs to it."""
         scheduler = AsyncIOScheduler(
@@ -138,9 +163,19 @@ class Services:
         tick = max(1.0, min(self.config.status.interval, 15.0))
         scheduler.add_job(self.outbound.poll_due, "interval", seconds=tick, id="status-poll",
                           next_run_time=_now_plus(0.5))
+        retention = self.config.journal.retention
+        scheduler.add_job(self.apply_retention, "interval", seconds=min(3600.0, max(1.0, retention / 4)),
+                          id="journal-retention", next_run_time=_now_plus(1.0))
         scheduler.start()
         self.scheduler = scheduler
         return scheduler
+
+
+_PURGE_BATCH = 500  # rows per retention transaction
+
+
+def _days(seconds: float) -> str:
+    return f"{seconds / 86400:g} days" if seconds >= 86400 else f"{seconds:g} s"
 
 
 def _now_plus(seconds: float):  # -> datetime

@@ -166,6 +166,20 @@ class InboundTable:
                 (error[:500], fax_id),
             )
 
+    def purge_deleted(self, older_than: float, limit: int | None = None) -> int:
+        """Retention: forget faxes deleted on the server before ``older_than`` (epoch seconds).
+
+        Only ``deleted`` rows: FAX.de no longer has those faxes, so their FaxId cannot come back.
+        Quarantined and stored ones stay whatever their age (they still matter).
+        """
+        with self._journal.transaction() as db:
+            cursor = db.execute(
+                "DELETE FROM inbound WHERE fax_id IN (SELECT fax_id FROM inbound WHERE state = ?"
+                " AND deleted_at < ? ORDER BY fax_id LIMIT ?)",
+                (InboundState.DELETED.value, older_than, -1 if limit is None else limit),
+            )
+            return cursor.rowcount
+
     def awaiting_delete(self) -> list[InboundRecord]:
         return self.in_state(InboundState.STORED)
 

@@ -210,14 +210,16 @@ class JobsTable:
             )
         return moved
 
-    def purge_finished(self, older_than: float) -> int:
-        """Retention: forget reported final jobs finished before ``older_than`` (epoch seconds)."""
+    def purge_finished(self, older_than: float, limit: int | None = None) -> int:
+        """Retention: forget reported final jobs finished before ``older_than`` (epoch seconds),
+        with their events; at most ``limit`` of them (a short transaction), None: all."""
         finals = tuple(s.value for s in JobState if s.is_final)
         with self._journal.transaction() as db:
             cursor = db.execute(
-                f"DELETE FROM jobs WHERE state IN ({','.join('?' * len(finals))})"
-                " AND finished_at < ? AND reported_at IS NOT NULL",
-                (*finals, older_than),
+                "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE"
+                f" state IN ({','.join('?' * len(finals))})"
+                " AND finished_at < ? AND reported_at IS NOT NULL ORDER BY id LIMIT ?)",
+                (*finals, older_than, -1 if limit is None else limit),
             )
             return cursor.rowcount
 
