@@ -25,6 +25,7 @@ EXIT_STATUS = 137  # 128 + SIGKILL, what a shell reports for a killed process
 # each of them; a test checks this table against the calls in the source.
 POINTS: dict[str, str] = {
     "hotfolder.after_claim": "a document moved into its claim, not yet journaled",
+    "hotfolder.before_refusal_move": "a refused document's fate recorded in its claim, not moved",
     "outbound.after_journal": "a job journaled (queued), the edge not yet told",
     "outbound.before_sendjob": "a job durably 'submitting', the SendJob request not sent",
     "faxde.during_sendjob": "the SendJob request half sent (its documents not yet)",

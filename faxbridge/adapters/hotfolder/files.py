@@ -35,6 +35,9 @@ from faxbridge.adapters.reports import fsync_dir, temporary_path
 
 CLAIM_AREA: Final = Path(".faxbridge") / "processing"
 MANIFEST: Final = ".claim.json"
+# A unit being refused: where its files go and why, written before the first file moves, so that
+# a crash half-way is finished at the next start (the document never sits in failed/ unexplained).
+REFUSAL: Final = ".refusal.json"
 
 Signature = tuple[int, int, int]  # size, mtime_ns, inode: what "unchanged" means
 
@@ -177,7 +180,7 @@ def read_claim(directory: Path) -> Claim | None:
     except (OSError, ValueError, KeyError, TypeError):
         pass
     try:
-        names = sorted(p.name for p in directory.iterdir() if p.name != MANIFEST)
+        names = sorted(p.name for p in directory.iterdir() if p.name not in (MANIFEST, REFUSAL))
     except OSError:
         return None
     if not names:
@@ -191,9 +194,32 @@ def release(directory: Path) -> None:
     """Forget a claim whose files are all gone (moved on, or never taken)."""
     try:
         (directory / MANIFEST).unlink(missing_ok=True)
+        (directory / REFUSAL).unlink(missing_ok=True)
         directory.rmdir()
     except OSError:
         pass
+
+
+def write_refusal(directory: Path, intent: dict[str, str]) -> None:
+    """Record, durably, that the claim in ``directory`` is being refused (see REFUSAL)."""
+    # Written in place: a torn file reads as no refusal, and the unit is simply refused again.
+    with open(directory / REFUSAL, "w", encoding="utf-8") as f:
+        json.dump(intent, f)
+        f.flush()
+        os.fsync(f.fileno())
+    fsync_dir(directory)
+
+
+def read_refusal(directory: Path) -> dict[str, str] | None:
+    """The refusal begun for this claim before a crash, if any."""
+    try:
+        data = json.loads((directory / REFUSAL).read_bytes())
+    except (OSError, ValueError):
+        return None
+    keys = ("failed_dir", "suffix", "reason", "action")
+    if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in keys):
+        return None
+    return data
 
 
 def put_back(c: Claim) -> list[str]:

@@ -154,21 +154,43 @@ def _places(
 
 async def refuse(claim: Claim, failed_dir: Path, reason: str, action: str, fallback: str) -> Path:
     """A unit that never became a job: its files to failed/ with NAME.error.txt. Returns the
-    error file's path."""
+    error file's path.
+
+    The intent (folder, name suffix, reason) is recorded in the claim before a file moves; a
+    refusal begun before a crash is finished with what was recorded then, whatever is passed now.
+    """
 
     def work() -> Path:
         originals = [f.original for f in claim.files]
+        intent = files.read_refusal(claim.dir)
+        abandoned: list[str] = []  # suffixes given up: some files may have gone there
         for _ in range(3):
-            suffix = files.choose_suffix(failed_dir, originals, claim.stem, fallback)
-            moves = [([claim.path(f)], failed_dir / with_suffix(f.original, suffix)) for f in claim.files]
+            if intent is None:
+                intent = {
+                    "failed_dir": str(failed_dir),
+                    "suffix": files.choose_suffix(failed_dir, originals, claim.stem, fallback),
+                    "reason": reason,
+                    "action": action,
+                }
+                files.write_refusal(claim.dir, intent)
+            target, suffix = Path(intent["failed_dir"]), intent["suffix"]
+            crash_point("hotfolder.before_refusal_move")
+            moves = [
+                ([claim.path(f), *(target / with_suffix(f.original, s) for s in abandoned)],
+                 target / with_suffix(f.original, suffix))
+                for f in claim.files
+            ]
             try:
                 files.move_all(moves)
             except FileExistsError:
+                abandoned.append(suffix)
+                intent = None
                 continue
-            path = failed_dir / files.report_name(claim.stem, suffix, "error")
-            failed_dir.mkdir(parents=True, exist_ok=True)
+            path = target / files.report_name(claim.stem, suffix, "error")
+            target.mkdir(parents=True, exist_ok=True)
             documents = [f.original for f in claim.files if f.document] or originals
-            write_atomically(path, error_text(documents, reason, action, folder=claim.folder).encode("utf-8"))
+            text = error_text(documents, intent["reason"], intent["action"], folder=claim.folder)
+            write_atomically(path, text.encode("utf-8"))
             files.release(claim.dir)
             return path
         raise OSError(f"cannot find free names in {failed_dir}")

@@ -426,7 +426,10 @@ class FolderWatcher:
                 continue
             self.edge.active_claims.add(ref)
             try:
-                if await asyncio.to_thread(files.present, claim):
+                refusal = await asyncio.to_thread(files.read_refusal, directory)
+                if refusal is not None:  # being refused when the crash came: finish that
+                    await self._refuse(claim, Refusal(refusal["reason"], refusal["action"]))
+                elif await asyncio.to_thread(files.present, claim):
                     log.info("hotfolder %s: resuming %s, taken before a restart", self.label, self._label(claim))
                     await self.handle_claim(claim)
                 else:

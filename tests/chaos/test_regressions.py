@@ -1,0 +1,83 @@
+"""Defects the issue 8 campaign found, each pinned down by a deterministic test of its own: the
+daemon (`faxbridge run`, a subprocess) dies at a named crash point, is started again, and the
+outcome must be what it would have been without the crash."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from faxbridge.crashpoints import ENVIRONMENT_VARIABLE, EXIT_STATUS
+from faxbridge.simulator import Simulator
+from faxbridge.simulator.samples import make_pdf
+
+from conftest import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+NUMBER = "+494012345678"
+
+
+class Life:
+    """One run of `faxbridge run -c CONFIG`, optionally with a crash point."""
+
+    def __init__(self, config: Path, log: Path, crash_at: str | None = None) -> None:
+        env = {k: v for k, v in os.environ.items() if k != ENVIRONMENT_VARIABLE}
+        if crash_at:
+            env[ENVIRONMENT_VARIABLE] = crash_at
+        self.log = log
+        with open(log, "ab") as out:
+            self.process = subprocess.Popen([sys.executable, "-m", "faxbridge", "run", "-c", str(config)],
+                                            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+    def crashed(self, point: str, timeout: float = 30) -> None:
+        assert self.process.wait(timeout) == EXIT_STATUS, self.log.read_text()
+        assert f"crash point {point} reached" in self.log.read_text()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            assert self.process.wait(30) == 0, self.log.read_text()
+
+
+@pytest.fixture
+def hotfolder(tmp_path: Path, make_config: Callable[..., Path]) -> tuple[Path, Path]:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    config = make_config(hotfolders=[{"path": str(folder), "settle_time": "100ms", "rescan_interval": "300ms"}])
+    return folder, config
+
+
+def visible(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+
+
+def test_a_refusal_cut_short_before_its_error_file_is_finished_after_the_restart(
+    tmp_path: Path, hotfolder: tuple[Path, Path], simulator: Simulator
+) -> None:
+    # Regression (issue 8 campaign): the files of a refused document were moved to failed/ first
+    # and NAME.error.txt written after; a crash in between left the document in failed/ with no
+    # reason at all, and the claim was forgotten at the next start.
+    folder, config = hotfolder
+    (folder / f"{NUMBER}_empty.pdf").write_bytes(b"")
+    life = Life(config, tmp_path / "daemon.log", crash_at="reports.during_write")
+    life.crashed("reports.during_write")
+
+    life = Life(config, tmp_path / "daemon.log")
+    try:
+        error = folder / "failed" / f"{NUMBER}_empty.error.txt"
+        wait_until(error.exists, what="the error file after the restart")
+        wait_until(lambda: not (folder / ".faxbridge" / "processing").exists()
+                   or not list((folder / ".faxbridge" / "processing").iterdir()), what="the claim released")
+    finally:
+        life.stop()
+    assert "empty" in error.read_text()
+    assert visible(folder / "failed") == {f"{NUMBER}_empty.pdf", f"{NUMBER}_empty.error.txt"}
+    assert visible(folder) == {"failed", ".faxbridge"}
+    assert simulator.calls_for("SendJob") == []
