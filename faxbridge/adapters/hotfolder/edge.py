@@ -1,4 +1,4 @@
-"""The hotfolder edge: watchdog observers, the periodic jobs, and the lifecycle the daemon drives."""
+"""The hotfolder edge: inotify on the loop, the periodic jobs, and the lifecycle the daemon drives."""
 
 from __future__ import annotations
 
@@ -6,22 +6,11 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import os
-import threading
 from collections.abc import Coroutine
 from typing import Any
 
-from watchdog.events import (
-    FileClosedEvent,
-    FileCreatedEvent,
-    FileDeletedEvent,
-    FileModifiedEvent,
-    FileMovedEvent,
-    FileSystemEvent,
-    FileSystemEventHandler,
-)
-
 from faxbridge.adapters.hotfolder import outcome
+from faxbridge.adapters.hotfolder.inotify import Inotify
 from faxbridge.adapters.hotfolder.names import PAUSE_NOTICE
 from faxbridge.adapters.hotfolder.outcome import Outcomes
 from faxbridge.adapters.hotfolder.watcher import FolderWatcher
@@ -30,57 +19,8 @@ from faxbridge.model import JobState
 
 log = logging.getLogger("faxbridge.adapters.hotfolder")
 
-# Only these reach the handler: opens and reads (our own too) would be noise.
-_EVENT_KINDS = {"created": "created", "modified": "modified", "closed": "closed", "deleted": "gone"}
 _SHUTDOWN_WAIT = 10.0  # seconds for units being checked to reach the journal at shutdown
 _CONCURRENT_UNITS = 8  # units claimed and checked at once (threads hash and parse PDFs)
-_OBSERVER_JOIN = 0.1  # seconds to wait for watchdog's threads at close
-
-
-class _Handler(FileSystemEventHandler):
-    """watchdog's handler: hands each event to the loop and does nothing else."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, deliver: Any) -> None:
-        super().__init__()
-        self._loop = loop
-        self._deliver = deliver
-
-    def dispatch(self, event: FileSystemEvent) -> None:
-        # Thread seam: watchdog's observer thread. Never touches state; never raises (an exception
-        # here would end the observer thread and with it all watching).
-        try:
-            dest = getattr(event, "dest_path", "") or ""
-            self._loop.call_soon_threadsafe(
-                self._deliver, event.event_type, os.fsdecode(event.src_path), os.fsdecode(dest)
-            )
-        except RuntimeError:
-            pass  # the loop is closed: faxbridge is shutting down
-        except Exception:  # pragma: no cover - defensive
-            log.exception("hotfolder: dropping a file-system event")
-
-
-class _QuietStopRace(logging.Filter):
-    """watchdog logs an ERROR when its emitter thread loops once more after being stopped (a
-    race inside watchdog at shutdown, harmless): not worth waking an administrator for."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "called when the thread is inactive" not in record.getMessage()
-
-
-def _make_observer() -> tuple[Any, bool]:
-    """An inotify observer with full move events (Linux), else the platform's; and whether it
-    reports closes. Full events tell a file moved in from outside (complete) from one created
-    here (being written). Raises OSError when the system has no inotify instance left."""
-    try:
-        from watchdog.observers.inotify import InotifyObserver
-    except ImportError:  # not Linux
-        from watchdog.observers import Observer
-
-        return Observer(), False
-    inotify_log = logging.getLogger("watchdog.observers.inotify")
-    if not any(isinstance(f, _QuietStopRace) for f in inotify_log.filters):
-        inotify_log.addFilter(_QuietStopRace())
-    return InotifyObserver(generate_full_events=True), True
 
 
 class HotfolderEdge:
@@ -93,9 +33,7 @@ class HotfolderEdge:
         self.active_claims: set[str] = set()
         self.slots = asyncio.Semaphore(_CONCURRENT_UNITS)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._observer: Any = None
-        self._stopper: threading.Thread | None = None
-        self._closes = False
+        self._inotify: Inotify | None = None
         self._by_folder = {w.key: w for w in self.watchers}
         self._job_ids: list[str] = []
         self._notice: object = object()  # what the pause notices say now (sentinel: unknown)
@@ -114,16 +52,15 @@ class HotfolderEdge:
                 log.error("hotfolder %s: cannot create %s: %s", watcher.label, watcher.key, exc.strerror or exc)
         if any(not w.polling for w in self.watchers):
             try:
-                self._observer, self._closes = await asyncio.to_thread(_make_observer)
-            except OSError as exc:
+                self._inotify = Inotify(self._deliver, self._overflowed)
+            except OSError as exc:  # not Linux, or no inotify instance left (max_user_instances)
                 log.warning("hotfolders: no inotify (%s); polling every folder instead", exc.strerror or exc)
                 for watcher in self.watchers:
                     watcher.polling = True
-        if self._observer is not None:
+        if self._inotify is not None:
             for watcher in self.watchers:
                 if not watcher.polling:
-                    await self._watch(watcher)
-            await asyncio.to_thread(self._observer.start)
+                    self._watch(watcher)
         # Watching first, then looking: a file arriving in between is seen either way.
         for watcher in self.watchers:
             await watcher.recover()
@@ -143,14 +80,8 @@ class HotfolderEdge:
         self._job_ids.clear()
         for watcher in self.watchers:
             watcher.stop()
-        if self._observer is not None:
-            # Thread seam: watchdog's stop() joins its emitter threads, which hold a file moved
-            # out of the folder for 0.5 s (to pair it with its arrival elsewhere). The watchers
-            # already ignore events, so the loop need not wait for that.
-            self._stopper = threading.Thread(
-                target=self._observer.stop, name="hotfolder-observer-stop", daemon=True
-            )
-            self._stopper.start()
+        if self._inotify is not None:
+            self._inotify.close()
         pending = [t for t in self._tasks if not t.done()]
         if pending:
             # Units being checked reach the journal (or failed/) now; a claim cut short is
@@ -166,11 +97,7 @@ class HotfolderEdge:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._stopper is not None:
-            # Daemon threads that deliver nothing more: a short wait, not the full 0.5 s.
-            await asyncio.to_thread(self._stopper.join, _OBSERVER_JOIN)
-            self._stopper = None
-        self._observer = None
+        self._inotify = None
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """A background task that is kept (not garbage-collected) and whose failure is logged."""
@@ -186,13 +113,10 @@ class HotfolderEdge:
 
     # -- events ----------------------------------------------------------------------------
 
-    async def _watch(self, watcher: FolderWatcher) -> None:
-        handler = _Handler(asyncio.get_running_loop(), self._deliver)
-        kinds = [FileCreatedEvent, FileModifiedEvent, FileClosedEvent, FileMovedEvent, FileDeletedEvent]
+    def _watch(self, watcher: FolderWatcher) -> None:
+        assert self._inotify is not None
         try:
-            watcher.watch = await asyncio.to_thread(
-                self._observer.schedule, handler, watcher.key, recursive=False, event_filter=kinds
-            )
+            watcher.watch = self._inotify.watch(watcher.key)
             watcher.unsay("watch")
         except FileNotFoundError:
             watcher.watch = None  # the scan says so; the rescan watches it once it is there
@@ -204,24 +128,18 @@ class HotfolderEdge:
             self._add_job(f"hotfolder-poll-{watcher.index}", watcher.scan, watcher.config.poll_interval,
                           periodic=True)
 
-    def _deliver(self, kind: str, src: str, dest: str) -> None:
-        """On the loop: route a watchdog event to the watcher of the folder it happened in."""
-        try:
-            if kind == "moved":
-                self._route("gone", src)
-                self._route("moved_in", dest)
-            elif kind in _EVENT_KINDS:
-                self._route(_EVENT_KINDS[kind], src)
-        except Exception:
-            log.exception("hotfolder: handling a file-system event failed")
-
-    def _route(self, kind: str, path: str) -> None:
-        if not path:
-            return
-        folder, _, name = path.rpartition(os.sep)
+    def _deliver(self, kind: str, folder: str, name: str) -> None:
+        """On the loop: an inotify event goes to the watcher of the folder it happened in."""
         watcher = self._by_folder.get(folder)
-        if watcher is not None and name:
-            watcher.on_event(kind, name, self._closes)
+        if watcher is not None:
+            watcher.on_event(kind, name, True)
+
+    def _overflowed(self) -> None:
+        """Events were lost: every watched folder is looked at again (new files are found; one
+        whose close was lost is judged by the periodic rescans, as the watcher explains)."""
+        for watcher in self.watchers:
+            if not watcher.polling and not self._stopping:
+                self.spawn(watcher.scan(periodic=False))
 
     # -- periodic work -----------------------------------------------------------------------
 
@@ -250,24 +168,20 @@ class HotfolderEdge:
         """The safety net: claims left over, watches lost (folder recreated), events missed."""
         if self._stopping:
             return
-        if not watcher.polling and self._observer is not None and not self._watch_alive(watcher):
+        if not watcher.polling and self._inotify is not None and not self._watch_alive(watcher):
             # The folder was removed (its watch ended with it) or missing at start: watch it anew.
             if await asyncio.to_thread(watcher.folder.is_dir):
                 if watcher.watch is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.to_thread(self._observer.unschedule, watcher.watch)
+                    self._inotify.unwatch(watcher.watch)
                     watcher.watch = None
-                await self._watch(watcher)
+                self._watch(watcher)
                 if watcher.watch is not None:
                     log.info("hotfolder %s: watching %s again", watcher.label, watcher.key)
         await watcher.recover()
         await watcher.scan(periodic=True)
 
     def _watch_alive(self, watcher: FolderWatcher) -> bool:
-        if watcher.watch is None:
-            return False
-        emitters = getattr(self._observer, "emitters", ())
-        return any(getattr(e, "watch", None) == watcher.watch and e.is_alive() for e in emitters)
+        return self._inotify is not None and self._inotify.alive(watcher.watch)
 
     async def _sync_notices(self) -> None:
         """While the core has paused all sending, each folder holds FAXBRIDGE-PAUSED.txt saying why."""

@@ -80,7 +80,7 @@ class FolderWatcher:
         self.key = os.fspath(config.path)
         self.label = config.path.name or self.key
         self.polling = config.polling
-        self.watch: Any = None  # watchdog's ObservedWatch while inotify watches the folder
+        self.watch: Any = None  # the inotify watch descriptor while inotify watches the folder
         self.tracked: dict[str, Tracked] = {}
         self.busy: set[str] = set()
         self._plan_task: asyncio.Task[None] | None = None
@@ -110,7 +110,7 @@ class FolderWatcher:
     def unsay(self, key: str) -> None:
         self._said.pop(key, None)
 
-    # -- events (from watchdog, via the loop) -----------------------------------------------
+    # -- events (from inotify, on the loop) -------------------------------------------------
 
     def on_event(self, kind: str, name: str, closes: bool) -> None:
         """``kind``: created, modified, closed, moved_in, gone. ``closes``: this observer reports
