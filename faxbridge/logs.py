@@ -70,3 +70,10 @@ def setup(level: str | int = "INFO", *, stream=None) -> None:
     quiet = logging.INFO if root.level <= logging.DEBUG else logging.WARNING
     for noisy in ("urllib3", "zeep", "apscheduler", "watchdog", "mail.log", "asyncio"):
         logging.getLogger(noisy).setLevel(quiet)
+    # Image and PDF libraries describe the document they read at DEBUG (Pillow every TIFF tag's
+    # value, the ImageDescription a sender wrote too): document contents stay out of the log.
+    for reader in CONTENT_LOGGERS:
+        logging.getLogger(reader).setLevel(logging.WARNING)
+
+
+CONTENT_LOGGERS = ("PIL", "img2pdf", "pikepdf", "pypdf", "tzlocal")
