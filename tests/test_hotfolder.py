@@ -453,7 +453,7 @@ def test_the_watcher_survives_bad_names_and_failing_handlers(
 
     # One event handler that fails, one claim that fails (as a permission error would): the
     # rescan catches both up, the watcher keeps going.
-    original_event, original_claim = watcher.FolderWatcher.on_event, files.claim
+    original_event, original_claim = watcher.FolderWatcher.on_event, files._move_in
     failed_once: set[str] = set()
 
     def on_event(self: Any, kind: str, name: str, closes: bool) -> None:
@@ -469,7 +469,7 @@ def test_the_watcher_survives_bad_names_and_failing_handlers(
         return original_claim(folder_, token, key, *args)
 
     monkeypatch.setattr(watcher.FolderWatcher, "on_event", on_event)
-    monkeypatch.setattr(files, "claim", claim)
+    monkeypatch.setattr(files, "_move_in", claim)  # one unit's moves, whether claimed alone or in a batch
     start(recipient=NUMBER, rescan_interval="300ms")
 
     latin1 = os.fsencode(folder) + b"/Rechnung M\xfcller.pdf"  # not UTF-8: an old Windows share

@@ -431,3 +431,36 @@ def test_a_cancelled_job_moves_from_sent_to_failed_with_the_reason(tmp_path: Pat
         assert sorted(p.name for p in failed.iterdir()) == ["b.error.txt", "b.pdf", "b.yaml"]
         assert "cancelled by the operator (CancelJob 882)" in (failed / "b.error.txt").read_text()
         assert not list((tmp_path / "out" / "sent").iterdir())
+
+
+def test_placing_in_sent_fsyncs_the_journal_off_the_event_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each placing note fsynced the journal on the loop: in a burst of accepted jobs, a third of
+    # the loop's time went there (bench.hotfolder_burst), and every other edge waited meanwhile.
+    import asyncio
+    import threading
+
+    from faxbridge.adapters.hotfolder.outcome import Outcomes
+    from faxbridge.journal import Journal
+    from faxbridge.model import Accepted
+
+    with Journal.open(tmp_path / "state") as journal:
+        job, _claim = _journaled_claim(tmp_path, journal)
+        journal.jobs.begin_submit(job.id)
+        journal.jobs.mark_submitted(job.id, Accepted(881, 1, 1), next_poll_at=0)
+        synced_on: list[str] = []
+        original = journal.sync
+
+        def sync() -> None:
+            synced_on.append(threading.current_thread().name)
+            original()
+
+        monkeypatch.setattr(journal, "sync", sync)
+        outcomes = Outcomes(journal, spawn=lambda coro: None)
+
+        async def place() -> str:
+            await outcomes.move_to_sent(journal.jobs.get(job.id))
+            return threading.current_thread().name
+
+        loop_thread = asyncio.run(place())
+        assert journal.jobs.get(job.id).meta["placed"]["dir"] == str(tmp_path / "out" / "sent")
+        assert synced_on and loop_thread not in synced_on

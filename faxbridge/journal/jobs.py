@@ -186,8 +186,9 @@ class JobsTable:
                 "UPDATE jobs SET reported_at = ? WHERE id = ?", (self._journal.clock(), job_id)
             )
 
-    def update_meta(self, job_id: int, **changes: Any) -> Job:
-        with self._journal.transaction() as db:
+    def update_meta(self, job_id: int, *, durable: bool = True, **changes: Any) -> Job:
+        """Change keys of the edge's notes; ``durable=False``: the caller awaits sync_async()."""
+        with self._journal.transaction(durable=durable) as db:
             row = _row(db, job_id)
             meta = json.loads(row["meta"])
             meta.update(changes)

@@ -117,6 +117,44 @@ def list_folder(folder: Path) -> list[tuple[str, Signature]]:
 
 def claim(folder: Path, token: str, key: str, documents: Sequence[str], sidecars: Sequence[str]) -> Claim | None:
     """Move a unit into its claim. None when the decisive file ``key`` is gone (someone else took it)."""
+    [result] = claim_all(folder, [(token, key, documents, sidecars)])
+    if isinstance(result, OSError):
+        raise result
+    return result
+
+
+UnitToClaim = tuple[str, str, Sequence[str], Sequence[str]]  # token, key, documents, sidecars
+
+
+def claim_all(folder: Path, units: Sequence[UnitToClaim]) -> list[Claim | None | OSError]:
+    """Claim several units of ``folder`` with one set of fsyncs; for each, its Claim, None (its
+    decisive file is gone), or the OSError that kept it in the folder.
+
+    One fsync of the claim area and of the folder covers every rename of the batch: a burst of
+    20 000 files otherwise costs 60 000 fsyncs (issue 7).
+    """
+    results: list[Claim | None | OSError] = []
+    for token, key, documents, sidecars in units:
+        try:
+            results.append(_move_in(folder, token, key, documents, sidecars))
+        except OSError as exc:
+            results.append(exc)
+    claims = [r for r in results if isinstance(r, Claim)]
+    if not claims:
+        return results
+    # Durable before the job is journaled: after a power cut the file must not reappear in the
+    # folder while the journal already holds a job for it (it would be taken twice).
+    try:
+        for c in claims:
+            fsync_dir(c.dir)
+        fsync_dir(folder / CLAIM_AREA)
+        fsync_dir(folder)
+    except OSError as exc:  # not durable: none of them may be journaled (the rescan recovers them)
+        return [exc if isinstance(r, Claim) else r for r in results]
+    return results
+
+
+def _move_in(folder: Path, token: str, key: str, documents: Sequence[str], sidecars: Sequence[str]) -> Claim | None:
     directory = folder / CLAIM_AREA / token
     directory.mkdir(parents=True)
     order = [key] + [n for n in [*documents, *sidecars] if n != key]
@@ -126,8 +164,8 @@ def claim(folder: Path, token: str, key: str, documents: Sequence[str], sidecars
         claimed = _unique(display_name(original), used)
         files.append(ClaimedFile(original, claimed, original in docs))
     planned = Claim(folder, directory, tuple(files), key)
-    # Not fsynced on its own: the fsyncs below make the names durable, and a manifest lost in a
-    # power cut is survived (read_claim falls back to the names in the claim).
+    # Not fsynced on its own: the fsyncs in claim_all make the names durable, and a manifest lost
+    # in a power cut is survived (read_claim falls back to the names in the claim).
     _write_manifest(planned)
     taken: list[ClaimedFile] = []
     for f in planned.files:
@@ -147,11 +185,6 @@ def claim(folder: Path, token: str, key: str, documents: Sequence[str], sidecars
     result = Claim(folder, directory, tuple(taken), key)
     if len(taken) != len(planned.files):
         _write_manifest(result)
-    # Durable before the job is journaled: after a power cut the file must not reappear in the
-    # folder while the journal already holds a job for it (it would be taken twice).
-    fsync_dir(directory)
-    fsync_dir(directory.parent)
-    fsync_dir(folder)
     return result
 
 

@@ -19,6 +19,7 @@ import logging
 import os
 import secrets
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,6 +57,11 @@ log = logging.getLogger("faxbridge.adapters.hotfolder")
 
 _WRITING, _COMPLETE, _UNKNOWN, _BLOCKED = "writing", "complete", "unknown", "blocked"
 _sequence = itertools.count(1)
+# Units claimed per worker-thread hop (one set of folder fsyncs each); a single file is claimed at
+# once, a burst in batches, so that claiming keeps up with files renamed in by the thousand.
+_CLAIM_BATCH = 100
+# Claimed units checked and journaled at once per folder (the edge's slots bound all folders).
+_HANDLERS = 8
 
 
 @dataclass
@@ -69,6 +75,17 @@ class Tracked:
     gen: int = 0  # bumped by every event: stale timers and checks recognise themselves
     seq: int = 0  # global order of the last change, to tell it from a scan that started earlier
     timer: asyncio.TimerHandle | None = None
+
+
+@dataclass
+class _Taking:
+    """A unit on its way from the folder to the journal: queued, claimed, then handled."""
+
+    unit: Unit
+    token: str
+    gens: dict[str, int]
+    claim_dir: str
+    claimed: Claim | None = None
 
 
 class FolderWatcher:
@@ -85,6 +102,11 @@ class FolderWatcher:
         self.busy: set[str] = set()
         self._plan_task: asyncio.Task[None] | None = None
         self._replan = False
+        self._held_back = False  # the last plan left ready files waiting for busy ones
+        self._to_claim: deque[_Taking] = deque()
+        self._claimer: asyncio.Task[None] | None = None
+        self._to_handle: deque[_Taking] = deque()
+        self._handlers = 0
         self._stopping = False
         self._bundle_cache: dict[str, tuple[tuple[int, int], BundleFiles]] = {}
         self._said: dict[str, str] = {}  # things logged once, until they change
@@ -157,6 +179,11 @@ class FolderWatcher:
         if t is None or t.gen != gen or self._stopping:
             return
         t.timer = None
+        if t.state == _COMPLETE and name not in self.busy:
+            # Complete by its event: nothing to look at, so no task (a burst has thousands).
+            t.settled = True
+            self.request_plan()
+            return
         self.edge.spawn(self._check(name, gen))
 
     async def _check(self, name: str, gen: int) -> None:
@@ -250,6 +277,9 @@ class FolderWatcher:
                 if all(n in self.tracked and self.tracked[n].settled and n not in self.busy
                        for n in unit.names):
                     self._take(unit)
+            # Ready files left waiting (for a busy file, a file still being written, a document)
+            # are planned again when a claim frees names; otherwise a claim needs no new plan.
+            self._held_back = any(n not in self.busy for n in ready)
             self._mention_orphans(ready, units)
             if not self._replan:
                 return
@@ -257,9 +287,12 @@ class FolderWatcher:
     def _mention_orphans(self, ready: set[str], units: list[Unit]) -> None:
         """A sidecar without its document waits (it may come); say so once, for whoever wonders."""
         taken = {n for u in units for n in u.names}
+        orphans = [n for n in ready if is_sidecar(n) and n not in taken]
+        if not orphans:
+            return
         documents = {stem(n) for n in self.tracked if not is_sidecar(n)}
-        for name in ready:
-            if is_sidecar(name) and name not in taken and stem(name) not in documents:
+        for name in orphans:
+            if stem(name) not in documents:
                 self.say_once(f"orphan:{name}", logging.INFO, "%s waits for its document(s)",
                               display_name(name))
 
@@ -290,40 +323,83 @@ class FolderWatcher:
         token = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(4)
         claim_dir = os.fspath(self.folder / files.CLAIM_AREA / token)
         self.edge.active_claims.add(claim_dir)
+        self._to_claim.append(_Taking(unit, token, gens, claim_dir))
+        if self._claimer is None or self._claimer.done():
+            self._claimer = self.edge.spawn(self._claim_queued())
 
-        async def take() -> None:
+    async def _claim_queued(self) -> None:
+        """Claim the queued units, a batch per worker-thread hop, ahead of checking them: a file
+        leaves the folder as fast as the disk allows, however many wait to be journaled."""
+        while self._to_claim:
+            batch = [self._to_claim.popleft() for _ in range(min(len(self._to_claim), _CLAIM_BATCH))]
+            if self._stopping:
+                for taking in batch:
+                    self._release(taking)
+                continue
+            specs = [(t.token, t.unit.key, t.unit.documents, t.unit.sidecars) for t in batch]
             try:
-                async with self.edge.slots:
-                    await self._claim_and_handle(unit, token, gens)
-            finally:
-                self.busy.difference_update(unit.names)
-                self.edge.active_claims.discard(claim_dir)
+                results = await asyncio.to_thread(files.claim_all, self.folder, specs)
+            except BaseException:
+                # Cancelled at shutdown: what the thread claimed is finished at the next start.
+                for taking in batch:
+                    self._release(taking)
+                raise
+            replan = self._held_back
+            for taking, result in zip(batch, results):
+                self.busy.difference_update(taking.unit.names)
+                if self._claimed(taking, result):
+                    self._to_handle.append(taking)
+                else:
+                    self._release(taking)
+                replan = replan or any(n in self.tracked for n in taking.unit.names)
+            while self._to_handle and self._handlers < _HANDLERS:
+                self._handlers += 1
+                self.edge.spawn(self._handle_claimed())
+            if replan:
                 self.request_plan()
 
-        self.edge.spawn(take())
-
-    async def _claim_and_handle(self, unit: Unit, token: str, gens: dict[str, int]) -> None:
-        if self._stopping:
-            return
-        try:
-            claim = await asyncio.to_thread(
-                files.claim, self.folder, token, unit.key, unit.documents, unit.sidecars
-            )
-        except OSError as exc:
+    def _claimed(self, taking: _Taking, result: Claim | None | OSError) -> bool:
+        """Note a claim's outcome; True when there is a claim to check and journal."""
+        unit, gens = taking.unit, taking.gens
+        if isinstance(result, OSError):
             self.say_once(f"claim:{unit.key}", logging.WARNING, "cannot take %s: %s (trying again at the next rescan)",
-                          display_name(unit.key), exc.strerror or exc)
+                          display_name(unit.key), result.strerror or result)
             for name in unit.names:
                 t = self.tracked.get(name)
                 if t is not None and t.gen == gens[name]:
                     t.state, t.settled = _BLOCKED, False
-            return
-        taken = {f.original for f in claim.files} if claim is not None else {unit.key}
+            return False
+        taken = {f.original for f in result.files} if result is not None else {unit.key}
         for name in taken:
             t = self.tracked.get(name)
             if t is not None and t.gen == gens.get(name):
                 self._forget(name)  # gone from the folder; a newer file of that name stays tracked
-        if claim is None:
-            return
+        taking.claimed = result
+        return result is not None
+
+    def _release(self, taking: _Taking) -> None:
+        self.busy.difference_update(taking.unit.names)
+        self.edge.active_claims.discard(taking.claim_dir)
+
+    async def _handle_claimed(self) -> None:
+        try:
+            # At shutdown the claims not handled yet stay in the claim area: the next start
+            # finishes them (recover).
+            while self._to_handle and not self._stopping:
+                taking = self._to_handle.popleft()
+                try:
+                    async with self.edge.slots:
+                        await self._handle_taken(taking)
+                except Exception:  # a bug: logged; the claim is finished at the next rescan
+                    log.exception("hotfolder %s: handling %s failed", self.label, display_name(taking.unit.key))
+                finally:
+                    self._release(taking)
+        finally:
+            self._handlers -= 1
+
+    async def _handle_taken(self, taking: _Taking) -> None:
+        claim, unit = taking.claimed, taking.unit
+        assert claim is not None
         crash_point("hotfolder.after_claim")  # taken from the folder, not journaled yet
         self.unsay(f"claim:{unit.key}")
         if unit.problem:
