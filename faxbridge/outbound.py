@@ -350,7 +350,13 @@ class Outbound:
         asyncio.get_running_loop().call_later(max(delay, 0.01), self._reconcile, job.id)
 
     def _reconcile(self, job_id: int) -> None:
-        if self._stopping or job_id in self._in_flight:
+        if self._stopping:
+            return
+        busy = self._in_flight.get(job_id)
+        if busy is not None:
+            # The send that made the job unknown is still finishing (a busy loop let this timer
+            # fire first): look again once it is done, rather than leave the job unknown for good.
+            busy.add_done_callback(lambda _t: self._reconcile(job_id))
             return
         job = self.journal.jobs.find(job_id)
         if job is not None and job.state is JobState.UNKNOWN:

@@ -81,3 +81,55 @@ def test_a_refusal_cut_short_before_its_error_file_is_finished_after_the_restart
     assert visible(folder / "failed") == {f"{NUMBER}_empty.pdf", f"{NUMBER}_empty.error.txt"}
     assert visible(folder) == {"failed", ".faxbridge"}
     assert simulator.calls_for("SendJob") == []
+
+
+def test_a_reconciliation_due_while_its_send_is_still_finishing_is_not_dropped(
+    simulator: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (issue 8 resource run): the reconciling re-send of an unknown job is a timer; when
+    # the loop was busy at that moment, the timer could fire before the task that made the job
+    # unknown had left the in-flight table, and _reconcile returned without sending — the job sat
+    # in 'unknown' (its document hidden in the claim, nobody told) until the daemon restarted.
+    import asyncio
+    import time
+
+    from faxbridge.adapters.faxde import FaxDeClient
+    from faxbridge.journal import Journal
+    from faxbridge.model import Document, JobState, JobType, Recipient, SendRequest
+    from faxbridge.numbers import NumberPolicy
+    from faxbridge.outbound import Outbound, OutboundSettings, number_check
+    from faxbridge.provider import ProviderCalls
+    from faxbridge.simulator import Fault, FaultKind
+
+    from conftest import ACCOUNT, PASSWORD
+
+    settings = OutboundSettings(initial_delay=0.05, max_delay=0.1, reconcile_window=30.0)
+    schedule = Outbound._schedule_reconcile
+
+    def stalled(self: Outbound, job: object) -> None:
+        schedule(self, job)  # type: ignore[arg-type]
+        time.sleep(0.1)  # the loop busy elsewhere (fsyncs, hashing) past the re-send's delay
+
+    monkeypatch.setattr(Outbound, "_schedule_reconcile", stalled)
+    simulator.set_faults(Fault(FaultKind.DROP_AFTER, operation="SendJob", calls=frozenset({1})))
+    pdf = tmp_path / "letter.pdf"
+    pdf.write_bytes(make_pdf(1))
+
+    async def main() -> JobState:
+        client = FaxDeClient(account=ACCOUNT, password=PASSWORD, wsdl=simulator.wsdl_url, timeout=5)
+        calls = ProviderCalls(client, concurrency=2)
+        with Journal.open(tmp_path / "state") as journal:
+            outbound = Outbound(journal, calls, settings=settings, check_recipient=number_check(NumberPolicy()))
+            request = SendRequest(JobType.FAX, (Recipient(NUMBER),), (Document(pdf.name, pdf),))
+            job = await outbound.submit(request, source="test", source_ref="a")
+            assert (await outbound.send_now(job.id)).state is JobState.UNKNOWN
+            for _ in range(300):
+                if journal.jobs.get(job.id).state.is_final:
+                    break
+                await asyncio.sleep(0.01)
+            await outbound.stop(5)
+            calls.close()
+            return journal.jobs.get(job.id).state
+
+    assert asyncio.run(main()) is JobState.CONFIRMED
+    assert [c.result for c in simulator.calls_for("SendJob")] == [0, -77]
