@@ -343,6 +343,39 @@ def test_a_claim_and_its_manifest(tmp_path: Path) -> None:
     assert not claim.dir.exists()
 
 
+@pytest.mark.parametrize("count", [3, 40])  # below and above the batch size that uses syncfs
+def test_claiming_a_batch_gives_each_unit_its_own_outcome(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int
+) -> None:
+    for i in range(count):
+        (tmp_path / f"{i}.pdf").write_bytes(b"%PDF")
+    (tmp_path / "0.yaml").write_bytes(b"reference: R\n")
+    fsynced: list[str] = []
+    real_fsync_dir = files.fsync_dir
+    monkeypatch.setattr(files, "fsync_dir", lambda path: (fsynced.append(str(path)), real_fsync_dir(path)))
+    original_move = files._move_in
+
+    def move_in(folder: Path, token: str, key: str, *rest: object) -> object:
+        if key == "2.pdf":
+            raise PermissionError(13, "Permission denied")
+        return original_move(folder, token, key, *rest)
+
+    monkeypatch.setattr(files, "_move_in", move_in)
+    units = [(f"t{i}", f"{i}.pdf", [f"{i}.pdf"], ["0.yaml"] if i == 0 else []) for i in range(count)]
+    units.append(("gone", "missing.pdf", ["missing.pdf"], []))
+    results = files.claim_all(tmp_path, units)
+    assert [f.original for f in results[0].files] == ["0.pdf", "0.yaml"]  # type: ignore[union-attr]
+    assert isinstance(results[2], PermissionError) and (tmp_path / "2.pdf").exists()
+    assert results[-1] is None and not (tmp_path / files.CLAIM_AREA / "gone").exists()
+    claimed = [r for r in results if isinstance(r, files.Claim)]
+    assert len(claimed) == count - 1 and all(files.read_claim(c.dir) == c for c in claimed)
+    # Made durable before the caller journals them: an fsync per claim, or one syncfs for a burst.
+    if count < files._SYNCFS_FROM:
+        assert {str(c.dir) for c in claimed} <= set(fsynced) and str(tmp_path) in fsynced
+    else:
+        assert fsynced == []
+
+
 def test_the_error_text_says_what_happened_and_what_to_do() -> None:
     text = error_text(
         ["Invoice.pdf"], "FAX.de SendJob result 9: Recipient is blacklisted", "Do not send again.",

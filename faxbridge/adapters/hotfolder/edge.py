@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from faxbridge.adapters.hotfolder import outcome
@@ -32,6 +33,9 @@ class HotfolderEdge:
         self.watchers = [FolderWatcher(self, i, c) for i, c in enumerate(services.config.hotfolders)]
         self.active_claims: set[str] = set()
         self.slots = asyncio.Semaphore(_CONCURRENT_UNITS)
+        # Thread seam: claiming (renames, fsyncs) has a thread of its own, so that files leave
+        # the folders while the shared worker threads hash, parse and journal what was claimed.
+        self.claim_thread = ThreadPoolExecutor(1, thread_name_prefix="hotfolder-claim")
         self._tasks: set[asyncio.Task[Any]] = set()
         self._inotify: Inotify | None = None
         self._by_folder = {w.key: w for w in self.watchers}
@@ -98,6 +102,7 @@ class HotfolderEdge:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._inotify = None
+        self.claim_thread.shutdown(wait=False)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """A background task that is kept (not garbage-collected) and whose failure is logged."""

@@ -12,6 +12,8 @@ Everything here blocks (renames, fsyncs, copies): call it from a worker thread.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import errno
 import json
 import os
@@ -145,13 +147,43 @@ def claim_all(folder: Path, units: Sequence[UnitToClaim]) -> list[Claim | None |
     # Durable before the job is journaled: after a power cut the file must not reappear in the
     # folder while the journal already holds a job for it (it would be taken twice).
     try:
-        for c in claims:
-            fsync_dir(c.dir)
-        fsync_dir(folder / CLAIM_AREA)
-        fsync_dir(folder)
+        if len(claims) < _SYNCFS_FROM or not sync_file_system(folder):
+            for c in claims:
+                fsync_dir(c.dir)
+            fsync_dir(folder / CLAIM_AREA)
+            fsync_dir(folder)
     except OSError as exc:  # not durable: none of them may be journaled (the rescan recovers them)
         return [exc if isinstance(r, Claim) else r for r in results]
     return results
+
+
+# From this many claims in a batch on, one syncfs(2) replaces an fsync per claim directory: each
+# of those is a flush of the disk's cache (0.2–2 ms here), and a burst has thousands.
+_SYNCFS_FROM = 16
+_syncfs: Any = None
+
+
+def sync_file_system(path: Path) -> bool:
+    """syncfs(2) on the file system holding ``path``: everything written to it so far, names
+    included, is on disk. False where there is no syncfs (not Linux): the caller fsyncs instead."""
+    global _syncfs
+    if _syncfs is None:
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            _syncfs = libc.syncfs
+            _syncfs.argtypes = [ctypes.c_int]
+        except (OSError, AttributeError):
+            _syncfs = False
+    if _syncfs is False:
+        return False
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if _syncfs(fd) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"syncfs: {os.strerror(code)}", str(path))
+    finally:
+        os.close(fd)
+    return True
 
 
 def _move_in(folder: Path, token: str, key: str, documents: Sequence[str], sidecars: Sequence[str]) -> Claim | None:

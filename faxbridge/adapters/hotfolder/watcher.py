@@ -338,7 +338,9 @@ class FolderWatcher:
                 continue
             specs = [(t.token, t.unit.key, t.unit.documents, t.unit.sidecars) for t in batch]
             try:
-                results = await asyncio.to_thread(files.claim_all, self.folder, specs)
+                results = await asyncio.get_running_loop().run_in_executor(
+                    self.edge.claim_thread, files.claim_all, self.folder, specs
+                )
             except BaseException:
                 # Cancelled at shutdown: what the thread claimed is finished at the next start.
                 for taking in batch:
