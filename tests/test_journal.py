@@ -108,6 +108,26 @@ def test_the_happy_path_records_the_faxde_job_id_with_the_transition(journal: Jo
     assert journal.jobs.unreported() == []
 
 
+def test_each_transition_returns_the_row_as_written(journal: Journal, clock: FakeClock) -> None:
+    # _move builds the returned job from the row it read and the fields it set, instead of
+    # reading the row back (issue 7): the two must never differ.
+    job, _ = add(journal)
+    steps = [
+        lambda: journal.jobs.begin_submit(job.id),
+        lambda: journal.jobs.mark_retry(job.id, "busy", 2, next_attempt_at=clock.now + 30),
+        lambda: journal.jobs.begin_submit(job.id),
+        lambda: journal.jobs.mark_unknown(job.id, "dropped"),
+        lambda: journal.jobs.begin_submit(job.id),
+        lambda: journal.jobs.mark_submitted(job.id, Accepted(881234, 3, 2), next_poll_at=clock.now + 60),
+        lambda: journal.jobs.mark_finished(job.id, JobStatusReport(True, "OK", status_file=b"csv")),
+    ]
+    for step in steps:
+        clock.now += 1
+        returned = step()
+        assert returned == journal.jobs.get(job.id)
+    assert returned.attempts == 3 and returned.state is JobState.DELIVERED
+
+
 @pytest.mark.parametrize(
     "results, expected",
     [(["OK", "OK"], JobState.DELIVERED), (["OK", "Busy"], JobState.PARTIAL), (["No Answer"], JobState.FAILED)],

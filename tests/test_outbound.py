@@ -318,6 +318,35 @@ def test_shutdown_waits_for_a_slow_sendjob_and_records_it(simulator, tmp_path, p
     assert job.state is JobState.SUBMITTED
 
 
+def test_a_backlog_starts_only_the_sends_that_can_run_and_sends_every_job_once(simulator, tmp_path, pdf) -> None:
+    # A task per due job, and every due id read again at each wake-up, made a backlog of n jobs
+    # cost n² (issue 7): the sender starts 2 × concurrency at most, the next as each finishes.
+    started: list[int] = []
+
+    async def body(outbound: Outbound) -> list[Job]:
+        for i in range(30):
+            await outbound.submit(fax(pdf, text=f"page {i}"), source="test", source_ref=str(i))
+        original = outbound._start_send
+
+        def start(job_id: int) -> Any:
+            started.append(len(outbound._in_flight))
+            return original(job_id)
+
+        outbound._start_send = start  # type: ignore[method-assign]
+        sender = asyncio.create_task(outbound.run())
+        try:
+            while len(outbound.journal.jobs.in_states(JobState.SUBMITTED)) < 30:
+                await asyncio.sleep(0.01)
+        finally:
+            sender.cancel()
+        return outbound.journal.jobs.in_states(JobState.SUBMITTED)
+
+    jobs = run(simulator, tmp_path, body)
+    assert len(jobs) == 30 and {j.attempts for j in jobs} == {1}
+    assert len(simulator.calls_for("SendJob")) == 30
+    assert max(started) < 4  # concurrency 2 in run(): never more than 4 started at once
+
+
 def test_content_key_depends_on_every_part(tmp_path, pdf) -> None:
     other = tmp_path / "other.pdf"
     other.write_bytes(make_pdf(2, tag="x"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from pathlib import Path
 import sqlite3
@@ -25,6 +26,10 @@ def request_to_json(request: SendRequest) -> str:
     )
 
 
+# A job's request never changes once journaled, and SendRequest is immutable: each job row is
+# read several times on its way (submit, send, record), and parsing the JSON was most of the
+# cost of reading one (issue 7, bench.throughput).
+@functools.lru_cache(maxsize=4096)
 def request_from_json(text: str) -> SendRequest:
     data: dict[str, Any] = json.loads(text)
     return SendRequest(

@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_source ON jobs (source, source_ref);
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, next_attempt_at, id);   -- due_for_submit, in order
 CREATE INDEX IF NOT EXISTS jobs_by_content ON jobs (content_key, created_at);
 CREATE TABLE IF NOT EXISTS job_events (
     id         INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -353,7 +354,11 @@ class JobsTable:
                 (*fields.values(), attempts_plus, job_id),
             )
             _event(db, job_id, now, current, to, detail)
-            return _job(_row(db, job_id))
+            # The row as just written, without reading it back.
+            written = dict(zip(row.keys(), row))
+            written.update(fields)
+            written["attempts"] = row["attempts"] + attempts_plus
+            return _job(written)
 
 
 def _row(db: sqlite3.Connection, job_id: int) -> sqlite3.Row:
@@ -372,7 +377,7 @@ def _event(
     )
 
 
-def _job(row: sqlite3.Row) -> Job:
+def _job(row: sqlite3.Row | dict[str, Any]) -> Job:
     return Job(
         id=row["id"],
         state=JobState(row["state"]),
