@@ -38,6 +38,7 @@ __all__ = [
 ANY_COUNTRY: Final = "*"
 
 _TOLL_FRAUD = "refused to protect against toll fraud"
+_INVALID = "not a valid number"  # how every "cannot be read as a number" reason of _refusal starts
 
 # German number ranges refused by prefix (E.164), longest prefix wins.  Source: the
 # Bundesnetzagentur numbering plan; each comment says what phonenumbers 9.0 itself answers for a
@@ -193,7 +194,8 @@ class NumberPolicy:
         if reason is None:
             reason = self._country_refusal(parsed)
         if reason is not None:
-            raise NumberError(raw, reason, refused=True)
+            # An invalid number could not be read; everything else _refusal says is policy.
+            raise NumberError(raw, reason, refused=not reason.startswith(_INVALID))
         return _e164(parsed)
 
     def refusal(self, e164: str, *, purpose: str = "fax") -> str | None:
@@ -360,18 +362,18 @@ def _refusal(parsed: PhoneNumber, accepted: frozenset[int], purpose: str) -> str
     # E.164 §6.1: at most 15 digits including the country code (phonenumbers accepts longer
     # German numbers, which FAX.de could not dial).
     if len(str(parsed.country_code)) + len(nsn) > 15:
-        return "not a valid number: too long (E.164 allows 15 digits)"
+        return f"{_INVALID}: too long (E.164 allows 15 digits)"
     possible = phonenumbers.is_possible_number_with_reason(parsed)
     if possible == ValidationResult.INVALID_COUNTRY_CODE:
-        return f"not a valid number: unknown country code +{parsed.country_code}"
+        return f"{_INVALID}: unknown country code +{parsed.country_code}"
     if possible == ValidationResult.TOO_SHORT:
-        return "not a valid number: too short"
+        return f"{_INVALID}: too short"
     if possible == ValidationResult.TOO_LONG:
-        return "not a valid number: too long (two numbers run together?)"
+        return f"{_INVALID}: too long (two numbers run together?)"
     if possible != ValidationResult.IS_POSSIBLE:
-        return f"not a valid number: wrong length for +{parsed.country_code}"
+        return f"{_INVALID}: wrong length for +{parsed.country_code}"
     if not phonenumbers.is_valid_number(parsed):
-        return f"not a valid number: no such number range in +{parsed.country_code}"
+        return f"{_INVALID}: no such number range in +{parsed.country_code}"
 
     kind = phonenumbers.number_type(parsed)
     if kind in _REFUSED_TYPES:
