@@ -41,6 +41,7 @@ from faxbridge.crashpoints import crash_point
 from faxbridge.errors import ConfigError, FaxbridgeError, JournalError, NumberError
 from faxbridge.journal.mail import MailsTable, MailState, SpooledMail
 from faxbridge.model import Job, JobType
+from faxbridge.outbound import number_check
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ class SmtpEdge:
         self.tls_context = _tls_context(config) if config.tls.enabled else None
         self.handler = SmtpHandler(
             config,
-            check_number=lambda local, purpose: str(policy.normalize(local, purpose=purpose)),
+            check_number=number_check(policy),
             store=self._store,
             authenticator=authenticator,
         )
@@ -240,7 +241,11 @@ class SmtpEdge:
                 recipients=[(a.address, a.job_type.value, a.number) for a in mail.addressees],
                 size=len(mail.content),
                 spool_path=path,
+                durable=False,
             )
+            # Durable before the 250, the fsync off the loop and shared by the sessions storing
+            # at the same time (on the loop it stalled every session: bench.smtp_rate).
+            await self.journal.sync_async()
         except BaseException:
             with contextlib.suppress(OSError):
                 path.unlink()

@@ -151,9 +151,10 @@ class MailsTable:
         recipients: list[tuple[str, str, str]],
         size: int,
         spool_path: Path,
+        durable: bool = True,  # False: the caller awaits sync_async() before its 250
     ) -> SpooledMail:
         now = self._journal.clock()
-        with self._journal.transaction(durable=True) as db:  # 250 / "queued" promise this
+        with self._journal.transaction(durable=durable) as db:  # 250 / "queued" promise this
             db.execute(
                 "INSERT INTO smtp_mails (key, state, sender, report_to, auth_user, peer, recipients,"
                 " size, spool_path, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
