@@ -193,10 +193,10 @@ class JobsTable:
             row = _row(db, job_id)
             meta = json.loads(row["meta"])
             meta.update(changes)
-            db.execute(
-                "UPDATE jobs SET meta = ? WHERE id = ?", (json.dumps(meta, ensure_ascii=False), job_id)
-            )
-            return _job(_row(db, job_id))
+            written = dict(zip(row.keys(), row))
+            written["meta"] = json.dumps(meta, ensure_ascii=False)
+            db.execute("UPDATE jobs SET meta = ? WHERE id = ?", (written["meta"], job_id))
+            return _job(written)  # the row as written, without reading it back
 
     def recover_interrupted(self) -> list[Job]:
         """At start-up: jobs left in 'submitting' by a crash. Their SendJob may have reached FAX.de,

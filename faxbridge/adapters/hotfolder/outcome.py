@@ -102,12 +102,13 @@ class Outcomes:
             return f"cancelled by the operator ({detail})" if detail else "cancelled by the operator"
         return job.last_error or f"the job ended as {job.state.value}"
 
-    async def _note(self, job: Job, **changes: Any) -> Job:
-        """Journal where the files are going or went, durably; the fsync runs off the loop and is
-        shared with other commits (it blocked the loop once per note: a third of its time in a
-        burst of files, bench.hotfolder_burst)."""
+    async def _note(self, job: Job, *, wait: bool = True, **changes: Any) -> Job:
+        """Journal where the files are going or went. ``wait``: durably before going on; the fsync
+        runs off the loop and is shared with other commits (it blocked the loop once per note: a
+        third of its time in a burst of files, bench.hotfolder_burst)."""
         job = self.journal.jobs.update_meta(job.id, durable=False, **changes)
-        await self.journal.sync_async()
+        if wait:
+            await self.journal.sync_async()
         return job
 
     async def _place(self, job: Job, target: Path, *, suffix_only: bool = False) -> Any:
@@ -144,7 +145,9 @@ class Outcomes:
             for path in lost:
                 log.warning("job %d: %s is missing; it was moved or deleted by someone else",
                             job.id, display_name(path.name))
-            job = await self._note(job, placed=intent, placing=None)
+            # Not waited for: lost in a power cut, the intent above is still journaled and the next
+            # attempt finds the files at their destination (move_all), then notes this again.
+            job = await self._note(job, wait=False, placed=intent, placing=None)
             return (target, intent["suffix"]) if suffix_only else target
         raise OSError(f"cannot find free names in {target}")
 
