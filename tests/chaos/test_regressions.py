@@ -133,3 +133,21 @@ def test_a_reconciliation_due_while_its_send_is_still_finishing_is_not_dropped(
 
     assert asyncio.run(main()) is JobState.CONFIRMED
     assert [c.result for c in simulator.calls_for("SendJob")] == [0, -77]
+
+
+def test_the_sidecar_cache_forgets_sidecars_that_left_the_folder(tmp_path: Path) -> None:
+    # Regression (issue 8 resource bounds): each folder watcher cached the `files:` list of every
+    # YAML sidecar it ever read, by name, and never let go — memory growing with every sidecar for
+    # as long as the daemon ran.
+    from faxbridge.adapters.hotfolder.watcher import FolderWatcher
+    from faxbridge.config import HotfolderConfig
+
+    watcher = FolderWatcher(None, 0, HotfolderConfig(path=tmp_path))  # type: ignore[arg-type]
+    for i in range(50):
+        (tmp_path / f"batch {i}.yaml").write_text(f"files: [letter {i}.pdf]\n")
+    names = [f"batch {i}.yaml" for i in range(50)]
+    assert watcher._read_bundles(names)["batch 7.yaml"] == ("letter 7.pdf",)
+    for name in names[:45]:  # taken into claims
+        (tmp_path / name).unlink()
+    assert set(watcher._read_bundles(names[45:])) == set(names[45:])
+    assert set(watcher._bundle_cache) == set(names[45:])

@@ -313,6 +313,10 @@ class FolderWatcher:
             listed = sidecar_files(data, display_name(name))
             self._bundle_cache[name] = ((st.st_size, st.st_mtime_ns), listed)
             result[name] = listed
+        # Only sidecars still waiting here are worth remembering: a cache that kept every name
+        # ever seen would grow with each sidecar for as long as the daemon runs.
+        for gone in [n for n in self._bundle_cache if n not in result]:
+            del self._bundle_cache[gone]
         return result
 
     # -- taking a unit ---------------------------------------------------------------------
