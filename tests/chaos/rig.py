@@ -118,6 +118,19 @@ class Doc:
     bad: str = ""  # what is wrong with it (it must end in failed/ with a reason, never at FAX.de)
 
 
+def padded_pdf(tag: str, size: int) -> bytes:
+    """A one-page PDF of about ``size`` bytes (an incompressible attachment makes the bulk)."""
+    import pypdf
+
+    writer = pypdf.PdfWriter()
+    writer.add_blank_page(595, 842)
+    writer.add_metadata({"/Title": tag})
+    writer.add_attachment("padding.bin", os.urandom(size))
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
 def bad_document(n: int) -> tuple[bytes, str]:
     """Every few documents one that must be refused: (its bytes, a word of the reason)."""
     pdf = make_pdf(1, tag=f"{MARK}-bad-{n}")
@@ -181,7 +194,11 @@ class Figures:
 class Campaign:
     """One campaign in ``work``: simulator, relay, config, workload, daemon lives, checks."""
 
-    def __init__(self, work: Path, scale: Scale, seed: int) -> None:
+    def __init__(self, work: Path, scale: Scale, seed: int, *, record_limit: int | None = None,
+                 document_size: int = 0) -> None:
+        """``document_size``: documents, mail attachments and faxes of about that many bytes
+        (0: as small as they come)."""
+        self.document_size = document_size
         self.work = work
         self.scale = scale
         self.seed = seed
@@ -190,7 +207,7 @@ class Campaign:
         self.figures = Figures()
         self.simulator = Simulator(
             account=ACCOUNT, password=FAXDE_PASSWORD, state_dir=work / "simulator",
-            duplicate_window=3600, polls_until_done=1,
+            duplicate_window=3600, polls_until_done=1, record_limit=record_limit,
         ).start()
         self.relay = Relay().start()
         self.smtp_port = free_port()
@@ -270,7 +287,7 @@ class Campaign:
         n = self._next()
         which = "a" if n % 2 else "b"
         folder = self.folders[which]
-        data = make_pdf(1 + n % 2, tag=f"{MARK}-{self.seed}-doc-{n}")
+        data = self._pdf(f"{MARK}-{self.seed}-doc-{n}", 1 + n % 2)
         bad = ""
         if n % 9 == 0:
             data, bad = bad_document(n // 9)
@@ -291,7 +308,7 @@ class Campaign:
 
     def new_mail(self) -> Mail:
         n = self._next()
-        pdf = make_pdf(1, tag=f"{MARK}-{self.seed}-mail-{n}")
+        pdf = self._pdf(f"{MARK}-{self.seed}-mail-{n}")
         message = EmailMessage()
         message["From"] = SENDER
         message["To"] = f"{NUMBER}@{FAX_DOMAIN}"
@@ -321,7 +338,9 @@ class Campaign:
     def add_fax(self) -> Fax:
         n = self._next()
         route = n % 3 == 0
-        image = make_tiff(1 + n % 3, tag=f"{MARK}-{self.seed}-fax-{n}")
+        height = max(32, self.document_size // 216)  # 1728 dots a line: a fax page's width
+        image = make_tiff(1 + n % 3, width=1728 if self.document_size else 64, height=height if self.document_size else 32,
+                          tag=f"{MARK}-{self.seed}-fax-{n}")
         fax = self.simulator.add_inbound(
             image, called_number=SALES if route else None, originator=f"+49301234{n:04d}",
             remote_id=f"Sender {n}",
@@ -330,6 +349,9 @@ class Campaign:
         with self._ledger_lock:
             self.ledger.faxes.append(record)
         return record
+
+    def _pdf(self, tag: str, pages: int = 1) -> bytes:
+        return padded_pdf(tag, self.document_size) if self.document_size else make_pdf(pages, tag=tag)
 
     def pending_mails(self) -> list[Mail]:
         with self._ledger_lock:
