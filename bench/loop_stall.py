@@ -5,11 +5,12 @@ A heartbeat task sleeps 1 ms at a time and records how late it wakes; everything
 path and, side by side, for zeep's own asyncio client building the same envelope on the loop.
 Target: ≤ 20 ms per 20 MB job.
 
-    .venv/bin/python -m bench.loop_stall
+    .venv/bin/python -m bench.loop_stall [--jobs 3]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import tempfile
 import time
@@ -28,7 +29,7 @@ async def heartbeat(lateness: list[float], stop: asyncio.Event) -> None:
         lateness.append(time.perf_counter() - before - 0.001)
 
 
-async def faxbridge_path(url: str, work: Path) -> list[float]:
+async def faxbridge_path(url: str, work: Path, jobs: int = JOBS) -> list[float]:
     from faxbridge.adapters.faxde import FaxDeClient
     from faxbridge.journal import Journal
     from faxbridge.model import Document, JobType, Recipient, SendRequest
@@ -43,7 +44,7 @@ async def faxbridge_path(url: str, work: Path) -> list[float]:
     with Journal.open(work / "state") as journal:
         outbound = Outbound(journal, calls, settings=OutboundSettings(duplicate_window=0),
                             check_recipient=number_check(NumberPolicy()))
-        for i in range(JOBS):
+        for i in range(jobs):
             pdf = work / f"doc{i}.pdf"
             pdf.write_bytes(pdf_of_size(SIZE_MB * 1_000_000, tag=str(i)))
             lateness: list[float] = []
@@ -62,7 +63,7 @@ async def faxbridge_path(url: str, work: Path) -> list[float]:
     return stalls
 
 
-async def zeep_async_path(url: str, work: Path) -> list[float]:
+async def zeep_async_path(url: str, work: Path, jobs: int = JOBS) -> list[float]:
     import httpx  # zeep's async transport needs it; only this reference path uses it
     import zeep
     from zeep.transports import AsyncTransport
@@ -75,7 +76,7 @@ async def zeep_async_path(url: str, work: Path) -> list[float]:
         from zeep.proxy import AsyncServiceProxy
 
         service = AsyncServiceProxy(client, client.wsdl.bindings[BINDING], address=url + "/soap/IIntfXMLWS")
-        for i in range(JOBS):
+        for i in range(jobs):
             data = pdf_of_size(SIZE_MB * 1_000_000, tag=f"z{i}")
             lateness: list[float] = []
             stop = asyncio.Event()
@@ -91,13 +92,16 @@ async def zeep_async_path(url: str, work: Path) -> list[float]:
     return stalls
 
 
-def main() -> dict[str, list[float]]:
+def main(argv: list[str] | None = None) -> dict[str, list[float]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=JOBS, help=f"{SIZE_MB} MB jobs per path")
+    args = parser.parse_args(argv)
     results: dict[str, list[float]] = {}
     with simulator_process() as url:
         with tempfile.TemporaryDirectory(prefix="bench-stall-") as tmp:
-            results["faxbridge"] = asyncio.run(faxbridge_path(url, Path(tmp)))
+            results["faxbridge"] = asyncio.run(faxbridge_path(url, Path(tmp), args.jobs))
             try:
-                results["zeep async"] = asyncio.run(zeep_async_path(url, Path(tmp)))
+                results["zeep async"] = asyncio.run(zeep_async_path(url, Path(tmp), args.jobs))
             except ImportError:
                 print("(zeep's async client needs httpx: pip install httpx to see the reference)")
     for name, stalls in results.items():

@@ -69,7 +69,7 @@ def describe_recipients(request: SendRequest) -> str:
 def file_digest(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
-        while block := f.read(1 << 20):
+        while block := f.read(1 << 18):  # 256 KiB: hashing must not cost the memory of a document
             digest.update(block)
     return digest.hexdigest()
 
