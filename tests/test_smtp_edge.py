@@ -216,3 +216,31 @@ def test_a_letter_domain_sends_the_pdf_as_iletter(start_rig, relay) -> None:
     assert call.params["Recipient"] == ""
     assert call.params["SendText"] == ""
     assert call.params["SendFile1"] == pdf
+
+
+def test_a_slow_journal_fsync_before_250_does_not_stall_other_sessions(start_rig, relay, monkeypatch) -> None:
+    # The spool row's fsync ran on the event loop: while one mail was being made durable, every
+    # other session (and the hotfolders, the sender) waited (issue 7, bench.smtp_rate).
+    import threading
+    import time
+
+    rig = start_rig(relay.port)
+    journal = rig.daemon.services.journal
+    original = journal.sync
+
+    def slow_sync() -> None:
+        time.sleep(1.0)  # a disk that takes its time
+        original()
+
+    monkeypatch.setattr(journal, "sync", slow_sync)
+    sending = threading.Thread(target=rig.send, args=(mail(subject="slow"), [FAX]))
+    sending.start()
+    time.sleep(0.2)  # the first mail is inside its fsync now
+    started = time.monotonic()
+    with rig.client() as other:
+        other.ehlo("other.example.com")
+        answered = time.monotonic() - started
+    sending.join(10)
+    assert answered < 0.5
+    monkeypatch.setattr(journal, "sync", original)
+    assert [r["state"] for r in rig.wait_processed(1)] == ["processed"]
