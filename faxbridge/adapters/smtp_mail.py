@@ -140,7 +140,15 @@ def plan_mail(
     now: dt.datetime | None = None,
 ) -> MailPlan:
     """The jobs a mail asks for. Blocking: run it in a worker thread."""
-    message = parse(data)
+    try:
+        problem = structure_problem(data)
+        message = parse(data) if problem is None else None
+    except RecursionError:
+        problem, message = TOO_DEEP, None
+    if message is None:
+        headers = BytesParser(policy=policy.default).parsebytes(data, headersonly=True)
+        return MailPlan(header_text(headers, "Subject"), header_text(headers, "Message-ID"), (),
+                        (("", problem or TOO_DEEP),))
     subject = header_text(message, "Subject")
     message_id = header_text(message, "Message-ID")
     content = extract(message)
@@ -225,6 +233,24 @@ def plan_mail(
 
 # --------------------------------------------------------------------------------------------------
 # Reading the message
+
+
+# Multipart sections (distinct boundaries) in one mail: a fax mail needs a handful. Python's parser
+# descends one level of generators per nesting level — each line of a deeply nested "multipart
+# bomb" passes through all of them, and past a few hundred levels it fails with RecursionError.
+MAX_MIME_SECTIONS: Final = 50
+TOO_DEEP: Final = (
+    f"the mail is built of more than {MAX_MIME_SECTIONS} nested MIME sections and was not read;"
+    " attach the documents to a plain mail"
+)
+_BOUNDARY = re.compile(rb'boundary\s*=\s*"?([^"\s;]+)', re.IGNORECASE)
+
+
+def structure_problem(data: bytes) -> str | None:
+    """Why a mail is not even parsed, or None: a cheap look at its raw bytes first."""
+    if len(set(_BOUNDARY.findall(data))) > MAX_MIME_SECTIONS:
+        return TOO_DEEP
+    return None
 
 
 def parse(data: bytes) -> EmailMessage:

@@ -144,6 +144,19 @@ def test_a_10000_byte_command_line_is_refused_and_a_10000_byte_mail_line_does_no
         assert code == 500 and rig.mail_rows() == []
 
 
+def multipart_bomb(depth: int) -> bytes:
+    """A mail whose body is multipart/mixed nested ``depth`` levels deep, a PDF at the bottom."""
+    pdf = base64.encodebytes(make_pdf(1, tag="deep")).replace(b"\n", b"\r\n")
+    head = (f"From: {SENDER}\r\nTo: {FAX}\r\nSubject: nested\r\nMIME-Version: 1.0\r\n").encode()
+    opening, closing = [], []
+    for level in range(depth):
+        opening.append(f'Content-Type: multipart/mixed; boundary="b{level}"\r\n\r\n--b{level}\r\n'.encode())
+        closing.append(f"\r\n--b{level}--\r\n".encode())
+    leaf = (b'Content-Type: application/pdf; name="deep.pdf"\r\nContent-Transfer-Encoding: base64\r\n'
+            b'Content-Disposition: attachment; filename="deep.pdf"\r\n\r\n' + pdf)
+    return head + b"".join(opening) + leaf + b"".join(reversed(closing))
+
+
 @pytest.mark.timeout(60)
 def test_thousands_of_mime_parts_are_refused_quickly_with_a_report(start_rig, relay) -> None:
     rig = start_rig(relay.port)
@@ -160,3 +173,36 @@ def test_thousands_of_mime_parts_are_refused_quickly_with_a_report(start_rig, re
     assert rig.simulator.calls_for("SendJob") == []
     [report] = relay.sink.wait_for(1)
     assert report.message["Subject"].startswith("Fax NOT sent")
+
+
+def rfc822_bomb(depth: int) -> bytes:
+    """Forwarded mail in forwarded mail … ``depth`` times: nesting without a single boundary."""
+    inner = f"From: {SENDER}\r\nSubject: innermost\r\n\r\nhello\r\n".encode()
+    for _ in range(depth):
+        inner = (f"From: {SENDER}\r\nTo: {FAX}\r\nSubject: fwd\r\nMIME-Version: 1.0\r\n"
+                 "Content-Type: message/rfc822\r\n\r\n").encode() + inner
+    return inner
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("bomb", "depth"), [("multipart", 40), ("multipart", 60), ("multipart", 2000),
+                                             ("rfc822", 2000)])
+def test_a_nested_multipart_bomb_is_refused_with_the_reason(start_rig, relay, bomb: str, depth: int) -> None:
+    # Regression (issue 8): past a few hundred levels Python's parser raised RecursionError, and the
+    # sender was told "an error in faxbridge" (the log got a traceback) instead of the reason.
+    rig = start_rig(relay.port)
+    data = multipart_bomb(depth) if bomb == "multipart" else rfc822_bomb(depth)
+    started = time.monotonic()
+    with rig.client() as client:
+        client.sendmail(SENDER, [FAX], data)
+    [row] = rig.wait_processed(1)
+    assert time.monotonic() - started < 20
+    [report] = relay.sink.wait_for(1)
+    text = report.message.get_body(("plain",)).get_content()
+    if depth <= 40:  # deep, but within reason: the PDF at the bottom is sent
+        assert row["state"] == "processed"
+        rig.wait_final(1)
+        return
+    assert row["state"] == "rejected"
+    assert "nested MIME sections and was not read" in text and "an error in faxbridge" not in text
+    assert rig.simulator.calls_for("SendJob") == []
