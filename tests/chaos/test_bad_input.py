@@ -206,3 +206,53 @@ def test_a_nested_multipart_bomb_is_refused_with_the_reason(start_rig, relay, bo
     assert row["state"] == "rejected"
     assert "nested MIME sections and was not read" in text and "an error in faxbridge" not in text
     assert rig.simulator.calls_for("SendJob") == []
+
+
+# -- documents --------------------------------------------------------------------------------------
+
+import csv
+import io
+import unicodedata
+from collections.abc import Callable
+from typing import Any
+
+from faxbridge.simulator import Simulator
+
+NUMBER = "+494012345678"
+
+
+@pytest.fixture
+def hotfolder(tmp_path: Path, make_config: Callable[..., Path], run_daemon: Callable[..., Any]):
+    """``hotfolder(**keys)`` runs the daemon with one hotfolder; returns its path."""
+
+    def start(**keys: Any) -> Path:
+        folder = tmp_path / "out"
+        folder.mkdir(exist_ok=True)
+        config = make_config(hotfolders=[{"path": str(folder), "settle_time": "150ms", **keys}],
+                             **keys.pop("_config", {}))
+        run_daemon(config)
+        return folder
+
+    return start
+
+
+def status_rows(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
+
+
+def test_nfd_umlauts_in_a_name_are_kept_and_its_nfc_sidecar_still_belongs_to_it(
+    hotfolder: Callable[..., Path], simulator: Simulator
+) -> None:
+    """macOS writes names decomposed (u + U+0308), Windows and most programs composed: a sidecar
+    saved by one program belongs to the document saved by another all the same."""
+    folder = hotfolder()
+    nfd = unicodedata.normalize("NFD", f"{NUMBER}_Rechnung Müller.pdf")
+    nfc_yaml = unicodedata.normalize("NFC", f"{NUMBER}_Rechnung Müller.yaml")
+    assert nfd != unicodedata.normalize("NFC", nfd)
+    (folder / nfc_yaml).write_text("recipient: '+493012345678'\nreference: MÜLLER-1\n")
+    (folder / nfd).write_bytes(make_pdf(1, tag="nfd"))
+    wait_until(lambda: (folder / "sent" / nfd).exists(), what="the document in sent/")
+    [call] = simulator.calls_for("SendJob")
+    assert call.params["Recipient"] == "+493012345678[MÜLLER-1]"
+    assert unicodedata.normalize("NFC", call.params["SendFilename1"]) == unicodedata.normalize("NFC", nfd)
+    wait_until(lambda: (folder / "sent" / nfc_yaml).exists(), what="the sidecar in sent/ beside it")

@@ -151,3 +151,22 @@ def test_the_sidecar_cache_forgets_sidecars_that_left_the_folder(tmp_path: Path)
         (tmp_path / name).unlink()
     assert set(watcher._read_bundles(names[45:])) == set(names[45:])
     assert set(watcher._bundle_cache) == set(names[45:])
+
+
+def test_names_that_differ_only_in_unicode_composition_form_one_unit() -> None:
+    # Regression (issue 8 bad input): "Müller.pdf" saved by a Mac (u + U+0308) and "Müller.yaml"
+    # saved on Windows (ü) did not meet: the document went out to the number in its name,
+    # ignoring the sidecar's recipient, and the sidecar waited for ever.
+    import unicodedata
+
+    from faxbridge.adapters.hotfolder.plan import Unit, plan_units
+
+    nfd = unicodedata.normalize("NFD", "Müller.pdf")
+    nfc_yaml = unicodedata.normalize("NFC", "Müller.yaml")
+    assert plan_units({nfd, nfc_yaml}, set(), {nfc_yaml: ()}) == [Unit(nfd, (nfd,), (nfc_yaml,))]
+    # A bundle lists names as typed (composed); the files on disk are decomposed.
+    bundle = "Bündel.yaml"
+    files = (unicodedata.normalize("NFC", "Brief für Jörg.pdf"), "AGB.pdf")
+    on_disk = {unicodedata.normalize("NFD", files[0]), "AGB.pdf", bundle}
+    [unit] = plan_units(on_disk, set(), {bundle: files})
+    assert unit.documents == (unicodedata.normalize("NFD", files[0]), "AGB.pdf") and not unit.problem

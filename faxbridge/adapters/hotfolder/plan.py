@@ -4,6 +4,7 @@ A *unit* is what one job takes from the folder: its documents and the sidecars t
 them. ``plan_units`` is a pure function of what the watcher knows, so the rules have a table test:
 
 * a document takes the sidecars with its stem (``Invoice.pdf`` ← ``Invoice.yaml``, ``Invoice.csv``);
+  stems compare as Unicode NFC, since macOS saves "ü" decomposed and most other programs composed;
 * a YAML sidecar with ``files:`` bundles those documents (and its own namesake document, first);
   a document listed there is never sent on its own;
 * a unit waits until every file in it is complete and quiet (settle time), so a sidecar written
@@ -14,6 +15,7 @@ them. ``plan_units`` is a pure function of what the watcher knows, so the rules 
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping, Set
 from dataclasses import dataclass
 
@@ -53,15 +55,17 @@ def plan_units(
     # burst of n files cost n² (20 000 files renamed in at once: minutes, issue 7).
     documents_by_stem: dict[str, list[str]] = {}
     sidecars_by_stem: dict[str, list[str]] = {}
+    present_by_form: dict[str, str] = {}
     for name in present:
         index = sidecars_by_stem if is_sidecar(name) else documents_by_stem
-        index.setdefault(stem(name), []).append(name)
+        index.setdefault(_same(stem(name)), []).append(name)
+        present_by_form.setdefault(_same(name), name)
 
     def documents_named(name_stem: str) -> list[str]:
-        return sorted(documents_by_stem.get(name_stem, ()))
+        return sorted(documents_by_stem.get(_same(name_stem), ()))
 
     def sidecars_named(name_stem: str) -> list[str]:
-        return sorted(sidecars_by_stem.get(name_stem, ()))
+        return sorted(sidecars_by_stem.get(_same(name_stem), ()))
 
     def add(unit: Unit) -> None:
         if all(n in ready and n not in taken for n in unit.names):
@@ -79,7 +83,9 @@ def plan_units(
             if not namesakes:  # unreadable and no document to wait for: report it
                 add(Unit(sidecar, (), tuple(sidecars)))
             continue
-        documents = list(dict.fromkeys(namesakes + list(files)))
+        # A listed name means the file of that name as it is on disk, however it is composed.
+        listed = [present_by_form.get(_same(f), f) for f in files]
+        documents = list(dict.fromkeys(namesakes + listed))
         missing = [f for f in documents if f not in present]
         if missing:
             taken.update(f for f in documents if f in present)
@@ -106,4 +112,9 @@ def plan_units(
             continue
         add(Unit(document, (document,), tuple(sidecars)))
     return units
+
+
+def _same(name: str) -> str:
+    """The form names are compared in: NFC (file systems keep whatever bytes they were given)."""
+    return unicodedata.normalize("NFC", name)
 
