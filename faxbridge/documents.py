@@ -9,7 +9,9 @@ first, with a sentence the user understands. The checks read whole files: call f
 from __future__ import annotations
 
 import io
+import re
 import struct
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,3 +191,25 @@ def tiff_page_count(data: bytes) -> int:
     if not seen:
         raise ValueError("TIFF has no image")
     return len(seen)
+
+
+_UNSAFE_NAME = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
+
+
+def safe_filename(name: str, fallback: str = "attachment") -> str:
+    """A file name as FAX.de and a report may show it (SendFilename1..3): no path, no control
+    characters, not too long — whether it came from a mail or a folder.
+
+    Umlauts stay (NFC); only the extension decides the type (FAXDE-API.md, SendFilename1..3).
+    Windows path parts (``C:\\Users\\x\\scan.pdf``, ``..\\..\\x.pdf``) are cut off: FAX.de runs a
+    Windows server, where they would mean folders.
+    """
+    name = unicodedata.normalize("NFC", name or "")
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = _UNSAFE_NAME.sub("_", name).strip(" .")
+    if not name:
+        return fallback
+    if len(name) > 120:  # at most 120 characters, the extension kept
+        stem, dot, ext = name.rpartition(".")
+        name = (stem[: 119 - len(ext)] + dot + ext) if dot and len(ext) <= 5 else name[:120]
+    return name

@@ -10,6 +10,8 @@ import unicodedata
 from html.parser import HTMLParser
 from typing import Final
 
+from faxbridge import documents
+
 # Elements whose text is never shown to a reader.
 _INVISIBLE: Final = frozenset({"script", "style", "head", "title", "template", "noscript"})
 # Elements a browser sets apart by an empty line …
@@ -181,20 +183,5 @@ def ascii_line(text: str, limit: int = 400) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-_UNSAFE_NAME: Final = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]+')
-
-
-def safe_filename(name: str, fallback: str = "attachment") -> str:
-    """A file name as FAX.de and a report may show it: no path, no control characters, not too long.
-
-    Umlauts stay (NFC); only the extension decides the type (FAXDE-API.md, SendFilename1..3).
-    """
-    name = unicodedata.normalize("NFC", name or "")
-    name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = _UNSAFE_NAME.sub("_", name).strip(" .")
-    if not name:
-        return fallback
-    if len(name) > 120:  # at most 120 characters, the extension kept
-        stem, dot, ext = name.rpartition(".")
-        name = (stem[: 119 - len(ext)] + dot + ext) if dot and len(ext) <= 5 else name[:120]
-    return name
+# Shared with the hotfolders: one rule for the names FAX.de sees.
+safe_filename = documents.safe_filename

@@ -256,3 +256,19 @@ def test_nfd_umlauts_in_a_name_are_kept_and_its_nfc_sidecar_still_belongs_to_it(
     assert call.params["Recipient"] == "+493012345678[MÜLLER-1]"
     assert unicodedata.normalize("NFC", call.params["SendFilename1"]) == unicodedata.normalize("NFC", nfd)
     wait_until(lambda: (folder / "sent" / nfc_yaml).exists(), what="the sidecar in sent/ beside it")
+
+
+def test_path_separators_and_reserved_characters_never_reach_faxde_in_a_name(
+    hotfolder: Callable[..., Path], simulator: Simulator
+) -> None:
+    # Regression (issue 8 bad input): a name is any bytes but "/" on Linux; "Scans\\..\\x.pdf" or
+    # "C:\\x.pdf" went to FAX.de's Windows server as SendFilename unchanged (mail attachments
+    # were already cut to their last part).
+    folder = hotfolder(recipient="+493012345678")
+    names = {"Scans\\..\\..\\Windows\\system.pdf": "system.pdf", "C:report?.pdf": "C_report_.pdf",
+             "Mu\u0308ller <draft>.pdf": "Müller _draft_.pdf"}
+    for i, name in enumerate(names):
+        (folder / name).write_bytes(make_pdf(1, tag=f"sep{i}"))
+    wait_until(lambda: len(simulator.calls_for("SendJob")) == 3, what="three SendJobs")
+    assert {c.params["SendFilename1"] for c in simulator.calls_for("SendJob")} == set(names.values())
+    wait_until(lambda: all((folder / "sent" / n).exists() for n in names), what="the originals in sent/")

@@ -445,7 +445,8 @@ class FolderWatcher:
                 if path.is_symlink():
                     raise Refusal(f"{f.claimed}: a symbolic link; faxbridge sends only files dropped into the folder",
                                   "Copy the document itself into the folder.")
-                docs.append((f.claimed, path))
+                # The name FAX.de sees follows the mail edge's rule; the file keeps its own.
+                docs.append((documents.safe_filename(f.claimed), path))
             elif is_yaml(f.original) and yaml is None:
                 yaml = (f.claimed, path)
             elif is_csv(f.original) and csv is None:
