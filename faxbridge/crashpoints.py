@@ -36,7 +36,7 @@ POINTS: dict[str, str] = {
     "outbound.after_finished": "the job's end journaled, its report not written",
     "reports.during_write": "a report, notice or spooled mail fsynced under its temporary name",
     "hotfolder.after_report": "the report written, the claim not released nor journaled reported",
-    "smtp.after_spool": "a mail fsynced in the spool, not journaled, no 250 sent",
+    "smtp.after_spool": "a mail written to the spool (made durable with its row), not journaled, no 250 sent",
     "smtp.before_250": "a mail spooled and journaled, the client not yet answered 250",
     "smtp.after_submit": "a mail's jobs journaled, the mail not yet marked processed",
     "relay.after_delivery": "a mail handed to the relay, not yet journaled as sent",

@@ -51,3 +51,19 @@ def test_a_name_too_long_for_a_temporary_twin_gets_a_short_hidden_one(tmp_path: 
     assert temporary == temporary_path(tmp_path / long_name)  # the same every time
     write_atomically(tmp_path / long_name, b"x")
     assert [p.name for p in tmp_path.iterdir()] == [long_name]
+
+
+def test_unsynced_writes_leave_durability_to_the_caller(tmp_path: Path, monkeypatch) -> None:
+    import os
+
+    from faxbridge.adapters import reports
+
+    fsyncs: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (fsyncs.append(fd), real_fsync(fd)))
+    write_atomically(tmp_path / "a.eml", b"mail", sync=False)
+    assert (tmp_path / "a.eml").read_bytes() == b"mail" and fsyncs == []
+    write_atomically(tmp_path / "b.eml", b"mail")
+    assert len(fsyncs) == 2  # the file, then its folder
+    # one syncfs instead: everything written on that file system is on disk when it returns
+    assert reports.sync_file_system(tmp_path) is True

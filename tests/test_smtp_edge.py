@@ -224,15 +224,24 @@ def test_a_slow_journal_fsync_before_250_does_not_stall_other_sessions(start_rig
     import threading
     import time
 
+    from faxbridge.adapters import smtp
+
     rig = start_rig(relay.port)
     journal = rig.daemon.services.journal
-    original = journal.sync
+    original, original_syncfs = journal.sync, smtp.sync_file_system
+    made_durable: list[str] = []
 
     def slow_sync() -> None:
         time.sleep(1.0)  # a disk that takes its time
         original()
 
+    def slow_syncfs(path: Path) -> bool:
+        time.sleep(1.0)
+        made_durable.append(threading.current_thread().name)
+        return original_syncfs(path)
+
     monkeypatch.setattr(journal, "sync", slow_sync)
+    monkeypatch.setattr(smtp, "sync_file_system", slow_syncfs)  # spool and journal share a file system
     sending = threading.Thread(target=rig.send, args=(mail(subject="slow"), [FAX]))
     sending.start()
     time.sleep(0.2)  # the first mail is inside its fsync now
@@ -242,5 +251,27 @@ def test_a_slow_journal_fsync_before_250_does_not_stall_other_sessions(start_rig
         answered = time.monotonic() - started
     sending.join(10)
     assert answered < 0.5
+    assert made_durable and "MainThread" not in made_durable
     monkeypatch.setattr(journal, "sync", original)
     assert [r["state"] for r in rig.wait_processed(1)] == ["processed"]
+
+
+def test_the_spool_waits_while_mails_arrive_but_not_for_long(start_rig, relay, monkeypatch) -> None:
+    # Accepting mail comes first (a burst was answered at half the rate while earlier mails were
+    # read and sent), within a bound: a mail is processed PROCESS_DEFER after it came at the latest.
+    import time
+
+    from faxbridge.adapters import smtp
+
+    monkeypatch.setattr(smtp, "INTAKE_QUIET", 2.0)
+    monkeypatch.setattr(smtp, "PROCESS_DEFER", 60.0)
+    rig = start_rig(relay.port)
+    rig.send(mail(subject="first", body="Erstes Fax.\n"), [FAX])
+    time.sleep(0.5)
+    assert [r["state"] for r in rig.mail_rows()] == ["spooled"]  # a mail came 0.5 s ago: wait
+    assert [r["state"] for r in rig.wait_processed(1)] == ["processed"]  # quiet for 2 s: go
+
+    monkeypatch.setattr(smtp, "INTAKE_QUIET", 600.0)  # as if mails never stopped coming
+    monkeypatch.setattr(smtp, "PROCESS_DEFER", 1.0)
+    rig.send(mail(subject="second", body="Zweites Fax.\n"), [FAX])
+    assert [r["state"] for r in rig.wait_processed(2)] == ["processed", "processed"]

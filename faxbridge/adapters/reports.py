@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import csv
+import ctypes
+import ctypes.util
 import hashlib
 import io
 import os
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from faxbridge.crashpoints import crash_point
 from faxbridge.model import Job, StatusRow
@@ -113,8 +116,12 @@ def temporary_path(path: Path) -> Path:
     return path.with_name(name)
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary name in the same folder, fsync, rename, fsync the folder."""
+def write_atomically(path: Path, data: bytes, *, sync: bool = True) -> None:
+    """Write to a temporary name in the same folder, fsync, rename, fsync the folder.
+
+    ``sync=False``: no fsyncs; the caller makes the file durable (sync_file_system, or
+    fsync_file + fsync_dir) before relying on it.
+    """
     tmp = temporary_path(path)
     with _write_locks[hash(os.fspath(path)) % len(_write_locks)]:
         # 0600 as before (tempfile.mkstemp's mode): the folder's permissions decide who may read.
@@ -123,7 +130,8 @@ def write_atomically(path: Path, data: bytes) -> None:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
-                os.fsync(f.fileno())
+                if sync:
+                    os.fsync(f.fileno())
             crash_point("reports.during_write")
             os.replace(tmp, path)
         except BaseException:
@@ -132,7 +140,8 @@ def write_atomically(path: Path, data: bytes) -> None:
             except FileNotFoundError:
                 pass
             raise
-    fsync_dir(path.parent)
+    if sync:
+        fsync_dir(path.parent)
 
 
 def discard(path: Path) -> None:
@@ -147,6 +156,45 @@ def fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_syncfs: Any = None
+
+
+def sync_file_system(path: Path) -> bool:
+    """syncfs(2) on the file system holding the folder ``path``: everything written to it so far,
+    data and names, is on disk — one flush of the disk's cache where an fsync per file and folder
+    costs one each. False where there is no syncfs (not Linux): the caller fsyncs instead.
+
+    It also writes what other programs left unwritten on that file system: for the state dir
+    and the hotfolders, which faxbridge owns, that is little.
+    """
+    global _syncfs
+    if _syncfs is None:
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            _syncfs = libc.syncfs
+            _syncfs.argtypes = [ctypes.c_int]
+        except (OSError, AttributeError):
+            _syncfs = False
+    if _syncfs is False:
+        return False
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if _syncfs(fd) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"syncfs: {os.strerror(code)}", str(path))
+    finally:
+        os.close(fd)
+    return True
 
 
 def write_report(job: Job, rows: Iterable[StatusRow], path: Path) -> Path:

@@ -20,13 +20,14 @@ import secrets
 import shutil
 import socket
 import ssl
+import time
 from pathlib import Path
 from typing import Any, Final
 
 from aiosmtpd.smtp import SMTP
 
 from faxbridge.adapters.relay import Relay, relay_for
-from faxbridge.adapters.reports import fsync_dir, write_atomically
+from faxbridge.adapters.reports import fsync_dir, fsync_file, sync_file_system, write_atomically
 from faxbridge.adapters.smtp_auth import Authenticator, install_log_filter
 from faxbridge.adapters.smtp_handler import REPLIES, FaxEnvelope, IncomingMail, SmtpHandler
 from faxbridge.adapters.smtp_mail import Addressee, MailPlan, MailSettings, plan_mail
@@ -54,6 +55,12 @@ COMMAND_LIMITS: Final[dict[str, int]] = {
 }
 SPOOL_TICK: Final = 30.0  # seconds: look for mails whose processing failed for a passing reason
 MAX_ATTEMPTS: Final = 5  # unexpected errors (bugs) while processing one mail, before it is given up
+# Accepting mail comes first: while mails keep arriving (one within INTAKE_QUIET seconds), the
+# spool waits, at most PROCESS_DEFER seconds after a mail came in. Reading, checking and sending
+# a mail take the CPU the sessions need: with both at once, a burst of mails was answered at
+# half the rate (bench.smtp_rate). A mail is spooled durably either way.
+INTAKE_QUIET: Final = 0.1
+PROCESS_DEFER: Final = 5.0
 
 
 def build(services: Any) -> SmtpEdge | None:
@@ -134,6 +141,8 @@ class SmtpEdge:
         self._processor: asyncio.Task[None] | None = None
         self._stopping = False
         self._tick_job = f"smtp-spool-{id(self)}"
+        self._last_intake = float("-inf")  # time.monotonic() of the last mail stored
+        self._one_file_system = False  # the spool and the journal on one file system: one syncfs
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -141,6 +150,7 @@ class SmtpEdge:
         loop = asyncio.get_running_loop()
         for folder in (self.spool_dir, self.archive_dir):
             folder.mkdir(parents=True, exist_ok=True)
+        self._one_file_system = os.stat(self.spool_dir).st_dev == os.stat(self.journal.path).st_dev
         install_log_filter()
         mail_log = logging.getLogger("mail.log")
         if logging.getLogger().getEffectiveLevel() > logging.DEBUG and mail_log.level < logging.WARNING:
@@ -228,8 +238,8 @@ class SmtpEdge:
         """Spool file fsynced, then journaled; only then may the handler answer 250."""
         key = f"{dt.datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"
         path = self.spool_dir / f"{key}.eml"
-        # Thread seam: a big mail's write and fsync would stall other sessions.
-        await asyncio.to_thread(write_atomically, path, mail.content)
+        # Thread seam: a big mail's write would stall other sessions. Made durable below.
+        await asyncio.to_thread(write_atomically, path, mail.content, sync=False)
         crash_point("smtp.after_spool")  # no 250 yet: the client sends it again
         try:
             self.mails.add(
@@ -243,9 +253,7 @@ class SmtpEdge:
                 spool_path=path,
                 durable=False,
             )
-            # Durable before the 250, the fsync off the loop and shared by the sessions storing
-            # at the same time (on the loop it stalled every session: bench.smtp_rate).
-            await self.journal.sync_async()
+            await self._make_durable(path)
         except BaseException:
             with contextlib.suppress(OSError):
                 path.unlink()
@@ -254,8 +262,25 @@ class SmtpEdge:
         log.info("mail %s ← %s%s → %s (%d bytes)", key, mail.sender,
                  f" (user {mail.auth_user})" if mail.auth_user else "",
                  ", ".join(a.number or a.address for a in mail.addressees), len(mail.content))
+        self._last_intake = time.monotonic()
         self._wake.set()
         return key
+
+    async def _make_durable(self, path: Path) -> None:
+        """The spooled file and its journal row on disk before the 250, off the loop (there it
+        stalled every session). Where the spool and the journal share a file system (the default:
+        both in state_dir) one syncfs covers file, folder and row: one flush of the disk's cache
+        instead of three (bench.smtp_rate, intake alone: 0.57× → 0.9× of a bare server)."""
+        # Thread seam: syncfs / fsync block for a millisecond or more.
+        if self._one_file_system and await asyncio.to_thread(sync_file_system, self.spool_dir):
+            return
+
+        def fsync_spooled() -> None:
+            fsync_file(path)
+            fsync_dir(path.parent)
+
+        await asyncio.to_thread(fsync_spooled)
+        await self.journal.sync_async()
 
     # -- processing, after 250 -------------------------------------------------------------
 
@@ -268,10 +293,21 @@ class SmtpEdge:
                 log.error("cannot read the spool index: %s; trying again in %.0f s", exc, SPOOL_TICK)
                 waiting = []
             for mail in waiting:
+                await self._yield_to_intake(mail)
                 if self._stopping:
                     return
                 await self._process_safely(mail)
             await self._wake.wait()
+
+    async def _yield_to_intake(self, mail: SpooledMail) -> None:
+        """Wait while mails keep arriving (INTAKE_QUIET), at most until ``mail`` is PROCESS_DEFER old."""
+        received = mail.received_at.timestamp() if mail.received_at else 0.0
+        while not self._stopping:
+            quiet_for = time.monotonic() - self._last_intake
+            overdue = received + PROCESS_DEFER - self.journal.clock()
+            if quiet_for >= INTAKE_QUIET or overdue <= 0:
+                return
+            await asyncio.sleep(min(INTAKE_QUIET - quiet_for, overdue))
 
     async def _process_safely(self, mail: SpooledMail) -> None:
         """Process one mail; a failure leaves it spooled for the next tick, or ends it with a report."""

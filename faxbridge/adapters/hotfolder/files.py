@@ -12,8 +12,6 @@ Everything here blocks (renames, fsyncs, copies): call it from a worker thread.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import json
 import os
@@ -33,7 +31,7 @@ from faxbridge.adapters.hotfolder.names import (
     split_name,
     with_suffix,
 )
-from faxbridge.adapters.reports import fsync_dir, temporary_path
+from faxbridge.adapters.reports import fsync_dir, sync_file_system, temporary_path
 
 CLAIM_AREA: Final = Path(".faxbridge") / "processing"
 MANIFEST: Final = ".claim.json"
@@ -160,32 +158,6 @@ def claim_all(folder: Path, units: Sequence[UnitToClaim]) -> list[Claim | None |
 # From this many claims in a batch on, one syncfs(2) replaces an fsync per claim directory: each
 # of those is a flush of the disk's cache (0.2–2 ms here), and a burst has thousands.
 _SYNCFS_FROM = 16
-_syncfs: Any = None
-
-
-def sync_file_system(path: Path) -> bool:
-    """syncfs(2) on the file system holding ``path``: everything written to it so far, names
-    included, is on disk. False where there is no syncfs (not Linux): the caller fsyncs instead."""
-    global _syncfs
-    if _syncfs is None:
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-            _syncfs = libc.syncfs
-            _syncfs.argtypes = [ctypes.c_int]
-        except (OSError, AttributeError):
-            _syncfs = False
-    if _syncfs is False:
-        return False
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        if _syncfs(fd) != 0:
-            code = ctypes.get_errno()
-            raise OSError(code, f"syncfs: {os.strerror(code)}", str(path))
-    finally:
-        os.close(fd)
-    return True
-
-
 def _move_in(folder: Path, token: str, key: str, documents: Sequence[str], sidecars: Sequence[str]) -> Claim | None:
     directory = folder / CLAIM_AREA / token
     directory.mkdir(parents=True)
