@@ -95,9 +95,12 @@ def inspect(path: Path, filename: str | None = None, limits: DocumentLimits = Do
     if size == 0:
         raise DocumentError(f"{name}: the file is empty")
     if size > limits.max_size:
+        shown, limit = human_size(size), human_size(limits.max_size)
+        if shown == limit:  # just over: say it in bytes
+            shown, limit = f"{size} bytes", f"{limits.max_size} bytes"
         raise DocumentError(
-            f"{name}: {size / 1_048_576:.1f} MB is larger than the limit of "
-            f"{limits.max_size / 1_048_576:.1f} MB (documents.max_size)"
+            f"{name}: {shown} is larger than the limit of {limit} (documents.max_size)",
+            action="Send a smaller file (fewer pages, lower resolution), or split it into several.",
         )
     kind = file_type(name)
     if kind is None:
@@ -111,7 +114,8 @@ def inspect(path: Path, filename: str | None = None, limits: DocumentLimits = Do
     pages = count_pages(name, kind, data)
     if pages > limits.max_pages:
         raise DocumentError(
-            f"{name}: {pages} pages is more than the limit of {limits.max_pages} (documents.max_pages)"
+            f"{name}: {pages} pages is more than the limit of {limits.max_pages} (documents.max_pages)",
+            action="Split the document into several of fewer pages.",
         )
     return DocumentInfo(filename=name, kind=kind, size=size, pages=pages)
 
@@ -213,3 +217,11 @@ def safe_filename(name: str, fallback: str = "attachment") -> str:
         stem, dot, ext = name.rpartition(".")
         name = (stem[: 119 - len(ext)] + dot + ext) if dot and len(ext) <= 5 else name[:120]
     return name
+
+
+def human_size(size: int) -> str:
+    """Bytes counted as the config counts them (20MB = 20 000 000 bytes): "50 kB", "19.5 MB"."""
+    for unit, factor in (("GB", 1_000_000_000), ("MB", 1_000_000), ("kB", 1_000)):
+        if size >= factor:
+            return f"{size / factor:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{size} bytes"

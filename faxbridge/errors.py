@@ -31,7 +31,14 @@ class NumberError(FaxbridgeError):
 
 
 class DocumentError(FaxbridgeError):
-    """A document that must not be sent (empty, disguised, corrupt, too large …)."""
+    """A document that must not be sent (empty, disguised, corrupt, too large …).
+
+    ``action``: what the sender can do about it, when it is more than "check the document".
+    """
+
+    def __init__(self, message: str, action: str = "") -> None:
+        super().__init__(message)
+        self.action = action
 
 
 class DuplicateJobError(FaxbridgeError):

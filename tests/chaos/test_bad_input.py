@@ -228,8 +228,8 @@ def hotfolder(tmp_path: Path, make_config: Callable[..., Path], run_daemon: Call
     def start(**keys: Any) -> Path:
         folder = tmp_path / "out"
         folder.mkdir(exist_ok=True)
-        config = make_config(hotfolders=[{"path": str(folder), "settle_time": "150ms", **keys}],
-                             **keys.pop("_config", {}))
+        sections = keys.pop("_config", {})
+        config = make_config(hotfolders=[{"path": str(folder), "settle_time": "150ms", **keys}], **sections)
         run_daemon(config)
         return folder
 
@@ -272,3 +272,40 @@ def test_path_separators_and_reserved_characters_never_reach_faxde_in_a_name(
     wait_until(lambda: len(simulator.calls_for("SendJob")) == 3, what="three SendJobs")
     assert {c.params["SendFilename1"] for c in simulator.calls_for("SendJob")} == set(names.values())
     wait_until(lambda: all((folder / "sent" / n).exists() for n in names), what="the originals in sent/")
+
+
+def test_formula_prefixes_from_names_sidecars_lists_and_faxde_never_reach_a_report_unescaped(
+    hotfolder: Callable[..., Path], simulator: Simulator
+) -> None:
+    """CSV injection (=, +, -, @): a reference in a file name, a sidecar, a recipient list, and a
+    station id the receiving fax machine chose — every cell of NAME.status.csv stays text."""
+    folder = hotfolder()
+    simulator.set_result("+493012345678", "OK", remote_id='=HYPERLINK("http://evil.example","x")')
+    (folder / f"{NUMBER} [=1+2] Name.pdf").write_bytes(make_pdf(1, tag="name"))
+    (folder / "Sidecar.yaml").write_text("recipient: '+493012345678'\nreference: '@SUM(A1:A9)'\n")
+    (folder / "Sidecar.pdf").write_bytes(make_pdf(1, tag="sidecar"))
+    (folder / "List.csv").write_text("+494012345678;-2+3\n+493012345678;+cmd|' /C calc'!A0\n")
+    (folder / "List.pdf").write_bytes(make_pdf(1, tag="list"))
+    reports = [folder / "sent" / f"{NUMBER} [=1+2] Name.status.csv", folder / "sent" / "Sidecar.status.csv",
+               folder / "sent" / "List.status.csv"]
+    wait_until(lambda: all(r.exists() for r in reports), timeout=20, what="three status reports")
+    cells = [cell for report in reports for row in status_rows(report) for cell in row.values()]
+    assert {"'=1+2", "'@SUM(A1:A9)", "'-2+3", "'+cmd|' /C calc'!A0",
+            '\'=HYPERLINK("http://evil.example","x")'} <= set(cells)
+    assert not [c for c in cells if c[:1] in ("=", "@", "-") or (c[:1] == "+" and not c[1:].isdigit())]
+
+
+def test_a_document_over_the_size_limit_goes_to_failed_with_the_limit_named(
+    hotfolder: Callable[..., Path], simulator: Simulator
+) -> None:
+    folder = hotfolder(_config={"documents": {"max_size": "50KB"}})
+    huge = make_pdf(1, tag="huge") + b"%" + b"x" * 80_000 + b"\n%%EOF\n"
+    (folder / f"{NUMBER}_Huge.pdf").write_bytes(huge)
+    error = folder / "failed" / f"{NUMBER}_Huge.error.txt"
+    wait_until(error.exists, what="the error file")
+    # Regression (issue 8 bad input): a 50KB limit read "larger than the limit of 0.0 MB" (MiB, one
+    # decimal), and "what to do" said to check the document opens.
+    text = error.read_text()
+    assert f"{len(huge) / 1000:.1f} kB is larger than the limit of 50 kB (documents.max_size)" in text, text
+    assert "Send a smaller file" in text
+    assert simulator.calls_for("SendJob") == []
