@@ -16,6 +16,7 @@ import contextlib
 import datetime as dt
 import logging
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -150,6 +151,12 @@ class SmtpEdge:
         loop = asyncio.get_running_loop()
         for folder in (self.spool_dir, self.archive_dir):
             folder.mkdir(parents=True, exist_ok=True)
+        # Before the listener opens: no session can be storing a mail meanwhile.
+        known = {row["key"] for row in self.journal.query("SELECT key FROM smtp_mails")}
+        swept = await asyncio.to_thread(sweep_spool, self.spool_dir, known)
+        if swept:
+            log.info("spool: removed %d mail(s) a crash left before they were accepted (no 250 was"
+                     " sent for them)", swept)
         self._one_file_system = os.stat(self.spool_dir).st_dev == os.stat(self.journal.path).st_dev
         install_log_filter()
         mail_log = logging.getLogger("mail.log")
@@ -466,6 +473,26 @@ class SmtpEdge:
             # The documents were kept for re-sends (unknown outcomes); the .eml stays archived.
             await asyncio.to_thread(shutil.rmtree, self.spool_dir / mail.key, True)
             self.mails.mark_finished(mail.key)
+
+
+_SPOOL_ENTRY = re.compile(r"\.?(\d{8}-\d{6}-[0-9a-f]{8})(?:\.eml)?(?:\.faxbridge-tmp)?")
+
+
+def sweep_spool(spool_dir: Path, known: set[str]) -> int:
+    """Remove what a crash left in the spool of mails the journal does not know — written, but
+    killed before the row (and so before the 250: the sending server still has them). Only
+    faxbridge's own names (KEY.eml, its temporary file, the KEY/ documents folder) are touched."""
+    removed = set()
+    for entry in spool_dir.iterdir():
+        match = _SPOOL_ENTRY.fullmatch(entry.name)
+        if match is None or match.group(1) in known:
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.add(match.group(1))
+    return len(removed)
 
 
 def _tls_context(config: SmtpConfig) -> ssl.SSLContext:

@@ -170,3 +170,48 @@ def test_names_that_differ_only_in_unicode_composition_form_one_unit() -> None:
     on_disk = {unicodedata.normalize("NFD", files[0]), "AGB.pdf", bundle}
     [unit] = plan_units(on_disk, set(), {bundle: files})
     assert unit.documents == (unicodedata.normalize("NFD", files[0]), "AGB.pdf") and not unit.problem
+
+
+def test_a_mail_killed_between_spool_and_journal_leaves_nothing_in_the_spool(
+    tmp_path: Path, simulator: Simulator, make_config: Callable[..., Path]
+) -> None:
+    # Regression (issue 8 campaign): a crash after the mail's bytes were spooled and before its row
+    # was journaled (no 250 was sent) left KEY.eml in the spool for good: nothing knew it.
+    import smtplib
+
+    from test_smtp_support import free_port, mail, wire
+
+    port = free_port()
+    config = make_config(smtp={"listen": f"127.0.0.1:{port}", "domains": {"fax.example.com": "fax"},
+                               "allowed_senders": ["*@example.com"]})
+    spool = tmp_path / "state" / "spool"
+
+    def send() -> None:
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.sendmail("alice@example.com", [f"{NUMBER}@fax.example.com"],
+                            wire(mail(attachments=[("a.pdf", make_pdf(1), "application/pdf")])))
+
+    def listening() -> bool:
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=2):
+                return True
+        except OSError:
+            return False
+
+    life = Life(config, tmp_path / "daemon.log", crash_at="smtp.after_spool")
+    wait_until(listening, what="the SMTP port")
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        send()
+    life.crashed("smtp.after_spool")
+    assert [p.suffix for p in spool.iterdir()] == [".eml"]
+
+    life = Life(config, tmp_path / "daemon.log")
+    try:
+        wait_until(listening, what="the SMTP port after the restart")
+        assert list(spool.iterdir()) == []
+        assert "removed 1 mail(s) a crash left" in life.log.read_text()
+        send()  # the sending server's retry: sent once
+        wait_until(lambda: simulator.calls_for("SendJob"), what="the fax")
+    finally:
+        life.stop()
+    assert len(simulator.calls_for("SendJob")) == 1
