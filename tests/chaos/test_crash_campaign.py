@@ -22,7 +22,7 @@ QUICK = Scale(random_kills=10, fault_rate=0.1)
 SCALE = scale_from_environment(QUICK)
 SEED = int(os.environ.get("FAXBRIDGE_CHAOS_SEED", "8"))
 # Lives, the settling, the checks: generous, so a slow CI machine fails on an invariant, not a clock.
-BUDGET = (SCALE.random_kills + 2 * len(POINTS)) * (SCALE.point_wait + 1) + SCALE.settle_timeout + 60
+BUDGET = (SCALE.random_kills + 2 * len(POINTS)) * (SCALE.point_wait + 1) + 10 * SCALE.settle_timeout + 60
 
 
 @pytest.mark.timeout(BUDGET)
