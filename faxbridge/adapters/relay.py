@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import email.policy
 import email.utils
+import hashlib
 import logging
 import secrets
 import smtplib
@@ -120,15 +121,22 @@ class Relay:
         if "Message-ID" not in message:
             domain = (sender or self.default_from).rpartition("@")[2] or None
             message["Message-ID"] = email.utils.make_msgid(domain=domain)
-        name = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}.eml"
+        if key is not None:
+            # One file name per key: a crash between writing the file and journaling its row
+            # leaves a file that the caller's next attempt (it runs again after a crash) writes
+            # over, not one that nothing will ever know about.
+            name = f"key-{hashlib.sha256(key.encode()).hexdigest()[:32]}.eml"
+        else:
+            name = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}.eml"
         path = self.outbox_dir / name
         # Thread seam: rendering a message with attachments and the fsync'd write.
         await asyncio.to_thread(_write_message, path, message)
+        crash_point("relay.after_write")
         row, created = self.outbox.add(
             key=key, path=path, mail_from=sender or self.default_from, rcpt_to=rcpt,
             subject=str(message.get("Subject", "")), now=self._clock(),
         )
-        if not created:  # a twin raced us; keep the first
+        if not created and row.path != path:  # a twin raced us; keep the first
             await asyncio.to_thread(path.unlink, missing_ok=True)
         else:
             log.info("mail %d queued for %s: %s", row.id, ", ".join(rcpt), row.subject)

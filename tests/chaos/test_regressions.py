@@ -215,3 +215,39 @@ def test_a_mail_killed_between_spool_and_journal_leaves_nothing_in_the_spool(
     finally:
         life.stop()
     assert len(simulator.calls_for("SendJob")) == 1
+
+
+def test_a_mail_written_to_the_outbox_but_not_journaled_is_not_left_behind(tmp_path: Path) -> None:
+    # Regression (issue 8 campaign): each queued mail got a random file name; a crash between the
+    # write and the row left a file nothing knew about, and the caller's second attempt after the
+    # restart wrote another one.
+    import asyncio
+    from email.message import EmailMessage
+
+    from faxbridge.adapters.relay import Relay
+    from faxbridge.config import RelayConfig
+    from faxbridge.journal import Journal
+    from faxbridge.journal.mail import OutboxTable
+
+    message = EmailMessage()
+    message["To"], message["Subject"] = "alice@example.com", "Fax delivered"
+    message.set_content("delivered\n")
+    outbox = tmp_path / "state" / "outbox"
+    with Journal.open(tmp_path / "state") as journal:
+        relay = Relay(RelayConfig(host="127.0.0.1", port=9), journal, outbox, default_from="fax@example.com")
+
+        def dies(*args: object, **kwargs: object) -> None:
+            raise SystemExit("killed between the file and its row")
+
+        original = OutboxTable.add
+        OutboxTable.add = dies  # type: ignore[method-assign]
+        try:
+            with pytest.raises(SystemExit):
+                asyncio.run(relay.send(message, key="smtp-job:42"))
+        finally:
+            OutboxTable.add = original  # type: ignore[method-assign]
+        assert len(list(outbox.iterdir())) == 1
+        row = asyncio.run(relay.send(message, key="smtp-job:42"))  # the report, written again
+        assert list(outbox.iterdir()) == [row.path]
+        again = asyncio.run(relay.send(message, key="smtp-job:42"))  # queued once: the same row
+        assert again.id == row.id and list(outbox.iterdir()) == [row.path]
