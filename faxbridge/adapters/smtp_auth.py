@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import getpass
 import hashlib
 import hmac
 import logging
 import os
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult
@@ -94,6 +96,40 @@ class Authenticator:
         return None
 
 
+# Failed logins from one client address before AUTH is refused to it for a while: the per-
+# connection limit alone let a guesser open connection after connection (and kept PBKDF2 busy).
+MAX_FAILURES: Final = 10
+FAILURE_WINDOW: Final = 900.0  # seconds
+TOO_MANY_FAILURES: Final = "454 4.7.0 Too many failed logins from your address; try again later"
+
+
+class LoginFailures:
+    """Failed AUTH attempts per client address in a sliding window; bounded memory."""
+
+    def __init__(self, limit: int = MAX_FAILURES, window: float = FAILURE_WINDOW,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        self._seen: dict[str, collections.deque[float]] = {}
+
+    def blocked(self, address: str) -> bool:
+        return len(self._recent(address)) >= self.limit
+
+    def record(self, address: str) -> None:
+        self._recent(address).append(self._clock())
+
+    def _recent(self, address: str) -> collections.deque[float]:
+        now = self._clock()
+        recent = self._seen.setdefault(address, collections.deque())
+        while recent and recent[0] <= now - self.window:
+            recent.popleft()
+        if not recent and len(self._seen) > 10_000:  # forget quiet addresses
+            self._seen = {k: v for k, v in self._seen.items() if v}
+            self._seen[address] = recent
+        return recent
+
+
 class AuthMechanisms:
     """AUTH PLAIN and LOGIN (RFC 4616, draft-murchison-sasl-login) for an aiosmtpd handler.
 
@@ -103,6 +139,7 @@ class AuthMechanisms:
     """
 
     authenticator: Authenticator
+    login_failures: LoginFailures | None = None
 
     async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
         if len(args) == 1:
@@ -141,9 +178,18 @@ class AuthMechanisms:
         return await self._result(server, login, password)
 
     async def _result(self, server: SMTP, login: bytes, password: bytes) -> AuthResult:
-        user = await self.authenticator.check(login, password)
         peer = server.session.peer if server.session else "?"
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
+        failures = self.login_failures
+        if failures is not None and failures.blocked(address):
+            # Not even checked: the right password too waits until the window has passed.
+            log.warning("AUTH refused for user %r from %s: %d failed logins from there in %.0f s",
+                        login.decode("utf-8", "replace")[:64], peer, failures.limit, failures.window)
+            return AuthResult(success=False, handled=False, message=TOO_MANY_FAILURES)
+        user = await self.authenticator.check(login, password)
         if user is None:
+            if failures is not None:
+                failures.record(address)
             log.warning("AUTH failed for user %r from %s", login.decode("utf-8", "replace")[:64], peer)
             return AuthResult(success=False, handled=False, message="535 5.7.8 Authentication credentials invalid")
         log.info("AUTH user %s from %s", user, peer)

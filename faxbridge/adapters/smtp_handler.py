@@ -18,7 +18,7 @@ from typing import Any, Final
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from faxbridge.adapters.smtp_auth import AuthMechanisms, Authenticator
+from faxbridge.adapters.smtp_auth import AuthMechanisms, Authenticator, LoginFailures
 from faxbridge.adapters.smtp_mail import Addressee
 from faxbridge.adapters.smtp_text import ascii_line
 from faxbridge.config import SmtpConfig
@@ -120,6 +120,7 @@ class SmtpHandler(AuthMechanisms):
         self.check_number = check_number
         self.store = store
         self.authenticator = authenticator
+        self.login_failures = LoginFailures(clock=clock)
         self.closing = False
         limit = config.rate_limit
         self.rate = RateLimiter(limit.messages, limit.per, clock) if limit is not None else None

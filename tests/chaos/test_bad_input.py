@@ -309,3 +309,45 @@ def test_a_document_over_the_size_limit_goes_to_failed_with_the_limit_named(
     assert f"{len(huge) / 1000:.1f} kB is larger than the limit of 50 kB (documents.max_size)" in text, text
     assert "Send a smaller file" in text
     assert simulator.calls_for("SendJob") == []
+
+
+@pytest.mark.timeout(60)
+def test_auth_guessing_over_many_connections_is_stopped_per_address(
+    tmp_path: Path, start_rig, relay, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Regression (issue 8 bad input): AUTH was limited to 3 tries per connection only; a guesser
+    # opened connection after connection, every guess costing a PBKDF2 in the daemon.
+    from faxbridge.adapters import smtp_auth
+
+    monkeypatch.setattr(smtp_auth, "FAILURE_DELAY", 0.0)
+    cert, key = self_signed_cert(tmp_path)
+    rig = start_rig(relay.port, tls={"cert": str(cert), "key": str(key)},
+                    auth={"users": {"bob": smtp_auth.hash_password("right-password", rounds=1000)}})
+
+    def login(password: str) -> tuple[int, bytes]:
+        with rig.client() as client:
+            client.starttls(context=insecure_client_context())
+            client.ehlo("office.example.com")
+            # One AUTH PLAIN each (smtplib's login() would try PLAIN and LOGIN: two guesses).
+            return client.docmd("AUTH", "PLAIN " + base64.b64encode(f"\0bob\0{password}".encode()).decode())
+
+    codes = [login(f"guess-{i}")[0] for i in range(smtp_auth.MAX_FAILURES)]
+    assert codes == [535] * smtp_auth.MAX_FAILURES
+    assert login("guess-more") == (454, smtp_auth.TOO_MANY_FAILURES[4:].encode())
+    assert login("right-password")[0] == 454  # locked out for the window, right or wrong
+    handler = rig.edge.handler
+    handler.login_failures._seen.clear()  # the window has passed
+    assert login("right-password")[0] == 235
+
+
+def test_failed_logins_count_per_address_in_a_sliding_window() -> None:
+    from faxbridge.adapters.smtp_auth import LoginFailures
+
+    now = [0.0]
+    failures = LoginFailures(limit=3, window=60, clock=lambda: now[0])
+    for t in (0, 10, 20):
+        now[0] = t
+        failures.record("192.0.2.1")
+    assert failures.blocked("192.0.2.1") and not failures.blocked("192.0.2.2")
+    now[0] = 61  # the first failure has left the window
+    assert not failures.blocked("192.0.2.1")
