@@ -56,6 +56,7 @@ COMMAND_LIMITS: Final[dict[str, int]] = {
 }
 SPOOL_TICK: Final = 30.0  # seconds: look for mails whose processing failed for a passing reason
 MAX_ATTEMPTS: Final = 5  # unexpected errors (bugs) while processing one mail, before it is given up
+SESSION_IDLE_TIMEOUTS: Final = 10  # a whole SMTP session lasts at most this many idle_timeouts
 # Accepting mail comes first: while mails keep arriving (one within INTAKE_QUIET seconds), the
 # spool waits, at most PROCESS_DEFER seconds after a mail came in. Reading, checking and sending
 # a mail take the CPU the sessions need: with both at once, a burst of mails was answered at
@@ -77,17 +78,33 @@ class _FaxSMTP(SMTP):
     def __init__(self, handler: SmtpHandler, *, edge: SmtpEdge, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self._edge = edge
+        self._deadline: asyncio.TimerHandle | None = None
 
     def _create_envelope(self) -> FaxEnvelope:
         return FaxEnvelope()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._edge._connections.add(self)
+        if self._deadline is None:  # not again after STARTTLS: one session, one deadline
+            # aiosmtpd's idle timeout restarts with every command: a client sending one every
+            # minute (RSET, RCPT … up to their limits) would hold a connection slot for a day.
+            self._deadline = self.loop.call_later(
+                SESSION_IDLE_TIMEOUTS * self._edge.config.idle_timeout, self._session_over)
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
         self._edge._connections.discard(self)
+        if self._deadline is not None:
+            self._deadline.cancel()
         super().connection_lost(error)
+
+    def _session_over(self) -> None:
+        log.warning("SMTP session from %s cut off after %.0f s", self.session.peer if self.session else "?",
+                    SESSION_IDLE_TIMEOUTS * self._edge.config.idle_timeout)
+        if self.transport is not None and not self.transport.is_closing():
+            assert isinstance(self.transport, asyncio.WriteTransport)
+            self.transport.write(REPLIES["session_too_long"].encode("ascii") + b"\r\n")
+            self.transport.close()
 
 
 class _Refuse(asyncio.Protocol):

@@ -34,6 +34,7 @@ REPLIES: Final[dict[str, str]] = {
     "queued": "250 2.0.0 OK: queued as {}",
     "shutting_down": "421 4.3.2 Service shutting down, try again later",
     "too_many_connections": "421 4.7.0 Too many connections, try again later",
+    "session_too_long": "421 4.4.2 Session too long, closing; try again",
     "rate_limited": "450 4.7.1 Too many mails from {}; try again later",
     "not_stored": "451 4.3.0 Mail not stored because of a local problem; try again later",
     "error": "451 4.3.0 Local error; try again later",

@@ -351,3 +351,32 @@ def test_failed_logins_count_per_address_in_a_sliding_window() -> None:
     assert failures.blocked("192.0.2.1") and not failures.blocked("192.0.2.2")
     now[0] = 61  # the first failure has left the window
     assert not failures.blocked("192.0.2.1")
+
+
+@pytest.mark.timeout(60)
+def test_a_slow_client_is_cut_off_idle_and_a_drip_feeding_one_after_ten_idle_timeouts(start_rig, relay) -> None:
+    # Regression (issue 8 bad input): aiosmtpd's idle timeout restarts with every command, so a
+    # client sending RSET (or RCPT, MAIL …) every few seconds kept its connection slot for hours;
+    # twenty of them and nobody else could send.
+    rig = start_rig(relay.port, idle_timeout="300ms")
+    with rig.client() as client:  # stops sending, in the middle of DATA
+        client.ehlo("office.example.com")
+        client.mail(SENDER)
+        client.rcpt(FAX)
+        client.putcmd("DATA")
+        assert client.getreply()[0] == 354
+        client.send(b"Subject: slow\r\n\r\nfirst line\r\n")
+        time.sleep(0.6)
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            client.send(b"second line\r\n.\r\n") or client.getreply()
+    started = time.monotonic()
+    with rig.client() as client:  # keeps sending something, never anything that ends
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            while time.monotonic() - started < 20:
+                code, text = client.rset()
+                if code == 421:
+                    assert b"Session too long" in text
+                    raise smtplib.SMTPServerDisconnected(text.decode())
+                time.sleep(0.2)
+    assert 2.5 < time.monotonic() - started < 5  # ten idle timeouts of 0.3 s
+    assert rig.mail_rows() == []
