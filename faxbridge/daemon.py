@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from faxbridge import logs
 from faxbridge.adapters import systemd
 from faxbridge.errors import FaxbridgeError
 from faxbridge.journal import Journal
@@ -242,6 +243,10 @@ class Daemon:
         except FaxbridgeError as exc:
             log.error("reload refused, still running on the previous configuration: %s", exc)
             return
+        # The new passwords are scrubbed from the log like the first ones (the CLI registered
+        # only those it read at start).
+        for secret in new.secrets():
+            logs.register_secret(secret.reveal())
         for warning in new.warnings:
             log.warning("%s", warning)
         self._next_config = new

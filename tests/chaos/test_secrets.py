@@ -210,3 +210,17 @@ def test_at_debug_level_no_password_or_document_content_reaches_logs_reports_jou
             if MARK.encode() in payload and not str(mail["Subject"]).startswith("Fax from"):
                 leaks.append(f"document content in the mail {mail['Subject']!r}")
     assert leaks == []
+
+
+def test_a_password_changed_by_reload_is_scrubbed_from_the_log_too(tmp_path: Path, make_config: Callable[..., Path]) -> None:
+    # Regression (issue 8 secrets): the CLI registered the secrets of the config it started with;
+    # a password changed and loaded with SIGHUP was not masked in log lines.
+    from faxbridge.config import load_config
+    from faxbridge.daemon import Daemon
+
+    config_path = make_config()
+    (tmp_path / "password").write_text("Reloaded-Canary-Pw-77\n")
+    daemon = Daemon(load_config(config_path), config_path=config_path)
+    daemon.request_reload()
+    assert daemon._next_config is not None
+    assert logs.scrub("login with Reloaded-Canary-Pw-77 failed") == "login with *** failed"
