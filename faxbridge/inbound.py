@@ -252,6 +252,10 @@ class Inbound:
             if self._stopping:
                 report.end = "stopping"
                 return
+            # A crash may have come between 'stored' and queueing the route's mail: queue it
+            # now (idempotent per FaxId), before the delete takes the last chance away.
+            if not await self._mail_stored(record, report):
+                return
             if not await self._delete(record.fax_id, report):
                 return
         seen: set[int] = set()
@@ -333,6 +337,28 @@ class Inbound:
         if not await self._mail(fax, stored.path, dest, report):
             return False
         return await self._delete(fax.fax_id, report)
+
+    async def _mail_stored(self, record: InboundRecord, report: RunReport) -> bool:
+        """The route's mail of a fax stored in an earlier run (read back from its file)."""
+        dest = destination(self.config, record.called_number, self.default_country)
+        if not dest.mail_to or self.mail is None:
+            return True
+        path = Path(record.path)
+        try:
+            # Thread seam: reading the stored TIFF back.
+            image = await asyncio.to_thread(path.read_bytes)
+        except OSError as exc:
+            # Stored, then taken away by someone: it was delivered to the folder; a mail that can
+            # no longer be made must not hold up the inbox.
+            log.warning("fax %d: not mailed to %s: its file %s cannot be read (%s)", record.fax_id,
+                        ", ".join(dest.mail_to), path, _os_reason(exc))
+            return True
+        fax = InboundFax(
+            fax_id=record.fax_id, called_number=record.called_number,
+            received_at=dt.datetime.fromisoformat(record.received_at) if record.received_at else None,
+            originator=record.originator, remote_id=record.remote_id, pages=record.pages, image=image,
+        )
+        return await self._mail(fax, path, dest, report)
 
     async def _mail(self, fax: InboundFax, path: Path, dest: Destination, report: RunReport) -> bool:
         """Queue the route's mail before DeleteReceived: once the fax is gone from the server, a

@@ -251,3 +251,38 @@ def test_a_mail_written_to_the_outbox_but_not_journaled_is_not_left_behind(tmp_p
         assert list(outbox.iterdir()) == [row.path]
         again = asyncio.run(relay.send(message, key="smtp-job:42"))  # queued once: the same row
         assert again.id == row.id and list(outbox.iterdir()) == [row.path]
+
+
+def test_a_fax_stored_but_not_yet_mailed_is_mailed_before_its_delete_after_a_crash(
+    tmp_path: Path, simulator: Simulator, make_config: Callable[..., Path]
+) -> None:
+    # Regression (issue 8 long campaign): a crash after a fax was journaled 'stored' and before its
+    # route's mail was queued; at the next start the run began with the faxes awaiting their
+    # delete — and deleted it at FAX.de without queueing the mail, which was then lost for good.
+    from faxbridge.simulator.samples import make_tiff
+
+    from test_smtp_support import RelayServer
+
+    relay = RelayServer().start()
+    try:
+        config = make_config(
+            inbound={"output": str(tmp_path / "in"),
+                     "routes": [{"called_number": "+494012345", "mail_to": ["sales@example.com"]}]},
+            smtp={"listen": "127.0.0.1:0", "domains": {"fax.example.com": "fax"},
+                  "allowed_senders": ["*@example.com"], "relay": f"127.0.0.1:{relay.port}"},
+        )
+        fax = simulator.add_inbound(make_tiff(2, tag="mail me"), called_number="+494012345")
+        env = {k: v for k, v in os.environ.items() if k != ENVIRONMENT_VARIABLE}
+        receive = [sys.executable, "-m", "faxbridge", "receive", "-c", str(config), "--once"]
+        crashed = subprocess.run(receive, env={**env, ENVIRONMENT_VARIABLE: "inbound.after_journal"},
+                                 capture_output=True, text=True, timeout=60)
+        assert crashed.returncode == EXIT_STATUS, crashed.stderr
+        assert simulator.inbox and simulator.calls_for("DeleteReceived") == []
+
+        again = subprocess.run(receive, env=env, capture_output=True, text=True, timeout=60)
+        assert again.returncode == 0, again.stderr
+        [mailed] = relay.sink.wait_for(1)
+        assert str(fax.fax_id) in mailed.message.get_body(("plain",)).get_content()
+        assert simulator.inbox == [] and len(simulator.calls_for("DeleteReceived")) == 1
+    finally:
+        relay.stop()
