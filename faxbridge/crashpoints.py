@@ -39,6 +39,7 @@ POINTS: dict[str, str] = {
     "smtp.after_spool": "a mail written to the spool (made durable with its row), not journaled, no 250 sent",
     "smtp.before_250": "a mail spooled and journaled, the client not yet answered 250",
     "smtp.after_submit": "a mail's jobs journaled, the mail not yet marked processed",
+    "smtp.after_processed": "a mail marked processed (its refusals reported), its status CSV not written",
     "relay.after_write": "a mail to send written to the outbox, not yet journaled",
     "relay.after_delivery": "a mail handed to the relay, not yet journaled as sent",
     "inbound.after_begin": "a received fax's file name journaled, nothing written",

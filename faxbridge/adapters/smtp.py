@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -363,15 +364,19 @@ class SmtpEdge:
         archive = self.archive_dir / f"{mail.key}.eml"
         with contextlib.suppress(OSError):
             await asyncio.to_thread(_move, mail.spool_path, archive)
+        jobs = self.mails.job_ids(mail.key, SOURCE)  # any submitted before the failure still count
+        problems = [("", sentence)]
+        # The report first: once the mail is marked, nothing would send it after a crash.
+        await self._send_rejection(dataclasses.replace(mail, problems=tuple(problems)),
+                                   MailPlan(mail.subject, "", (), ()), anything_sent=bool(jobs))
         mail = self.mails.mark_processed(
             mail.key,
             state=MailState.REJECTED,
             subject=mail.subject,
-            jobs=self.mails.job_ids(mail.key, SOURCE),  # any submitted before the failure still count
-            problems=[("", sentence)],
+            jobs=jobs,
+            problems=problems,
             archive_path=archive if archive.exists() else None,
         )
-        await self._send_rejection(mail, MailPlan(mail.subject, "", (), ()), anything_sent=bool(mail.jobs))
         await self._update_mail(mail)
 
     async def _process(self, mail: SpooledMail) -> None:
@@ -420,6 +425,11 @@ class SmtpEdge:
         crash_point("smtp.after_submit")  # jobs journaled, the mail still 'spooled'
         archive = self.archive_dir / f"{mail.key}.eml"
         await asyncio.to_thread(_move, source, archive)
+        if problems:
+            # Queued before the mail leaves 'spooled': once it has, nothing processes it again,
+            # and a crash in between would have lost the sender's report.
+            await self._send_rejection(dataclasses.replace(mail, problems=tuple(problems)), plan,
+                                       anything_sent=bool(jobs))
         mail = self.mails.mark_processed(
             mail.key,
             state=MailState.PROCESSED if jobs else MailState.REJECTED,
@@ -428,12 +438,11 @@ class SmtpEdge:
             problems=problems,
             archive_path=archive,
         )
+        crash_point("smtp.after_processed")
         refused = "; ".join(f"{recipient or 'mail'}: {problem}" for recipient, problem in problems)
         log.info("mail %s → %s%s", mail.key,
                  "job(s) " + ", ".join(map(str, jobs)) if jobs else "no job",
                  f"; refused: {refused}" if problems else "")
-        if problems:
-            await self._send_rejection(mail, plan, anything_sent=bool(jobs))
         await self._update_mail(mail)
 
     def _source_path(self, mail: SpooledMail) -> Path:

@@ -286,3 +286,40 @@ def test_a_fax_stored_but_not_yet_mailed_is_mailed_before_its_delete_after_a_cra
         assert simulator.inbox == [] and len(simulator.calls_for("DeleteReceived")) == 1
     finally:
         relay.stop()
+
+
+def test_a_mail_refused_just_before_a_crash_still_gets_its_report(
+    tmp_path: Path, simulator: Simulator, make_config: Callable[..., Path]
+) -> None:
+    # Regression (issue 8 campaign): a refused mail was marked processed first and its report
+    # queued after; a crash in between lost the report — nothing processes a marked mail again.
+    import smtplib
+
+    from test_smtp_support import RelayServer, free_port, mail, wire
+
+    relay = RelayServer().start()
+    port = free_port()
+    config = make_config(smtp={"listen": f"127.0.0.1:{port}", "domains": {"fax.example.com": "fax"},
+                               "allowed_senders": ["*@example.com"], "relay": f"127.0.0.1:{relay.port}"})
+
+    def listening() -> bool:
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=2):
+                return True
+        except OSError:
+            return False
+
+    life = Life(config, tmp_path / "daemon.log", crash_at="smtp.after_processed")
+    try:
+        wait_until(listening, what="the SMTP port")
+        docx = ("Angebot.docx", b"PK\x03\x04" + b"\0" * 64, "application/octet-stream")
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.sendmail("alice@example.com", [f"{NUMBER}@fax.example.com"], wire(mail(attachments=[docx])))
+        life.crashed("smtp.after_processed")
+        life = Life(config, tmp_path / "daemon.log")
+        [report] = relay.sink.wait_for(1)
+        assert report.message["Subject"].startswith("Fax NOT sent")
+        assert simulator.calls_for("SendJob") == []
+    finally:
+        life.stop()
+        relay.stop()
