@@ -445,7 +445,7 @@ class Campaign:
             if todo and (not randoms or self.rng.random() < len(todo) / (len(todo) + randoms)):
                 point = todo.pop(0)
                 nth = 1 if retries[point] else self.rng.randint(1, 3)
-                if not self.point_life(point, nth) and retries[point] < 2:
+                if not self.point_life(point, nth) and retries[point] < 4:
                     retries[point] += 1
                     todo.append(point)
             else:
@@ -606,7 +606,30 @@ def check_invariants(c: Campaign) -> Verdict:
     _check_mails(c, v, jobs, mails, at_faxde)
     _check_faxes(c, v, inbound)
     _check_leftovers(c, v, jobs)
+    _check_outgoing_mail(c, v, jobs, mails)
     return v
+
+
+def _check_outgoing_mail(c: Campaign, v: Verdict, jobs: list[dict[str, Any]], mails: list[dict[str, Any]]) -> None:
+    """Every mail faxbridge owes someone is in its outbox: a report per final mail job, one per
+    refused mail, one per fax of the route with mail_to. (Delivery itself may wait out a lease
+    after a crash mid-conversation; what the relay got is counted.)"""
+    with journal_db(c.state_dir) as db:
+        queued = {key for (key,) in db.execute("SELECT key FROM mail_outbox WHERE key IS NOT NULL")}
+    owed = [f"smtp-job:{j['id']}" for j in jobs if j["source"] == "smtp" and j["state"] in SENT_STATES | MARKED_STATES
+            and j["state"] != "unknown"]
+    owed += [f"smtp-rejected:{m['key']}" for m in mails if json.loads(m["problems"]) and m["report_to"]]
+    owed += [f"inbound-fax:{f.fax_id}" for f in c.ledger.faxes if f.route]
+    for key in owed:
+        v.counts["mails owed"] += 1
+        if key not in queued:
+            v.fail(f"no mail queued for {key}")
+            v.counts["lost"] += 1
+    relayed = collections.Counter(
+        email.message_from_bytes(data, policy=email.policy.default)["Message-ID"]
+        for _, _, data in list(c.relay.sink.messages))
+    v.counts["mails relayed"] = sum(relayed.values())
+    v.counts["mails relayed twice"] = sum(1 for n in relayed.values() if n > 1)
 
 
 def _check_documents(c: Campaign, v: Verdict, jobs: list[dict[str, Any]],
@@ -854,7 +877,8 @@ def summary(c: Campaign, v: Verdict) -> str:
     faults = collections.Counter(call.fault for call in c.simulator.calls if call.fault)
     jobs = v.counts["documents"] + v.counts["mails"]
     lines = [
-        f"chaos campaign (seed {c.seed}): {f.lives} daemon lives in {f.seconds:.0f} s",
+        f"chaos campaign (seed {c.seed}): {f.lives} daemon lives"
+        + (f", killed for {f.seconds:.0f} s" if f.kills else ""),
         f"  kills: {f.kills} ({f.random_kills} SIGKILL at random moments, {f.point_kills} at crash points;"
         f" {len(f.points_hit)} of {len(POINTS)} points hit)",
         f"  jobs: {jobs} ({v.counts['documents']} documents of which {v.counts['bad documents']} bad,"
@@ -862,6 +886,9 @@ def summary(c: Campaign, v: Verdict) -> str:
         f" faxes received: {v.counts['faxes']}",
         f"  faults injected: {sum(faults.values())} ({', '.join(f'{k} {n}' for k, n in sorted(faults.items())) or 'none'})",
         f"  job states: {', '.join(f'{k[4:]} {n}' for k, n in sorted(v.counts.items()) if k.startswith('job '))}",
+        f"  mails owed (reports, refusals, faxes by mail): {v.counts['mails owed']};"
+        f" relayed {v.counts['mails relayed']}, {v.counts['mails relayed twice']} of them twice"
+        " (a kill between the relay's 250 and the journal)",
         f"  lost = {v.counts['lost']}, duplicated = {v.counts['duplicated']},"
         f" unknown awaiting the operator = {v.counts['documents unknown']},"
         f" mails refused as duplicates = {v.counts['mails refused as duplicates']}",
@@ -880,7 +907,8 @@ def scale_from_environment(default: Scale) -> Scale:
         # A long run's inputs come slower: the daemon, killed every few seconds with FAX.de
         # failing often, must keep up on average or the backlog only grows.
         scale = dataclasses.replace(scale, random_kills=max(0, int(kills) - len(POINTS)),
-                                    doc_every=0.4, mail_every=1.2, fax_every=2.0, settle_timeout=120.0)
+                                    doc_every=0.4, mail_every=1.2, fax_every=2.0, settle_timeout=120.0,
+                                    point_wait=10.0)
     if faults:
         scale = dataclasses.replace(scale, fault_rate=float(faults))
     return scale

@@ -72,7 +72,9 @@ def test_memory_levels_off_and_no_file_descriptor_leaks_under_load(tmp_path: Pat
         assert growth < 10, readings
         assert end_fds <= readings[0][2] + 2, (fds_after_warm_up, open_fds(process.pid))
         with journal_db(campaign.state_dir) as db:
-            assert db.execute("SELECT COUNT(*) FROM jobs WHERE state NOT IN ('delivered')").fetchone()[0] == 0
+            # (confirmed: an answer later than faxbridge's 1 s timeout on a loaded machine, reconciled)
+            assert db.execute("SELECT COUNT(*) FROM jobs WHERE state NOT IN ('delivered', 'confirmed')"
+                              ).fetchone()[0] == 0
     finally:
         campaign.close()
 
