@@ -262,7 +262,8 @@ class Outbound:
                 return job
             # A job whose outcome was ever unknown is re-sent only to reconcile: FAX.de's
             # duplicate answer (-77) then means "you already have it", not an error.
-            reconciling = self.journal.jobs.first_unknown_at(job_id) is not None
+            # (Only a job sent before can have been unknown: no look at its history otherwise.)
+            reconciling = job.attempts > 0 and self.journal.jobs.first_unknown_at(job_id) is not None
             # Durable before the request leaves: a crash from here on leaves 'submitting',
             # which the next start turns into 'unknown' instead of sending again.
             job = self.journal.jobs.begin_submit(job_id, durable=False)

@@ -109,9 +109,10 @@ def test_the_happy_path_records_the_faxde_job_id_with_the_transition(journal: Jo
 
 
 def test_each_transition_returns_the_row_as_written(journal: Journal, clock: FakeClock) -> None:
-    # _move builds the returned job from the row it read and the fields it set, instead of
-    # reading the row back (issue 7): the two must never differ.
-    job, _ = add(journal)
+    # add and _move build the returned job from what they wrote (and the row they read), instead
+    # of reading the row back (issue 7): the two must never differ.
+    job, _ = journal.jobs.add(request(), source="cli", source_ref="a", content_key="k", meta={"label": "ä"})
+    assert job == journal.jobs.get(job.id)
     steps = [
         lambda: journal.jobs.begin_submit(job.id),
         lambda: journal.jobs.mark_retry(job.id, "busy", 2, next_attempt_at=clock.now + 30),

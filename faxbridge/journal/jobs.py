@@ -60,6 +60,13 @@ CREATE TABLE IF NOT EXISTS job_events (
 CREATE INDEX IF NOT EXISTS job_events_by_job ON job_events (job_id);
 """
 
+# A new job's columns that add() does not set, as _SCHEMA defaults them.
+_NEW_ROW: dict[str, Any] = {
+    "faxde_job_id": None, "recipients_count": None, "page_count": None, "attempts": 0, "polls": 0,
+    "next_poll_at": None, "last_error_code": None, "last_error": "", "send_result": "",
+    "status_file": None, "finished_at": None, "reported_at": None,
+}
+
 # Jobs that do not count as "already sent" when the same content comes again.
 _NOT_DUPLICATES = (JobState.REJECTED.value, JobState.CANCELLED.value)
 
@@ -114,18 +121,21 @@ class JobsTable:
                         f"the same documents to the same recipients were submitted as job "
                         f"{twin['id']} recently; not sending them twice",
                     )
+            written: dict[str, Any] = {
+                "state": JobState.QUEUED.value, "source": source, "source_ref": source_ref,
+                "content_key": content_key, "request": request_to_json(request),
+                "meta": json.dumps(meta or {}, ensure_ascii=False),
+                "next_attempt_at": now, "created_at": now, "updated_at": now,
+            }
             cursor = db.execute(
-                "INSERT INTO jobs (state, source, source_ref, content_key, request, meta,"
-                " next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    JobState.QUEUED.value, source, source_ref, content_key,
-                    request_to_json(request), json.dumps(meta or {}, ensure_ascii=False),
-                    now, now, now,
-                ),
+                f"INSERT INTO jobs ({', '.join(written)}) VALUES ({', '.join('?' * len(written))})",
+                tuple(written.values()),
             )
             job_id = int(cursor.lastrowid or 0)
             _event(db, job_id, now, None, JobState.QUEUED, f"from {source}")
-            return _job(db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()), True
+            # The row as written, the other columns at their defaults (_SCHEMA), without reading
+            # it back.
+            return _job({**_NEW_ROW, **written, "id": job_id}), True
 
     def begin_submit(self, job_id: int, *, durable: bool = True) -> Job:
         """queued/unknown → submitting, before the SendJob request leaves (durable unless the
