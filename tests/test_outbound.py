@@ -294,11 +294,13 @@ def test_a_failing_reporter_is_retried_until_it_succeeds(simulator, tmp_path, pd
         assert job.reported_at is None
         await outbound.report_pending()
         assert attempts == [job.id]  # not at once: the retry waits its backoff
-        await asyncio.sleep(0.03)
+        await asyncio.sleep(0.35)
         await outbound.report_pending()
         return outbound.journal.jobs.get(job.id)
 
-    job = run(simulator, tmp_path, body)
+    # a backoff long enough that a loaded machine cannot reach it between two calls
+    slow = OutboundSettings(**{**FAST.__dict__, "status_interval": 0.3, "status_max_interval": 0.3})
+    job = run(simulator, tmp_path, body, settings=slow)
     assert job.reported_at is not None and attempts == [job.id, job.id]
 
 
