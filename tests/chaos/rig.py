@@ -390,10 +390,10 @@ class Campaign:
 
     # -- daemon lives --------------------------------------------------------------------------
 
-    def start_daemon(self, crash_at: str | None = None) -> tuple[subprocess.Popen[bytes], Path]:
+    def start_daemon(self, crash_at: str | None = None, **environment: str) -> tuple[subprocess.Popen[bytes], Path]:
         self.figures.lives += 1
         log = self.logs / f"life-{self.figures.lives:04d}.log"
-        env = {k: v for k, v in os.environ.items() if k != ENVIRONMENT_VARIABLE}
+        env = {k: v for k, v in os.environ.items() if k != ENVIRONMENT_VARIABLE} | environment
         if crash_at:
             env[ENVIRONMENT_VARIABLE] = crash_at
         with open(log, "wb") as out:
