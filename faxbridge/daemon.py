@@ -355,6 +355,11 @@ class Daemon:
             found.append(f"FAX.de unreachable for {time.time() - since:.0f} s")
         if services.outbound.paused:
             found.append(f"sending paused: {services.outbound.paused}")
+        stuck = services.outbound.awaiting_operator()
+        if stuck:
+            # Otherwise visible only in the log: a hotfolder document sits in its claim meanwhile.
+            found.append(f"{len(stuck)} job(s) need the operator, SendJob's outcome unknown: "
+                         f"{', '.join(map(str, stuck[:10]))} (faxbridge jobs --state unknown)")
         if self._sender is not None and self._sender.done():
             found.append("the sender task has stopped")
         for edge in self.edges:

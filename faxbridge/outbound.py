@@ -388,6 +388,17 @@ class Outbound:
                 self._schedule_reconcile(job)
         return jobs
 
+    def awaiting_operator(self) -> list[int]:
+        """Jobs whose SendJob outcome stayed unknown past the reconcile window: only the operator
+        can tell now (the FAX.de job list, then `faxbridge retry` or `faxbridge cancel`)."""
+        now = self._clock()
+        stuck = []
+        for job in self.journal.jobs.in_states(JobState.UNKNOWN):
+            first = self.journal.jobs.first_unknown_at(job.id) or now
+            if first + self.settings.reconcile_window <= now and job.id not in self._in_flight:
+                stuck.append(job.id)
+        return stuck
+
     async def retry_unknown(self, job_id: int) -> Job:
         """Operator: send an 'unknown' job again (FAX.de's -77 guards against a double send)."""
         job = self.journal.jobs.get(job_id)

@@ -323,3 +323,39 @@ def test_a_mail_refused_just_before_a_crash_still_gets_its_report(
     finally:
         life.stop()
         relay.stop()
+
+
+def test_a_job_left_unknown_past_the_reconcile_window_makes_the_daemon_unhealthy(
+    tmp_path: Path, simulator: Simulator, make_config: Callable[..., Path], run_daemon: Callable[..., Any]
+) -> None:
+    # Issue 8: an input is sent exactly once or visibly marked. A job whose outcome stayed unknown
+    # was visible only in one log line: its hotfolder document sat hidden in the claim, /healthz
+    # and `faxbridge health` said all was well.
+    import json
+    import urllib.request
+
+    from faxbridge.model import Document, JobState, JobType, Recipient, SendRequest
+    from faxbridge.simulator import Fault, FaultKind
+
+    from test_smtp_support import free_port
+
+    port = free_port()
+    daemon = run_daemon(make_config(metrics={"listen": f"127.0.0.1:{port}"}, faxde={"reconcile_window": "0s"}))
+    simulator.set_faults(Fault(FaultKind.DROP_AFTER, operation="SendJob"))
+    pdf = tmp_path / "letter.pdf"
+    pdf.write_bytes(make_pdf(1))
+    request = SendRequest(JobType.FAX, (Recipient(NUMBER),), (Document(pdf.name, pdf),))
+    job = daemon.call(lambda: daemon.services.outbound.submit(request, source="test", source_ref="u"))
+    wait_until(lambda: daemon.services.journal.jobs.get(job.id).state is JobState.UNKNOWN, what="unknown")
+
+    def health() -> tuple[int, dict[str, Any]]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    status, body = wait_until(lambda: (lambda h: h if h[0] == 503 else None)(health()), what="unhealthy")
+    assert any(f"1 job(s) need the operator, SendJob's outcome unknown: {job.id}" in p for p in body["problems"])
+    daemon.call(lambda: daemon.services.outbound.cancel(job.id))
+    assert wait_until(lambda: health()[0] == 200, what="healthy again once the operator decided")
