@@ -343,6 +343,38 @@ def test_a_claim_and_its_manifest(tmp_path: Path) -> None:
     assert not claim.dir.exists()
 
 
+def test_a_single_document_is_claimed_without_a_manifest(tmp_path: Path) -> None:
+    # One mkdir and one rename: the manifest tripled the cost of claiming a burst (issue 7).
+    token = files.claim_token("t1", "a.pdf", ["a.pdf"], [])
+    assert token.endswith(files.SINGLE)
+    (tmp_path / "a.pdf").write_bytes(b"1")
+    claim = files.claim(tmp_path, token, "a.pdf", ["a.pdf"], [])
+    assert claim is not None and not (claim.dir / files.MANIFEST).exists()
+    assert files.read_claim(claim.dir) == claim and files.present(claim)
+    # Anything else keeps its manifest: a sidecar, or a name that is not valid text on disk.
+    assert files.claim_token("t2", "b.pdf", ["b.pdf"], ["b.yaml"]) == "t2"
+    assert files.claim_token("t3", "c\udce4.pdf", ["c\udce4.pdf"], []) == "t3"
+    assert files.claim_token("t4", "d.pdf", ["d.pdf", "d.tif"], []) == "t4"
+    # A token that says "single" for a unit that is not still gets a manifest (it wins).
+    (tmp_path / "e.pdf").write_bytes(b"2")
+    (tmp_path / "e.yaml").write_bytes(b"3")
+    bundle = files.claim(tmp_path, "t5" + files.SINGLE, "e.pdf", ["e.pdf"], ["e.yaml"])
+    assert bundle is not None and files.read_claim(bundle.dir) == bundle
+
+
+def test_a_single_document_claim_being_refused_stays_recognisable(tmp_path: Path) -> None:
+    # Once its document is in failed/, the claim must still say what it held: a crash before the
+    # error file is written is finished at the next start, not forgotten as an empty claim.
+    (tmp_path / "a.pdf").write_bytes(b"1")
+    claim = files.claim(tmp_path, files.claim_token("t1", "a.pdf", ["a.pdf"], []), "a.pdf", ["a.pdf"], [])
+    assert claim is not None
+    intent = {"failed_dir": str(tmp_path / "failed"), "suffix": "", "reason": "r", "action": "a"}
+    files.write_refusal(claim, intent)
+    (tmp_path / "failed").mkdir()
+    os.rename(claim.path(claim.files[0]), tmp_path / "failed" / "a.pdf")
+    assert files.read_claim(claim.dir) == claim and files.read_refusal(claim.dir) == intent
+
+
 @pytest.mark.parametrize("count", [3, 40])  # below and above the batch size that uses syncfs
 def test_claiming_a_batch_gives_each_unit_its_own_outcome(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int

@@ -4,7 +4,9 @@ Claim: the unit's files are renamed into ``FOLDER/.faxbridge/processing/<token>/
 ``rename(2)`` each, on the same file system, so exactly one taker wins and nobody sees half a
 move. A manifest (``.claim.json``) is written first, and the folders are fsynced before the job is
 journaled, so a crash at any point leaves either the files in the folder or a claim that the
-next start finishes (claims.recover). The journaled Document.path points into the claim, which
+next start finishes (claims.recover). A unit of one document and nothing else — nearly every
+file an ERP prints into a folder — needs no manifest: its token ends in SINGLE, and the one file
+in it is the document under its own name (the manifest cost a burst of 20 000 files 5 s: issue 7). The journaled Document.path points into the claim, which
 stays put until FAX.de has accepted the job; so a reconciling re-send still finds the bytes.
 
 Everything here blocks (renames, fsyncs, copies): call it from a worker thread.
@@ -38,6 +40,9 @@ MANIFEST: Final = ".claim.json"
 # A unit being refused: where its files go and why, written before the first file moves, so that
 # a crash half-way is finished at the next start (the document never sits in failed/ unexplained).
 REFUSAL: Final = ".refusal.json"
+# The end of a claim's token when the claim holds one document, named as in the folder, and no
+# manifest (only a unit like that gets such a token: see claim_token).
+SINGLE: Final = ".1"
 
 Signature = tuple[int, int, int]  # size, mtime_ns, inode: what "unchanged" means
 
@@ -126,6 +131,16 @@ def claim(folder: Path, token: str, key: str, documents: Sequence[str], sidecars
 UnitToClaim = tuple[str, str, Sequence[str], Sequence[str]]  # token, key, documents, sidecars
 
 
+def claim_token(token: str, key: str, documents: Sequence[str], sidecars: Sequence[str]) -> str:
+    """The token under which a unit is claimed: marked SINGLE when its claim needs no manifest."""
+    return token + SINGLE if _is_single(key, documents, sidecars) else token
+
+
+def _is_single(key: str, documents: Sequence[str], sidecars: Sequence[str]) -> bool:
+    # Claimed under its own name only when that name is valid text (display_name changes no byte).
+    return not sidecars and list(documents) == [key] and display_name(key) == key
+
+
 def claim_all(folder: Path, units: Sequence[UnitToClaim]) -> list[Claim | None | OSError]:
     """Claim several units of ``folder`` with one set of fsyncs; for each, its Claim, None (its
     decisive file is gone), or the OSError that kept it in the folder.
@@ -170,7 +185,9 @@ def _move_in(folder: Path, token: str, key: str, documents: Sequence[str], sidec
     planned = Claim(folder, directory, tuple(files), key)
     # Not fsynced on its own: the fsyncs in claim_all make the names durable, and a manifest lost
     # in a power cut is survived (read_claim falls back to the names in the claim).
-    _write_manifest(planned)
+    single = token.endswith(SINGLE) and _is_single(key, documents, sidecars)
+    if not single:
+        _write_manifest(planned)
     taken: list[ClaimedFile] = []
     for f in planned.files:
         try:
@@ -192,9 +209,12 @@ def _move_in(folder: Path, token: str, key: str, documents: Sequence[str], sidec
     return result
 
 
-def _write_manifest(c: Claim) -> None:
+def _write_manifest(c: Claim, *, durably: bool = False) -> None:
     with open(c.dir / MANIFEST, "w", encoding="utf-8") as f:
         json.dump(c.to_json(), f)
+        if durably:
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def _unique(name: str, used: set[str]) -> str:
@@ -224,7 +244,10 @@ def read_claim(directory: Path) -> Claim | None:
         return None
     folder = directory.parent.parent.parent  # FOLDER/.faxbridge/processing/<token>
     found = tuple(ClaimedFile(n, n, True) for n in names)
-    return Claim(folder, directory, found, names[0], complete=False)
+    # A single-document claim is complete as found; any other claim without its manifest can
+    # only be put back (a sidecar may be missing from it).
+    single = directory.name.endswith(SINGLE) and len(names) == 1
+    return Claim(folder, directory, found, names[0], complete=single)
 
 
 def release(directory: Path) -> None:
@@ -237,14 +260,18 @@ def release(directory: Path) -> None:
         pass
 
 
-def write_refusal(directory: Path, intent: dict[str, str]) -> None:
-    """Record, durably, that the claim in ``directory`` is being refused (see REFUSAL)."""
+def write_refusal(c: Claim, intent: dict[str, str]) -> None:
+    """Record, durably, that the claim ``c`` is being refused (see REFUSAL)."""
+    if not (c.dir / MANIFEST).exists():
+        # Once its document is in failed/, a single-document claim could not be told from an
+        # empty one: a crash then would leave the document there without its error file.
+        _write_manifest(c, durably=True)
     # Written in place: a torn file reads as no refusal, and the unit is simply refused again.
-    with open(directory / REFUSAL, "w", encoding="utf-8") as f:
+    with open(c.dir / REFUSAL, "w", encoding="utf-8") as f:
         json.dump(intent, f)
         f.flush()
         os.fsync(f.fileno())
-    fsync_dir(directory)
+    fsync_dir(c.dir)
 
 
 def read_refusal(directory: Path) -> dict[str, str] | None:

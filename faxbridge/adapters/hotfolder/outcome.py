@@ -183,7 +183,7 @@ async def refuse(claim: Claim, failed_dir: Path, reason: str, action: str, fallb
                     "reason": reason,
                     "action": action,
                 }
-                files.write_refusal(claim.dir, intent)
+                files.write_refusal(claim, intent)
             target, suffix = Path(intent["failed_dir"]), intent["suffix"]
             crash_point("hotfolder.before_refusal_move")
             moves = [

@@ -328,7 +328,8 @@ class FolderWatcher:
     def _take(self, unit: Unit) -> None:
         self.busy.update(unit.names)
         gens = {n: self.tracked[n].gen for n in unit.names}
-        token = time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(4)
+        token = files.claim_token(time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(4),
+                                  unit.key, unit.documents, unit.sidecars)
         claim_dir = os.fspath(self.folder / files.CLAIM_AREA / token)
         self.edge.active_claims.add(claim_dir)
         self._to_claim.append(_Taking(unit, token, gens, claim_dir))
