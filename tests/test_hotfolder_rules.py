@@ -426,7 +426,7 @@ def test_the_error_text_says_what_happened_and_what_to_do() -> None:
 # -- placing files: idempotent and crash-safe -----------------------------------------------
 
 
-def _journaled_claim(tmp_path: Path, journal: object, name: str = "a") -> tuple[object, object]:
+def _journaled_claim(tmp_path: Path, journal: object, name: str = "a", token: str = "") -> tuple[object, object]:
     from faxbridge.adapters.hotfolder.outcome import SOURCE, job_meta
     from faxbridge.model import Document, SendRequest
 
@@ -434,7 +434,7 @@ def _journaled_claim(tmp_path: Path, journal: object, name: str = "a") -> tuple[
     folder.mkdir(exist_ok=True)
     (folder / f"{name}.pdf").write_bytes(b"%PDF-1.4 " + name.encode())
     (folder / f"{name}.yaml").write_bytes(b"reference: R\n")
-    claim = files.claim(folder, f"t-{name}", f"{name}.pdf", [f"{name}.pdf"], [f"{name}.yaml"])
+    claim = files.claim(folder, token or f"t-{name}", f"{name}.pdf", [f"{name}.pdf"], [f"{name}.yaml"])
     assert claim is not None
     config = HotfolderConfig(path=folder, sent_dir=folder / "sent", failed_dir=folder / "failed")
     request = SendRequest(JobType.FAX, (Recipient(NUMBER),), (Document(f"{name}.pdf", claim.dir / f"{name}.pdf"),))
@@ -529,3 +529,40 @@ def test_placing_in_sent_fsyncs_the_journal_off_the_event_loop(tmp_path: Path, m
         loop_thread = asyncio.run(place())
         assert journal.jobs.get(job.id).meta["placed"]["dir"] == str(tmp_path / "out" / "sent")
         assert synced_on and loop_thread not in synced_on
+
+
+def test_jobs_accepted_together_are_placed_in_one_batch_without_taking_each_others_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A burst of accepted jobs is moved to sent/ together (one commit, one fsync per folder:
+    # bench.hotfolder_burst); two of them with the same name must not both choose "a.pdf".
+    import asyncio
+
+    from faxbridge.adapters.hotfolder.outcome import Outcomes
+    from faxbridge.journal import Journal
+    from faxbridge.model import Accepted
+
+    with Journal.open(tmp_path / "state") as journal:
+        first, _ = _journaled_claim(tmp_path, journal, "a")
+        second, _ = _journaled_claim(tmp_path, journal, "a", "t-a2")  # "a.pdf" dropped again once taken
+        third, third_claim = _journaled_claim(tmp_path, journal, "c")
+        for i, job in enumerate((first, second, third)):
+            journal.jobs.begin_submit(job.id)
+            journal.jobs.mark_submitted(job.id, Accepted(900 + i, 1, 1), next_poll_at=0)
+        (third_claim.dir / "c.pdf").unlink()  # someone deleted it: the others are placed anyway
+        fsynced: list[Path] = []
+        real_fsync_dir = files.fsync_dir
+        monkeypatch.setattr(files, "fsync_dir", lambda path: (fsynced.append(Path(path)), real_fsync_dir(path)))
+        commits = []
+        real_update = journal.jobs.update_meta_many
+        monkeypatch.setattr(journal.jobs, "update_meta_many",
+                            lambda updates, **kw: (commits.append(len(updates)), real_update(updates, **kw))[1])
+
+        outcomes = Outcomes(journal, spawn=lambda coro: None)
+        asyncio.run(outcomes.move_to_sent(*(journal.jobs.get(j.id) for j in (first, second, third))))
+        sent = tmp_path / "out" / "sent"
+        assert sorted(p.name for p in sent.iterdir()) == ["a (2).pdf", "a (2).yaml", "a.pdf", "a.yaml", "c.yaml"]
+        suffixes = sorted(journal.jobs.get(j.id).meta["placed"]["suffix"] for j in (first, second))
+        assert suffixes == ["", " (2)"]
+        assert commits == [3, 3]  # the intents, then the outcomes: one commit each for the batch
+        assert fsynced.count(sent) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from faxbridge.errors import DuplicateJobError, JournalError
@@ -199,14 +200,22 @@ class JobsTable:
 
     def update_meta(self, job_id: int, *, durable: bool = True, **changes: Any) -> Job:
         """Change keys of the edge's notes; ``durable=False``: the caller awaits sync_async()."""
+        [job] = self.update_meta_many([(job_id, changes)], durable=durable)
+        return job
+
+    def update_meta_many(self, updates: Sequence[tuple[int, dict[str, Any]]], *, durable: bool = True) -> list[Job]:
+        """update_meta for several jobs in one transaction (a burst of files: one commit, not n)."""
+        jobs = []
         with self._journal.transaction(durable=durable) as db:
-            row = _row(db, job_id)
-            meta = json.loads(row["meta"])
-            meta.update(changes)
-            written = dict(zip(row.keys(), row))
-            written["meta"] = json.dumps(meta, ensure_ascii=False)
-            db.execute("UPDATE jobs SET meta = ? WHERE id = ?", (written["meta"], job_id))
-            return _job(written)  # the row as written, without reading it back
+            for job_id, changes in updates:
+                row = _row(db, job_id)
+                meta = json.loads(row["meta"])
+                meta.update(changes)
+                written = dict(zip(row.keys(), row))
+                written["meta"] = json.dumps(meta, ensure_ascii=False)
+                db.execute("UPDATE jobs SET meta = ? WHERE id = ?", (written["meta"], job_id))
+                jobs.append(_job(written))  # the row as written, without reading it back
+        return jobs
 
     def recover_interrupted(self) -> list[Job]:
         """At start-up: jobs left in 'submitting' by a crash. Their SendJob may have reached FAX.de,

@@ -318,13 +318,18 @@ def report_name(claim_stem: str, suffix: str, kind: str) -> str:
     return f"{claim_stem}{suffix}{REPORT_SUFFIX if kind == 'report' else ERROR_SUFFIX}"
 
 
-def choose_suffix(target: Path, originals: Sequence[str], claim_stem: str, fallback: str) -> str:
-    """"" or " (2)", " (3)" … so that none of the unit's names (nor its reports) exists in target."""
+def choose_suffix(
+    target: Path, originals: Sequence[str], claim_stem: str, fallback: str, reserved: set[str] | None = None
+) -> str:
+    """"" or " (2)", " (3)" … so that none of the unit's names (nor its reports) exists in target,
+    nor is in ``reserved`` (names chosen for other units of a batch; the chosen ones are added)."""
+    taken = reserved if reserved is not None else set()
     for n in range(1, 1000):
         suffix = "" if n == 1 else f" ({n})"
         names = [with_suffix(o, suffix) for o in originals]
         names += [report_name(claim_stem, suffix, "report"), report_name(claim_stem, suffix, "error")]
-        if not any(os.path.lexists(target / name) for name in names):
+        if not any(name in taken or os.path.lexists(target / name) for name in names):
+            taken.update(names)
             return suffix
     return f" ({fallback})"
 
@@ -353,13 +358,15 @@ def move_file(src: Path, dst: Path) -> None:
     os.unlink(src)
 
 
-def move_all(moves: Sequence[tuple[Sequence[Path], Path]]) -> list[Path]:
+def move_all(moves: Sequence[tuple[Sequence[Path], Path]], touched: set[Path] | None = None) -> list[Path]:
     """Move each file from the first of its candidate places that holds it to its destination.
 
     A file found in none of them but at its destination was moved by an earlier attempt (a retry
-    after a crash). Returns the destinations of files found nowhere."""
+    after a crash). Returns the destinations of files found nowhere. The folders moved into are
+    fsynced before returning, or added to ``touched`` for the caller to fsync (once for a batch)."""
     lost = []
-    touched: set[Path] = set()
+    deferred = touched is not None
+    touched = touched if touched is not None else set()
     for sources, dst in moves:
         src = next((s for s in sources if s != dst and os.path.lexists(s)), None)
         if src is not None:
@@ -370,6 +377,7 @@ def move_all(moves: Sequence[tuple[Sequence[Path], Path]]) -> list[Path]:
             touched.add(dst.parent)
         elif not os.path.lexists(dst):
             lost.append(dst)
-    for folder in touched:
-        fsync_dir(folder)
+    if not deferred:
+        for folder in touched:
+            fsync_dir(folder)
     return lost
