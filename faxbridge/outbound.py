@@ -94,6 +94,14 @@ def content_key(request: SendRequest) -> str:
     return digest.hexdigest()
 
 
+@dataclass(frozen=True)
+class Checked:
+    """A request that passed Outbound.check: validated, with its content key."""
+
+    request: SendRequest
+    content_key: str
+
+
 # Account errors that never clear on their own: the configuration must change.
 _CREDENTIAL_ERRORS = frozenset(
     {"WRONG_PASSWORD", "UNKNOWN_CUSTOMER", "NOT_AUTHORIZED", "BLANK_CUSTOMER", "WRONG_CREDENTIALS"}
@@ -166,9 +174,15 @@ class Outbound:
             options=request.options,
         )
 
+    def check(self, request: SendRequest) -> Checked:
+        """validate() and the content key at once, for an edge's worker thread (the key reads
+        every document): submitting a Checked request needs no thread hop of its own."""
+        request = self.validate(request)
+        return Checked(request, content_key(request))
+
     async def submit(
         self,
-        request: SendRequest,
+        request: SendRequest | Checked,
         *,
         source: str,
         source_ref: str,
@@ -183,9 +197,12 @@ class Outbound:
         existing = self.journal.jobs.by_source(source, source_ref)
         if existing is not None:
             return existing
-        request = self.validate(request)
-        # Thread seam: hashing documents reads whole files.
-        key = await asyncio.to_thread(content_key, request)
+        if isinstance(request, Checked):
+            request, key = request.request, request.content_key
+        else:
+            request = self.validate(request)
+            # Thread seam: hashing documents reads whole files.
+            key = await asyncio.to_thread(content_key, request)
         job, created = self.journal.jobs.add(
             request,
             source=source,

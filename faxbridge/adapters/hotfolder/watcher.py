@@ -28,7 +28,6 @@ from faxbridge import documents
 from faxbridge.adapters.hotfolder import files, outcome
 from faxbridge.adapters.hotfolder.files import Claim
 from faxbridge.adapters.hotfolder.instructions import (
-    Prepared,
     Refusal,
     UnitFiles,
     prepare_request,
@@ -48,7 +47,7 @@ from faxbridge.config import HotfolderConfig
 from faxbridge.crashpoints import crash_point
 from faxbridge.errors import DocumentError, DuplicateJobError, FaxbridgeError, JournalError, NumberError
 from faxbridge.model import JobState
-from faxbridge.outbound import mask_number
+from faxbridge.outbound import Checked, mask_number
 
 if TYPE_CHECKING:
     from faxbridge.adapters.hotfolder.edge import HotfolderEdge
@@ -428,9 +427,9 @@ class FolderWatcher:
         """Check a claimed unit, journal it as a job, or send it to failed/ with the reason."""
         label = self._label(claim)
         try:
-            prepared = await asyncio.to_thread(self._prepare, claim)
+            checked = await asyncio.to_thread(self._prepare, claim)
             job = await self.edge.services.outbound.submit(
-                prepared.request,
+                checked,
                 source=outcome.SOURCE,
                 source_ref=claim.ref,
                 meta=outcome.job_meta(claim, self.config, label),
@@ -448,7 +447,7 @@ class FolderWatcher:
             if job.state is JobState.QUEUED and job.attempts == 0:
                 log.debug("hotfolder %s: %s is job %d", self.label, label, job.id)
 
-    def _prepare(self, claim: Claim) -> Prepared:
+    def _prepare(self, claim: Claim) -> Checked:
         docs, yaml, csv = [], None, None
         for f in claim.files:
             path = claim.path(f)
@@ -468,7 +467,8 @@ class FolderWatcher:
         limits = self.edge.services.config.documents.limits()
         for document in prepared.request.documents:
             documents.inspect(document.path, document.filename, limits)
-        return prepared
+        # Validated and hashed here, in the thread that has just read the documents.
+        return self.edge.services.outbound.check(prepared.request)
 
     async def _refuse(self, claim: Claim, exc: Exception) -> None:
         reason = str(exc)
