@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 
 import pytest
+import requests
 import zeep
 from lxml import etree
 
@@ -27,7 +28,7 @@ from faxbridge.model import Document, JobType, Recipient, SendRequest
 from faxbridge.simulator import Fault, FaultKind, Simulator
 from faxbridge.simulator.samples import make_pdf, make_tiff
 
-from conftest import ACCOUNT, PASSWORD
+from conftest import ACCOUNT, PASSWORD, wait_until
 
 
 def client_for(sim: Simulator, tmp_path: Path, **kwargs) -> FaxDeClient:
@@ -67,20 +68,51 @@ def test_the_endpoint_comes_from_the_fetched_wsdl_and_is_cached(simulator, tmp_p
     client = client_for(simulator, tmp_path)
     assert client.endpoint == simulator.url
     assert client.wsdl_source.startswith("fetched")
-    assert (tmp_path / "wsdl-cache" / "IntfXMLWS.wsdl").is_file()
+    [copy] = (tmp_path / "wsdl-cache").glob("IntfXMLWS-*.wsdl")
+    assert copy.read_bytes() == requests.get(simulator.wsdl_url, timeout=5).content
     client.close()
 
 
-def test_an_unreachable_wsdl_falls_back_to_the_cache_then_the_bundled_copy(simulator, tmp_path) -> None:
+def test_a_start_reads_the_cached_wsdl_and_refreshes_it_in_the_background(simulator, tmp_path) -> None:
     client_for(simulator, tmp_path).close()  # fills the cache
+    [copy] = (tmp_path / "wsdl-cache").glob("IntfXMLWS-*.wsdl")
+    fresh = copy.read_bytes()
+    copy.write_bytes(fresh.replace(b"<definitions", b"<!-- an older copy --><definitions", 1))
+    before = len(simulator.calls)
+    client = client_for(simulator, tmp_path)
+    assert client.wsdl_source == "cached copy" and client.endpoint == simulator.url
+    wait_until(lambda: copy.read_bytes() == fresh, what="the cached WSDL refreshed")
+    assert len(simulator.calls) == before  # fetching the WSDL is no SOAP call
+    client.close()
+
+
+def test_the_cached_wsdl_belongs_to_its_url(simulator, tmp_path) -> None:
+    # Switching faxde.wsdl from a test service to production must not keep using the test
+    # service's WSDL (its endpoint address) from the cache.
+    client_for(simulator, tmp_path).close()
+    other = Simulator().start()
+    try:
+        client = client_for(other, tmp_path)
+        assert client.wsdl_source.startswith("fetched") and client.endpoint == other.url
+        client.close()
+    finally:
+        other.stop()
+    assert len(list((tmp_path / "wsdl-cache").glob("IntfXMLWS-*.wsdl"))) == 2
+
+
+def test_an_unreachable_wsdl_falls_back_to_the_cache_then_the_bundled_copy(simulator, tmp_path) -> None:
     dead = f"http://127.0.0.1:{_free_port()}/wsdl"
-    cached = client_for(simulator, tmp_path, wsdl=dead)
-    assert cached.wsdl_source == "cached copy" and cached.endpoint == simulator.url
-    bundled = client_for(simulator, tmp_path / "other", wsdl=dead, endpoint=simulator.url)
+    bundled = client_for(simulator, tmp_path, wsdl=dead, endpoint=simulator.url)
     assert bundled.wsdl_source == "bundled copy"
     assert bundled.send_job  # usable: the endpoint override points it at the simulator
-    for c in (cached, bundled):
-        c.close()
+    bundled.close()
+    # A copy cached before the outage is used (its refresh fails quietly in the background).
+    gone = Simulator().start()
+    client_for(gone, tmp_path).close()
+    gone.stop()
+    cached = client_for(simulator, tmp_path, wsdl=gone.wsdl_url)
+    assert cached.wsdl_source == "cached copy" and cached.endpoint == gone.url
+    cached.close()
 
 
 def test_building_a_client_never_fetches_the_soap_encoding_schema(tmp_path, monkeypatch) -> None:

@@ -10,10 +10,12 @@ the other way). The calls are synchronous; the core runs them in worker threads.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import logging
 import os
 import secrets as _secrets
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -78,11 +80,15 @@ class _OfflineTransport(Transport):
         return super().load(url)
 
 
-def resolve_wsdl(configured: str, cache_dir: Path | None, timeout: float) -> tuple[Path, str]:
+def resolve_wsdl(
+    configured: str, cache_dir: Path | None, timeout: float | tuple[float, float]
+) -> tuple[Path, str]:
     """Where to read the WSDL from: (local file, description of where it came from).
 
-    A URL is fetched and the copy cached in the state dir; when it cannot be fetched, the cached
-    copy and then the bundled one are used, so a provider outage never stops the daemon starting.
+    A URL is read from the copy cached in the state dir when there is one (and refreshed in the
+    background for the next start): a start never waits for FAX.de, which may be slow or down
+    at 8 a.m. Without a copy it is fetched and cached; when it cannot be fetched, the bundled copy
+    is used, so a provider outage never stops the daemon starting.
     """
     if not configured.startswith(("http://", "https://")):
         path = Path(configured)
@@ -90,26 +96,58 @@ def resolve_wsdl(configured: str, cache_dir: Path | None, timeout: float) -> tup
             return path, f"file {path}"
         log.warning("WSDL file %s not found; using the bundled copy", path)
         return bundled_wsdl(), "bundled copy"
-    cached = cache_dir / "IntfXMLWS.wsdl" if cache_dir else None
-    try:
-        response = requests.get(configured, timeout=timeout)
-        response.raise_for_status()
-        etree.fromstring(response.content)  # must at least be XML before we trust it
-    except (requests.RequestException, etree.XMLSyntaxError) as exc:
-        reason = type(exc).__name__
-        if cached and cached.is_file():
-            log.warning("cannot fetch WSDL (%s); using the cached copy", reason)
+    if cache_dir is None:
+        cached = Path(os.environ.get("TMPDIR", "/tmp")) / f"faxbridge-wsdl-{os.getpid()}.wsdl"
+    else:
+        # One copy per URL: a copy of the test service's WSDL must never send production faxes
+        # to the test endpoint after the configuration changed.
+        cached = cache_dir / f"IntfXMLWS-{hashlib.sha256(configured.encode()).hexdigest()[:16]}.wsdl"
+        if _is_xml(cached):
+            threading.Thread(target=_refresh_wsdl, args=(configured, cached, timeout),
+                             name="wsdl-refresh", daemon=True).start()
             return cached, "cached copy"
-        log.warning("cannot fetch WSDL (%s); using the bundled copy", reason)
+    try:
+        content = _fetch_wsdl(configured, timeout)
+    except (requests.RequestException, etree.XMLSyntaxError) as exc:
+        log.warning("cannot fetch WSDL (%s); using the bundled copy", type(exc).__name__)
         return bundled_wsdl(), "bundled copy"
-    if cached is None:
-        tmp_dir = Path(os.environ.get("TMPDIR", "/tmp"))
-        cached = tmp_dir / f"faxbridge-wsdl-{os.getpid()}.wsdl"
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp")
-    tmp.write_bytes(response.content)
-    os.replace(tmp, cached)
+    _store(cached, content)
     return cached, f"fetched from {configured.split('?')[0]}"
+
+
+def _fetch_wsdl(url: str, timeout: float | tuple[float, float]) -> bytes:
+    response = requests.get(url, timeout=timeout)
+    response.raise_for_status()
+    etree.fromstring(response.content)  # must at least be XML before we trust it
+    return response.content
+
+
+def _refresh_wsdl(url: str, cached: Path, timeout: float | tuple[float, float]) -> None:
+    """Fetch the WSDL again for the next start (in a thread: nothing waits for it)."""
+    try:
+        content = _fetch_wsdl(url, timeout)
+        if content != cached.read_bytes():
+            _store(cached, content)
+            log.warning("FAX.de's WSDL has changed since it was cached; faxbridge uses the new"
+                        " one from its next start")
+    except Exception as exc:  # offline, slow, a half-written file: the cached copy stays
+        log.debug("WSDL not refreshed: %s", type(exc).__name__)
+
+
+def _is_xml(path: Path) -> bool:
+    try:
+        etree.parse(str(path))
+    except (OSError, etree.XMLSyntaxError):
+        return False
+    return True
+
+
+def _store(path: Path, content: bytes) -> None:
+    """Replace ``path`` atomically (a daemon and a CLI command may refresh it at once)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_bytes(content)
+    os.replace(tmp, path)
 
 
 class _SplicedBody(io.RawIOBase):
@@ -200,7 +238,9 @@ class FaxDeClient:
         self._password = password
         self._timeouts = (connect_timeout, timeout)
         self._timeout = urllib3.Timeout(connect=connect_timeout, read=timeout)
-        wsdl_path, self.wsdl_source = resolve_wsdl(wsdl, cache_dir, connect_timeout + timeout)
+        # A read timeout of its own: a FAX.de that accepts connections and never answers must not
+        # hold the start for the minute a 20 MB SendJob may take.
+        wsdl_path, self.wsdl_source = resolve_wsdl(wsdl, cache_dir, (connect_timeout, min(timeout, 15.0)))
         # zeep's own transport only ever reads the WSDL and its schemas, once.
         transport = _OfflineTransport(timeout=connect_timeout + timeout)
         # xml_huge_tree: lxml refuses text nodes over 10 MB by default, and a FaxImage is one
