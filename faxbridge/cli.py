@@ -7,14 +7,15 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import shutil
 import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
-from faxbridge import __version__, logs
+from faxbridge import __version__, cli_outbox, logs
 from faxbridge.errors import FaxbridgeError
-from faxbridge.model import Document, Job, JobState, JobType, Recipient, SendRequest
+from faxbridge.model import Job, JobState, JobType, Recipient, SendRequest
 
 log = logging.getLogger("faxbridge")
 
@@ -244,15 +245,15 @@ def cmd_send(args: argparse.Namespace) -> int:
     if job_type.needs_recipient and not args.to:
         raise FaxbridgeError(f"a {job_type} job needs --to")
     limits = config.documents.limits()
-    documents = []
     for path in args.files:
         inspect(path, limits=limits)
-        documents.append(Document(path.name, path.resolve()))
     policy = config.numbers.policy()
     recipients = tuple(
         Recipient(policy.normalize(to, purpose=job_type.value) if job_type.dials_numbers else to, args.ref)
         for to in args.to
     )
+    # The job sends copies: the caller may delete its files once this command returns.
+    outbox, documents = cli_outbox.take_copies(config.state_dir, args.files) if args.files else (None, [])
     request = SendRequest(
         job_type=job_type, recipients=recipients, documents=tuple(documents), text=args.text,
         send_at=_parse_time(args.at), options=_parse_options(args.option),
@@ -260,11 +261,17 @@ def cmd_send(args: argparse.Namespace) -> int:
 
     async def send() -> Job:
         async with Services(config) as services:
-            job = await services.outbound.submit(
-                request, source="cli", source_ref=uuid.uuid4().hex,
-                meta={"label": ", ".join(d.filename for d in documents) or "text"},
-                allow_duplicate=args.force,
-            )
+            try:
+                job = await services.outbound.submit(
+                    request, source=cli_outbox.SOURCE, source_ref=uuid.uuid4().hex,
+                    meta={"label": ", ".join(d.filename for d in documents) or "text",
+                          "outbox": str(outbox) if outbox else None},
+                    allow_duplicate=args.force,
+                )
+            except BaseException:
+                if outbox is not None:  # never journaled: nobody else will remove the copies
+                    shutil.rmtree(outbox, ignore_errors=True)
+                raise
             job = await services.outbound.send_now(job.id)
             if args.wait and job.state is JobState.SUBMITTED:
                 job = await services.wait_until_final(job.id)

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from faxbridge import logs
+from faxbridge import cli_outbox, logs
 from faxbridge.adapters import systemd
 from faxbridge.errors import FaxbridgeError
 from faxbridge.journal import Journal
@@ -102,6 +102,9 @@ class Services:
             check_recipient=number_check(self.config.numbers.policy()),
             settings=outbound_settings(self.config),
         )
+        # Whichever process sees a `faxbridge send` job end (the command with --wait, or the
+        # daemon) removes the copies it was sent from.
+        self.outbound.add_reporter(cli_outbox.SOURCE, cli_outbox.release)
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from faxbridge.simulator import Fault, FaultKind
 from faxbridge.simulator.samples import make_pdf
 
-from conftest import PASSWORD
+from conftest import PASSWORD, wait_until
 
 
 def faxbridge(*args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -143,3 +144,32 @@ def test_the_password_never_appears_in_debug_output(make_config, simulator, pdf,
     for path in (tmp_path / "state").rglob("*"):
         if path.is_file() and path.suffix != ".sqlite3" and "sqlite3" not in path.name:
             assert PASSWORD.encode() not in path.read_bytes(), path
+
+
+def test_send_takes_a_copy_so_the_file_may_go_at_once(make_config, simulator, pdf, run_daemon, tmp_path) -> None:
+    # An ERP writes a temporary PDF, calls `faxbridge send` and deletes it. FAX.de is down at that
+    # moment: the job waits, and the daemon sends it later — from faxbridge's own copy.
+    simulator.set_faults(Fault(FaultKind.HTTP_500, operation="SendJob", calls=frozenset({1})))
+    config = make_config()
+    original = pdf.read_bytes()
+    out = faxbridge("send", "-c", str(config), "--to", "+49 40 123456", "--json", str(pdf), check=False)
+    assert json.loads(out.stdout)["state"] == "queued", out.stdout + out.stderr
+    pdf.unlink()
+    outbox = tmp_path / "state" / "cli-outbox"
+    [copy_dir] = list(outbox.iterdir())
+    daemon = run_daemon(config)
+    wait_until(lambda: len(simulator.calls_for("SendJob")) == 2, what="the queued job sent by the daemon")
+    assert simulator.calls_for("SendJob")[1].params["SendFile1"] == original
+    assert simulator.calls_for("SendJob")[1].params["SendFilename1"] == pdf.name
+    wait_until(lambda: not copy_dir.exists(), what="the copy removed once the job is final")
+    daemon.stop()
+    out = faxbridge("status", "-c", str(config), "1", "--json")
+    assert json.loads(out.stdout)["state"] == "delivered"
+
+
+def test_a_send_that_is_refused_leaves_no_copy(make_config, simulator, pdf, tmp_path) -> None:
+    config = make_config()
+    faxbridge("send", "-c", str(config), "--to", "040 123456", str(pdf))
+    out = faxbridge("send", "-c", str(config), "--to", "040 123456", str(pdf), check=False)  # a duplicate
+    assert out.returncode != 0 and "not sending them twice" in out.stderr
+    assert len(list((tmp_path / "state" / "cli-outbox").iterdir())) == 1  # the first job's, until it ends
