@@ -261,15 +261,18 @@ def cmd_send(args: argparse.Namespace) -> int:
 
     async def send() -> Job:
         async with Services(config) as services:
+            ref = uuid.uuid4().hex
             try:
                 job = await services.outbound.submit(
-                    request, source=cli_outbox.SOURCE, source_ref=uuid.uuid4().hex,
+                    request, source=cli_outbox.SOURCE, source_ref=ref,
                     meta={"label": ", ".join(d.filename for d in documents) or "text",
                           "outbox": str(outbox) if outbox else None},
                     allow_duplicate=args.force,
                 )
             except BaseException:
-                if outbox is not None:  # never journaled: nobody else will remove the copies
+                # Refused (a duplicate, a number): no job will ever need the copies. A job
+                # journaled before the error (a failed fsync) keeps them.
+                if outbox is not None and services.journal.jobs.by_source(cli_outbox.SOURCE, ref) is None:
                     shutil.rmtree(outbox, ignore_errors=True)
                 raise
             job = await services.outbound.send_now(job.id)

@@ -36,6 +36,7 @@ def take_copies(state_dir: Path, paths: list[Path]) -> tuple[Path, list[Document
             documents.append(Document(path.name, copy))
         fsync_dir(folder)
         fsync_dir(folder.parent)
+        fsync_dir(folder.parent.parent)  # the first send creates cli-outbox itself
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
