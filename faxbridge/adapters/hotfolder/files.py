@@ -6,8 +6,9 @@ move. A manifest (``.claim.json``) is written first, and the folders are fsynced
 journaled, so a crash at any point leaves either the files in the folder or a claim that the
 next start finishes (claims.recover). A unit of one document and nothing else — nearly every
 file an ERP prints into a folder — needs no manifest: its token ends in SINGLE, and the one file
-in it is the document under its own name (the manifest cost a burst of 20 000 files 5 s: issue 7). The journaled Document.path points into the claim, which
-stays put until FAX.de has accepted the job; so a reconciling re-send still finds the bytes.
+in it is the document under its own name (the manifests cost a burst of 20 000 files 5 s: issue 7).
+The journaled Document.path points into the claim, which stays put until FAX.de has accepted the
+job; so a reconciling re-send still finds the bytes.
 
 Everything here blocks (renames, fsyncs, copies): call it from a worker thread.
 """
