@@ -198,7 +198,8 @@ class Outbound:
         if existing is not None:
             return existing
         if isinstance(request, Checked):
-            request, key = request.request, request.content_key
+            key = request.content_key
+            request = request.request
         else:
             request = self.validate(request)
             # Thread seam: hashing documents reads whole files.
