@@ -314,6 +314,8 @@ class Daemon:
                         await edge.start()
                         self.edges.append(edge)
                         log.info("%s ready", edge.name)
+                if not self.config.hotfolders:
+                    self._report_jobs_of_removed_hotfolders(services)
                 status_server = await self._start_status_server()
                 log.info("faxbridge ready (%d edge(s), FAX.de at %s)", len(self.edges),
                          getattr(services.calls.provider, "endpoint", "?"))
@@ -371,6 +373,17 @@ class Daemon:
             if problem:
                 found.append(f"{edge.name}: {problem}")
         return found
+
+    @staticmethod
+    def _report_jobs_of_removed_hotfolders(services: Services) -> None:
+        """Jobs taken from hotfolders that are no longer configured still end with their report
+        (status CSV in sent/, or failed/ with the reason): the folders are named in each job."""
+        from faxbridge.adapters.hotfolder.outcome import SOURCE, Outcomes
+
+        if services.journal.jobs.any_unreported(SOURCE):
+            # Only the reporter: without watchers, no acceptance hook spawns anything.
+            services.outbound.add_reporter(SOURCE, Outcomes(services.journal, spawn=asyncio.ensure_future).report)
+            log.info("no hotfolder is configured; jobs taken from hotfolders earlier are still reported")
 
     def _build_edge(self, module_name: str, services: Services) -> Edge | None:
         try:

@@ -595,3 +595,19 @@ def test_a_burst_is_taken_out_of_the_folder_before_its_files_are_checked(
     wait_until(lambda: len(checked) == count, what="every file checked", timeout=60)
     # The first check came once the last batch was being claimed, not after the first one.
     assert checked[0] >= count - watcher._CLAIM_BATCH
+
+
+def test_jobs_of_a_hotfolder_removed_from_the_configuration_still_get_their_report(
+    tmp_path: Path, folder: Path, simulator: Simulator, start: Any, make_config: Any, run_daemon: Any
+) -> None:
+    simulator.polls_until_done = 1000  # still running at FAX.de when the folder is removed
+    daemon = start(settle_time="0s")
+    drop(folder / f"{NUMBER}_late.pdf", make_pdf(1, tag="late"))
+    wait_until((folder / "sent" / f"{NUMBER}_late.pdf").exists, what="the original in sent/")
+    daemon.stop()
+    [job] = simulator.jobs
+    simulator.finish_job(job.job_id)
+    run_daemon(make_config(hotfolders=[]))
+    report = folder / "sent" / f"{NUMBER}_late.status.csv"
+    wait_until(report.exists, what="the status report written without any hotfolder configured")
+    assert [j.state for j in jobs_of(tmp_path)] == [JobState.DELIVERED]

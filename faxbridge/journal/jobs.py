@@ -285,6 +285,12 @@ class JobsTable:
         )
         return [_job(r) for r in rows]
 
+    def any_unreported(self, source: str) -> bool:
+        """Whether a job of ``source``, final or not yet, still owes its report."""
+        return bool(self._journal.query(
+            "SELECT 1 FROM jobs WHERE source = ? AND reported_at IS NULL LIMIT 1", (source,)
+        ))
+
     def unreported(self, source: str | None = None) -> list[Job]:
         """Final jobs whose report (CSV, mail) has not been written yet."""
         finals = tuple(s.value for s in JobState if s.is_final)
