@@ -75,8 +75,13 @@ def test_ignored_names(name: str, skip: bool) -> None:
         ("+494012345678 [INV-42] Invoice", NameRecipient("+494012345678", "INV-42")),
         ("+494012345678[INV 42]_Invoice", NameRecipient("+494012345678", "INV 42")),
         ("+494012345678", NameRecipient("+494012345678")),
-        # Judged later by the number rules (refused there), not guessed at here:
-        ("0049 40 1234567 2024 Invoice", NameRecipient("0049 40 1234567 2024")),
+        # Read as written, with the shorter reading beside it: the instructions refuse the name
+        # when both are valid numbers, rather than guess.
+        ("0049 40 1234567 2024 Invoice", NameRecipient("0049 40 1234567 2024", "", "0049 40 1234567")),
+        ("040 1234567 Invoice", NameRecipient("040 1234567", "", "040")),
+        ("040 1234567 [INV-42] Invoice", NameRecipient("040 1234567", "INV-42", "040")),
+        ("040 1234567 - 4711 Mueller", NameRecipient("040 1234567")),  # " - " ends it
+        ("040-1234567 – 4711", NameRecipient("040-1234567")),
         # Not a number: the next source of recipients decides.
         ("Invoice 42", None),
         ("2024-01-15 Invoice", None),
@@ -297,12 +302,32 @@ def test_folder_options_meet_sidecar_options(tmp_path: Path) -> None:
         ("x.pdf", b"options: {SMSFROM: X}\n", None, "applies to job type sms only"),
         ("x.pdf", b"options: {STATIONID: 'way too long for a fax station id'}\n", None, "at most 20"),
         ("x.pdf", b"recipient: '040 1234567'\nreference: 'a,b'\n", None, "must not contain"),
+        # Which digits are the number? Both readings are valid: refused, even with a folder recipient.
+        ("040 1234567 4711 Mueller.pdf", None, None, "'040 1234567 4711' and '040 1234567'"),
+        ("0049 40 1234567 2024 Invoice.pdf", None, None, "which digits are the number"),
+        ("+49 40 123 456 78 [INV-42] Invoice.pdf", None, None, "which digits are the number"),
+        ("+494012345678 4711 Mueller.pdf", None, None, "which digits are the number"),
     ],
 )
 def test_request_refusals(tmp_path: Path, name: str, yaml: bytes | None, csv: bytes | None, problem: str) -> None:
     with pytest.raises((Refusal, NumberError)) as caught:
-        prepare_request(_unit(tmp_path, name, yaml, csv), _folder(), POLICY)
+        prepare_request(_unit(tmp_path, name, yaml, csv), _folder(recipient="+49211123456"
+                                                                  if name[0] in "0+" else None), POLICY)
     assert problem in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "number"),
+    [
+        ("040 1234567 Invoice.pdf", "+49401234567"),  # "040" alone is no number: not ambiguous
+        ("040 1234567_4711 Mueller.pdf", "+49401234567"),
+        ("040 1234567 - 4711 Mueller.pdf", "+49401234567"),
+        ("0049 40 12345678 [INV-42] Invoice.pdf", "+494012345678"),
+    ],
+)
+def test_numbers_in_names_that_say_where_they_end(tmp_path: Path, name: str, number: str) -> None:
+    prepared = prepare_request(_unit(tmp_path, name), _folder(), POLICY)
+    assert [r.address for r in prepared.request.recipients] == [number]
 
 
 def test_letters_need_no_recipient_and_sms_send_text_files(tmp_path: Path) -> None:

@@ -354,6 +354,14 @@ def _recipients(
         if from_name is not None:
             reference = from_name.reference or sidecar.reference
             where = f"file name {unit.documents[0][0]!r}"
+            if from_name.shorter and _is_number(from_name.shorter, job_type, policy):
+                rest = from_name.number[len(from_name.shorter):].strip()
+                raise Refusal(
+                    f"{where}: which digits are the number? {from_name.number!r} and {from_name.shorter!r}"
+                    f" (followed by {rest!r}) are both valid numbers",
+                    "End the number with '_' or ' - ' (e.g. '040 1234567_4711 Mueller.pdf'), or write it"
+                    " without spaces; faxbridge does not guess where a fax number ends.",
+                )
             return _judge([(from_name.number, reference, where)], job_type, policy), "file name"
     if folder.recipient:
         return (Recipient(folder.recipient, sidecar.reference),), "folder"
@@ -362,6 +370,14 @@ def _recipients(
         "no recipient: not in a sidecar, a list, the file name, nor configured for the folder",
         f"Name the file like {example}, add a NAME.yaml with recipient:, or a NAME.csv list.",
     )
+
+
+def _is_number(text: str, job_type: JobType, policy: NumberPolicy) -> bool:
+    try:
+        policy.normalize(text, purpose=job_type.value)
+    except NumberError:
+        return False
+    return True
 
 
 def _judge(

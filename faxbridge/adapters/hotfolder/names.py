@@ -127,13 +127,18 @@ class NameRecipient:
 
     number: str
     reference: str = ""
+    # The number without its last space-separated group, when only a space parts the number
+    # from the rest of the name (a word or a [reference]): "040 1234567 4711 Mueller" may mean
+    # 040 1234567 (instructions refuses the name if that is a valid number too, not guess).
+    shorter: str = ""
 
 
 def recipient_from_name(name_stem: str) -> NameRecipient | None:
     """The number (and [reference]) a file name starts with, or None when it names none.
 
-    Only the form is judged here: "0049 40 12345678 2024" is returned as written and refused
-    later by the number rules, rather than guessed at.
+    Only the form is judged here: "0049 40 12345678 2024 Invoice" is returned as written, with
+    the shorter reading "0049 40 12345678" beside it; the instructions refuse the name when both
+    are numbers, rather than guess.
     """
     match = _NAME_RECIPIENT.match(name_stem)
     if match is None:
@@ -141,9 +146,19 @@ def recipient_from_name(name_stem: str) -> NameRecipient | None:
     number = match["number"].strip()
     reference = match["reference"]
     after = name_stem[match.end("number") :]
+    # " - " ends the number, whatever follows ("040 1234567 - 4711 Mueller"): the class above
+    # takes spaces and dashes for "040-1234567" and "+49 (0)40 123 45-67".
+    cut = re.search(r"\s+[\-\u2013]\s", match["number"])
+    if cut is not None:
+        number = match["number"][: cut.start()].strip()
+        reference = None
+        after = name_stem[match.start("number") + cut.start() :]
     if sum(ch.isdigit() for ch in number) < _MIN_DIGITS:
         return None
     # The number must end where a word begins: "01.02.2024_x" is a date, not a number "01".
     if after and not re.match(r"[\s_\-\u2013\[]", after):
         return None
-    return NameRecipient(number, (reference or "").strip())
+    shorter = ""
+    if re.search(r"\s", number) and re.match(r"\s+[^\s_\-\u2013]", after):
+        shorter = number.rsplit(None, 1)[0]
+    return NameRecipient(number, (reference or "").strip(), shorter)
