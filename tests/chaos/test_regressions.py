@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import smtplib
 import subprocess
 import sys
 from collections.abc import Callable
@@ -177,7 +178,6 @@ def test_a_mail_killed_between_spool_and_journal_leaves_nothing_in_the_spool(
 ) -> None:
     # Regression (issue 8 campaign): a crash after the mail's bytes were spooled and before its row
     # was journaled (no 250 was sent) left KEY.eml in the spool for good: nothing knew it.
-    import smtplib
 
     from test_smtp_support import free_port, mail, wire
 
@@ -191,15 +191,8 @@ def test_a_mail_killed_between_spool_and_journal_leaves_nothing_in_the_spool(
             client.sendmail("alice@example.com", [f"{NUMBER}@fax.example.com"],
                             wire(mail(attachments=[("a.pdf", make_pdf(1), "application/pdf")])))
 
-    def listening() -> bool:
-        try:
-            with smtplib.SMTP("127.0.0.1", port, timeout=2):
-                return True
-        except OSError:
-            return False
-
     life = Life(config, tmp_path / "daemon.log", crash_at="smtp.after_spool")
-    wait_until(listening, what="the SMTP port")
+    wait_until(lambda: _smtp_listening(port), what="the SMTP port")
     with pytest.raises(smtplib.SMTPServerDisconnected):
         send()
     life.crashed("smtp.after_spool")
@@ -207,7 +200,7 @@ def test_a_mail_killed_between_spool_and_journal_leaves_nothing_in_the_spool(
 
     life = Life(config, tmp_path / "daemon.log")
     try:
-        wait_until(listening, what="the SMTP port after the restart")
+        wait_until(lambda: _smtp_listening(port), what="the SMTP port after the restart")
         assert list(spool.iterdir()) == []
         assert "removed 1 mail(s) a crash left" in life.log.read_text()
         send()  # the sending server's retry: sent once
@@ -293,7 +286,6 @@ def test_a_mail_refused_just_before_a_crash_still_gets_its_report(
 ) -> None:
     # Regression (issue 8 campaign): a refused mail was marked processed first and its report
     # queued after; a crash in between lost the report — nothing processes a marked mail again.
-    import smtplib
 
     from test_smtp_support import RelayServer, free_port, mail, wire
 
@@ -302,16 +294,9 @@ def test_a_mail_refused_just_before_a_crash_still_gets_its_report(
     config = make_config(smtp={"listen": f"127.0.0.1:{port}", "domains": {"fax.example.com": "fax"},
                                "allowed_senders": ["*@example.com"], "relay": f"127.0.0.1:{relay.port}"})
 
-    def listening() -> bool:
-        try:
-            with smtplib.SMTP("127.0.0.1", port, timeout=2):
-                return True
-        except OSError:
-            return False
-
     life = Life(config, tmp_path / "daemon.log", crash_at="smtp.after_processed")
     try:
-        wait_until(listening, what="the SMTP port")
+        wait_until(lambda: _smtp_listening(port), what="the SMTP port")
         docx = ("Angebot.docx", b"PK\x03\x04" + b"\0" * 64, "application/octet-stream")
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
             client.sendmail("alice@example.com", [f"{NUMBER}@fax.example.com"], wire(mail(attachments=[docx])))
@@ -359,3 +344,11 @@ def test_a_job_left_unknown_past_the_reconcile_window_makes_the_daemon_unhealthy
     assert any(f"1 job(s) need the operator, SendJob's outcome unknown: {job.id}" in p for p in body["problems"])
     daemon.call(lambda: daemon.services.outbound.cancel(job.id))
     assert wait_until(lambda: health()[0] == 200, what="healthy again once the operator decided")
+
+
+def _smtp_listening(port: int) -> bool:
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=2):
+            return True
+    except OSError:
+        return False
