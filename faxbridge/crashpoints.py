@@ -43,6 +43,7 @@ POINTS: dict[str, str] = {
     "relay.after_write": "a mail to send written to the outbox, not yet journaled",
     "relay.after_delivery": "a mail handed to the relay, not yet journaled as sent",
     "inbound.after_begin": "a received fax's file name journaled, nothing written",
+    "inbound.after_link": "the TIFF linked to its name, its temporary name not yet removed",
     "inbound.after_rename": "the TIFF in place, no PDF, sidecar or index row yet",
     "inbound.after_files": "every file of the fax in place, not journaled as stored",
     "inbound.after_journal": "the fax journaled as stored, DeleteReceived not sent",

@@ -87,6 +87,7 @@ def check_recovered(tmp_path: Path, simulator: Simulator, faxes: list[InboundFax
     ("point", "deleted_before_crash"),
     [
         ("inbound.after_begin", 0),  # the name is journaled, nothing written yet
+        ("inbound.after_link", 0),  # the TIFF under its name and its temporary one (chaos found it)
         ("inbound.after_rename", 0),  # the TIFF is in place; no PDF, sidecar or index row yet
         ("inbound.after_files", 0),  # every file in place, not yet journaled as stored
         ("inbound.after_journal", 0),  # journaled as stored, DeleteReceived not sent

@@ -199,7 +199,9 @@ class InboxFiles:
               resume: bool) -> Stored:
         folder = path.parent
         ensure_folder(folder)
-        if not (resume and self.holds(path, fax)):
+        if resume and self.holds(path, fax):
+            drop_leftover_part(path)
+        else:
             place_new(path, fax.image)  # FileExistsError: the core plans another name
         crash_point("inbound.after_rename")
         note = ""
@@ -213,7 +215,9 @@ class InboxFiles:
 
     def quarantine(self, fax: InboundFax, path: Path, check: Check, *, resume: bool) -> Stored:
         ensure_folder(path.parent)
-        if not (resume and self.holds(path, fax)):
+        if resume and self.holds(path, fax):
+            drop_leftover_part(path)
+        else:
             place_new(path, fax.image)
         stored = Stored(path, len(fax.image), hashlib.sha256(fax.image).hexdigest())
         place(path.with_suffix(".json"), _json(sidecar(fax, stored, check, None)), replace=True)
@@ -230,6 +234,7 @@ class InboxFiles:
 
     def _pdf(self, fax: InboundFax, pdf_path: Path, resume: bool) -> tuple[Path | None, str]:
         if resume and pdf_path.is_file():
+            drop_leftover_part(pdf_path)
             return pdf_path, ""  # placed atomically before the crash: complete
         try:
             data = self.to_pdf(fax.image)
@@ -285,6 +290,13 @@ def place(path: Path, data: bytes, *, replace: bool) -> None:
     fsync_dir(path.parent)
 
 
+def drop_leftover_part(path: Path) -> None:
+    """Remove the temporary name of ``path``, placed before a crash that came between link()
+    and unlink(): nobody else would ever remove it."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path.with_name(f".{path.name}{_PART_SUFFIX}"))
+
+
 def _link_no_replace(part: Path, path: Path) -> None:
     """rename() that fails with FileExistsError instead of replacing: link() refuses an existing
     target atomically. File systems without hard links (some SMB/FAT mounts) get a check-then-
@@ -300,6 +312,7 @@ def _link_no_replace(part: Path, path: Path) -> None:
             raise FileExistsError(errno.EEXIST, "File exists", str(path)) from None
         os.rename(part, path)
         return
+    crash_point("inbound.after_link")  # both names stand; the next run removes the temporary one
     os.unlink(part)
 
 
