@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from faxbridge.crashpoints import crash_point
-from faxbridge.errors import FaxbridgeError, ProviderError
+from faxbridge.errors import DocumentError, FaxbridgeError, ProviderError
 from faxbridge.journal import Journal
 from faxbridge.model import Job, JobState, Recipient, SendRequest
 from faxbridge.provider import ProviderCalls
@@ -295,7 +295,15 @@ class Outbound:
             accepted = await self.provider.send_job(job.request)
         except ProviderError as exc:
             return await self._record_failure(job, exc, reconciling)
-        except Exception as exc:  # a bug or a document that vanished: never leave 'submitting'
+        except DocumentError as exc:  # gone or changed while being sent: the request was cut short
+            if reconciling:  # an earlier request may still have arrived: only the operator can tell
+                job = self.journal.jobs.mark_unknown(
+                    job.id, f"outcome unknown, and FAX.de cannot be asked again: {exc}")
+                log.error("job %d needs the operator: %s (check the FAX.de job list)", job.id, exc)
+                return job
+            log.warning("job %d ✗ %s", job.id, exc)
+            return await self._finish(self.journal.jobs.mark_rejected(job.id, str(exc)))
+        except Exception as exc:  # a bug: never leave 'submitting'
             log.exception("job %d: SendJob failed unexpectedly", job.id)
             return await self._finish(
                 self.journal.jobs.mark_rejected(job.id, f"internal error: {type(exc).__name__}: {exc}")

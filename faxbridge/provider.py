@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, TypeVar
 
@@ -50,16 +50,20 @@ class CallStats:
 
 
 class ProviderCalls:
-    """Runs the synchronous provider in a bounded pool of worker threads.
+    """Runs the provider's calls: in a bounded pool of worker threads, or on the loop.
 
-    zeep blocks; the event loop must not. The pool size is the provider concurrency: more
-    parallel calls queue here instead of opening more connections to FAX.de.
+    zeep blocks; the event loop must not. A provider that can send a job from the loop
+    (``sends_on_loop``: FaxDeClient without a proxy) does so for SendJob — the one call made per
+    job, where handing the GIL to a thread and back cost more than the HTTP. The concurrency
+    bounds every call together: more parallel calls queue here instead of opening more
+    connections to FAX.de.
     """
 
     def __init__(self, provider: FaxProvider, concurrency: int = 4) -> None:
         self.provider = provider
         self.concurrency = concurrency
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="faxde")
+        self._slots = asyncio.Semaphore(concurrency)
         self.in_flight = 0
         # Since when FAX.de cannot be reached at all (transport errors only; any answer, even
         # an error code, proves it reachable). For health checks.
@@ -67,30 +71,38 @@ class ProviderCalls:
         self.stats = CallStats()
 
     async def run(self, operation: str, fn: Callable[..., T], *args: object) -> T:
+        """``fn(*args)`` in the provider pool."""
         loop = asyncio.get_running_loop()
-        self.in_flight += 1
-        started = time.monotonic()
-        outcome = "ok"
-        try:
-            # Thread seam: the zeep call runs in the provider pool.
-            result = await loop.run_in_executor(self._pool, fn, *args)
-        except ProviderError as exc:
-            outcome = str(exc.code) if exc.code is not None else "transport"
-            if exc.code is None:
-                self.unreachable_since = self.unreachable_since or time.time()
-            else:
-                self.unreachable_since = None
-            raise
-        except Exception:
-            outcome = "exception"
-            raise
-        finally:
-            self.in_flight -= 1
-            self.stats.observe(operation, outcome, time.monotonic() - started)
+        # Thread seam: the zeep call runs in the provider pool.
+        return await self._observed(operation, lambda: loop.run_in_executor(self._pool, fn, *args))
+
+    async def _observed(self, operation: str, start: Callable[[], Awaitable[T]]) -> T:
+        async with self._slots:
+            self.in_flight += 1
+            started = time.monotonic()
+            outcome = "ok"
+            try:
+                result = await start()
+            except ProviderError as exc:
+                outcome = str(exc.code) if exc.code is not None else "transport"
+                if exc.code is None:
+                    self.unreachable_since = self.unreachable_since or time.time()
+                else:
+                    self.unreachable_since = None
+                raise
+            except Exception:
+                outcome = "exception"
+                raise
+            finally:
+                self.in_flight -= 1
+                self.stats.observe(operation, outcome, time.monotonic() - started)
         self.unreachable_since = None
         return result
 
     async def send_job(self, request: SendRequest) -> Accepted:
+        if getattr(self.provider, "sends_on_loop", False):
+            send = self.provider.send_job_on_loop  # type: ignore[attr-defined]
+            return await self._observed("SendJob", lambda: send(request))
         return await self.run("SendJob", self.provider.send_job, request)
 
     async def job_status(self, faxde_job_id: int) -> JobStatusReport:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import logging
@@ -50,6 +51,22 @@ def pdf(tmp_path: Path) -> Path:
     path = tmp_path / "Rechnung Nr. 42 – Müller.pdf"
     path.write_bytes(make_pdf(3))
     return path
+
+
+@pytest.fixture(params=["thread", "loop"])
+def send(request):
+    """SendJob as the CLI sends it (urllib3, in the calling thread) and as the daemon does
+    (LoopHTTP, from the event loop): every SendJob test runs both."""
+    if request.param == "thread":
+        return lambda client, job: client.send_job(job)
+
+    async def on_loop(client: FaxDeClient, job: SendRequest):
+        try:
+            return await client.send_job_on_loop(job)
+        finally:
+            client.close()  # on the loop its connections belong to, as the daemon does
+
+    return lambda client, job: asyncio.run(on_loop(client, job))
 
 
 def fax(pdf: Path, *numbers: str, **kwargs) -> SendRequest:
@@ -144,9 +161,9 @@ def test_building_a_client_never_fetches_the_soap_encoding_schema(tmp_path, monk
 # -- SendJob ----------------------------------------------------------------------------------
 
 
-def test_send_job_passes_every_parameter_and_the_exact_bytes(client, simulator, pdf, tmp_path) -> None:
+def test_send_job_passes_every_parameter_and_the_exact_bytes(client, simulator, pdf, tmp_path, send) -> None:
     tiff = tmp_path / "anlage.tif"
-    tiff.write_bytes(make_tiff(2))
+    tiff.write_bytes(make_tiff(2) * 300)  # over one encode block: read in a worker thread on the loop
     request = SendRequest(
         job_type=JobType.FAX,
         recipients=(Recipient("+494012345678", "INV-42"),),
@@ -154,7 +171,7 @@ def test_send_job_passes_every_parameter_and_the_exact_bytes(client, simulator, 
         text="Bitte beachten Sie die Anlage.",
         options=(("STATIONID", "ACME"), ("FAXHEADER", "ACME GmbH")),
     )
-    accepted = client.send_job(request)
+    accepted = send(client, request)
     assert accepted.recipients_count == 1 and accepted.page_count == 6  # note + 3 + 2
     [call] = simulator.calls_for("SendJob")
     p = call.params
@@ -229,8 +246,8 @@ def test_a_large_document_is_spliced_block_by_block_in_little_memory(tmp_path) -
     assert peak < 1_000_000
 
 
-def test_several_recipients_go_as_a_recipient_file(client, simulator, pdf) -> None:
-    accepted = client.send_job(fax(pdf, "+494012345678", "+493012345678"))
+def test_several_recipients_go_as_a_recipient_file(client, simulator, pdf, send) -> None:
+    accepted = send(client, fax(pdf, "+494012345678", "+493012345678"))
     assert accepted.recipients_count == 2
     [call] = simulator.calls_for("SendJob")
     assert call.params["Recipient"] == ""
@@ -261,7 +278,7 @@ def _natural_sendjob_cases(pdf: Path, tmp_path: Path):
     }
 
 
-def test_every_sendjob_result_code_becomes_a_provider_error(simulator, pdf, tmp_path) -> None:
+def test_every_sendjob_result_code_becomes_a_provider_error(simulator, pdf, tmp_path, send) -> None:
     natural = _natural_sendjob_cases(pdf, tmp_path)
     for code, entry in faxde_codes.RESULT_CODES["SendJob"].items():
         if code == 0:
@@ -272,7 +289,7 @@ def test_every_sendjob_result_code_becomes_a_provider_error(simulator, pdf, tmp_
         if code not in natural:
             simulator.set_faults(Fault(FaultKind.RESULT, operation="SendJob", code=code))
         with pytest.raises(ProviderError) as err:
-            client.send_job(request)
+            send(client, request)
         client.close()
         e = err.value
         assert (e.code, e.name, e.sentence) == (code, entry.name, entry.sentence), code
@@ -375,10 +392,10 @@ def test_request_and_delete_received(client, simulator) -> None:
 # -- transport failures -----------------------------------------------------------------------
 
 
-def test_connection_refused_is_retryable_and_certainly_not_sent(simulator, tmp_path, pdf) -> None:
+def test_connection_refused_is_retryable_and_certainly_not_sent(simulator, tmp_path, pdf, send) -> None:
     client = client_for(simulator, tmp_path, endpoint=f"http://127.0.0.1:{_free_port()}/soap")
     with pytest.raises(ProviderError) as err:
-        client.send_job(fax(pdf))
+        send(client, fax(pdf))
     assert err.value.retryable and not err.value.outcome_unknown
     client.close()
 
@@ -388,11 +405,11 @@ def test_connection_refused_is_retryable_and_certainly_not_sent(simulator, tmp_p
     [(FaultKind.HTTP_500, False), (FaultKind.SOAP_FAULT, False), (FaultKind.DROP_BEFORE, True),
      (FaultKind.DROP_AFTER, True)],
 )
-def test_transport_faults_are_classified(client, simulator, pdf, kind, unknown) -> None:
+def test_transport_faults_are_classified(client, simulator, pdf, kind, unknown, send) -> None:
     # A dropped connection cannot tell "before" from "after processing": both are unknown.
     simulator.set_faults(Fault(kind, operation="SendJob", calls=frozenset({1})))
     with pytest.raises(ProviderError) as err:
-        client.send_job(fax(pdf))
+        send(client, fax(pdf))
     assert err.value.retryable and err.value.outcome_unknown is unknown
     # The same fault on a read-only call is never "unknown": nothing is paid for twice.
     simulator.set_faults(Fault(kind, operation="JobStatus", calls=frozenset({1})))
@@ -401,24 +418,24 @@ def test_transport_faults_are_classified(client, simulator, pdf, kind, unknown) 
     assert err.value.retryable and not err.value.outcome_unknown
 
 
-def test_a_reply_slower_than_the_timeout_leaves_the_outcome_unknown(simulator, tmp_path, pdf) -> None:
+def test_a_reply_slower_than_the_timeout_leaves_the_outcome_unknown(simulator, tmp_path, pdf, send) -> None:
     client = client_for(simulator, tmp_path, timeout=0.3)
     simulator.set_faults(Fault(FaultKind.DELAY, operation="SendJob", seconds=1.5, calls=frozenset({1})))
     with pytest.raises(ProviderError) as err:
-        client.send_job(fax(pdf))
+        send(client, fax(pdf))
     assert err.value.outcome_unknown and "0.3 s" in str(err.value)
     assert len(simulator.jobs) == 1  # the simulator did take the job
     # …and FAX.de's duplicate check is what makes a reconciling re-send safe:
     with pytest.raises(ProviderError) as err:
-        client.send_job(fax(pdf))
+        send(client, fax(pdf))
     assert err.value.code == -77
     client.close()
 
 
-def test_the_password_never_reaches_logs_even_at_debug(simulator, tmp_path, pdf, caplog) -> None:
+def test_the_password_never_reaches_logs_even_at_debug(simulator, tmp_path, pdf, caplog, send) -> None:
     caplog.set_level(logging.DEBUG)
     client = client_for(simulator, tmp_path)
-    client.send_job(fax(pdf))
+    send(client, fax(pdf))
     simulator.set_faults(Fault(FaultKind.SOAP_FAULT, operation="JobStatus", message=f"bad {PASSWORD}"))
     with pytest.raises(ProviderError) as err:
         client.job_status(1)

@@ -1,0 +1,255 @@
+"""SendJob from the event loop (adapters/loop_http.py): connections kept and dropped, every way an
+HTTP answer can be framed, and documents that change while they are sent.
+
+The SendJob tests in test_faxde_client.py run this path too (the ``send`` fixture); these are
+what only it has. The odd answers come from a small asyncio server on loopback that answers
+each request with prepared bytes; everything else from the simulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from faxbridge.adapters.faxde import DocumentUnreadable, FaxDeClient, bundled_wsdl
+from faxbridge.adapters.loop_http import HTTPFailure, LoopHTTP
+from faxbridge.errors import ProviderError
+from faxbridge.journal import Journal
+from faxbridge.model import Document, JobState, JobType, Recipient, SendRequest
+from faxbridge.numbers import NumberPolicy
+from faxbridge.outbound import Outbound, OutboundSettings, number_check
+from faxbridge.provider import ProviderCalls
+from faxbridge.simulator import Simulator
+from faxbridge.simulator.samples import make_pdf
+
+from conftest import ACCOUNT, PASSWORD
+
+
+def on_loop(body: Callable[[], Awaitable[Any]]) -> Any:
+    return asyncio.run(body())
+
+
+def client_for(simulator: Simulator, tmp_path: Path, **kwargs: Any) -> FaxDeClient:
+    return FaxDeClient(account=ACCOUNT, password=PASSWORD, wsdl=simulator.wsdl_url, timeout=5.0,
+                       connect_timeout=2.0, cache_dir=tmp_path / "wsdl", **kwargs)
+
+
+def fax(path: Path) -> SendRequest:
+    return SendRequest(JobType.FAX, (Recipient("+494012345678"),), (Document(path.name, path),))
+
+
+@pytest.fixture
+def pdf(tmp_path: Path) -> Path:
+    path = tmp_path / "letter.pdf"
+    path.write_bytes(make_pdf(2))
+    return path
+
+
+# -- connections --------------------------------------------------------------------------------
+
+
+def test_one_connection_carries_one_send_after_another(simulator: Simulator, tmp_path: Path, pdf: Path) -> None:
+    client = client_for(simulator, tmp_path)
+    letters = []
+    for i in range(5):  # five different letters: FAX.de refuses the same one twice as a duplicate
+        letters.append(tmp_path / f"letter-{i}.pdf")
+        letters[-1].write_bytes(make_pdf(1, tag=str(i)))
+
+    async def five() -> list[int]:
+        try:
+            return [(await client.send_job_on_loop(fax(letter))).faxde_job_id for letter in letters]
+        finally:
+            client.close()
+
+    ids = on_loop(five)
+    assert len(set(ids)) == 5 and len(simulator.calls_for("SendJob")) == 5
+    assert client._loop_http.opened == 1
+
+
+class Canned:
+    """A loopback HTTP server that reads each request whole and answers with the next prepared
+    bytes; ``close_after`` closes the connection once that answer is out."""
+
+    def __init__(self, answers: list[bytes], close_after: bool = False, silent: bool = False) -> None:
+        self.answers = list(answers)
+        self.close_after = close_after
+        self.silent = silent
+        self.requests: list[bytes] = []
+        self.connections = 0
+
+    async def __aenter__(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}/soap"
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            while self.silent and await reader.read(65536):
+                pass  # takes the request, never answers
+            while self.answers:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")))
+                self.requests.append(head + await reader.readexactly(length))
+                writer.write(self.answers.pop(0))
+                await writer.drain()
+                if self.close_after:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+def http(timeout: float = 2.0) -> Callable[[str], LoopHTTP]:
+    return lambda url: LoopHTTP(url, connect_timeout=1.0, read_timeout=timeout)
+
+
+async def post(client: LoopHTTP, body: bytes = b"<x/>") -> Any:
+    async def blocks():
+        yield body
+
+    return await client.post({"Content-Length": str(len(body))}, blocks())
+
+
+def ok(body: bytes = b"<ok/>", extra: str = "") -> bytes:
+    return f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n{extra}\r\n".encode() + body
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_written_into() -> None:
+    async def main() -> None:
+        server = Canned([ok(b"<one/>"), ok(b"<two/>")], close_after=True)
+        async with server as url:
+            client = http()(url)
+            assert (await post(client)).content == b"<one/>"
+            await asyncio.sleep(0)  # let the loop see the server's FIN, as any busy loop has
+            for _ in range(100):
+                if client._idle and client._idle[0].reader.at_eof():
+                    break
+                await asyncio.sleep(0.01)
+            assert (await post(client)).content == b"<two/>"
+            assert client.opened == 2 and server.connections == 2
+            client.close()
+
+    on_loop(main)
+
+
+@pytest.mark.parametrize("answer, content, kept", [
+    (ok(b"<a/>"), b"<a/>", True),
+    (ok(b"<a/>", "Connection: close\r\n"), b"<a/>", False),
+    (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n<a/\r\n1;x=y\r\n>\r\n0\r\n\r\n", b"<a/>", True),
+    (b"HTTP/1.0 200 OK\r\n\r\n<until-close/>", b"<until-close/>", False),
+    (b"HTTP/1.1 100 Continue\r\n\r\n" + ok(b"<after-100/>"), b"<after-100/>", True),
+    (b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\n\r\noops!", b"oops!", True),
+], ids=["length", "close", "chunked", "until-close", "100-continue", "500"])
+def test_every_framing_of_an_answer_is_read_whole(answer: bytes, content: bytes, kept: bool) -> None:
+    async def main() -> None:
+        server = Canned([answer], close_after="until-close" in answer.decode())
+        async with server as url:
+            client = http()(url)
+            got = await post(client, b"<request/>")
+            assert got.content == content
+            assert len(client._idle) == (1 if kept else 0)
+            assert server.requests[0].endswith(b"\r\n\r\n<request/>")
+            assert b"POST /soap HTTP/1.1\r\nHost: 127.0.0.1:" in server.requests[0]
+            client.close()
+
+    on_loop(main)
+
+
+@pytest.mark.parametrize("answer, what", [
+    (b"SMTP ready\r\n\r\n", "unreadable HTTP answer"),
+    (b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n<short/>", "connection dropped before the answer"),
+    (b"", "connection dropped before the answer"),
+])
+def test_a_broken_answer_may_have_been_sent(answer: bytes, what: str) -> None:
+    async def main() -> None:
+        async with Canned([answer], close_after=True) as url:
+            client = http()(url)
+            with pytest.raises(HTTPFailure) as err:
+                await post(client)
+            assert err.value.maybe_sent and what in str(err.value)
+            assert client._idle == []
+
+    on_loop(main)
+
+
+def test_a_server_that_never_answers_times_out_as_maybe_sent() -> None:
+    async def main() -> None:
+        async with Canned([], silent=True) as url:
+            client = http(timeout=0.2)(url)
+            with pytest.raises(HTTPFailure) as err:
+                await post(client)
+            assert err.value.maybe_sent and "no answer within 0.2 s" in str(err.value)
+
+    on_loop(main)
+
+
+# -- documents that change under the send --------------------------------------------------------
+
+
+def test_a_document_that_shrinks_while_sent_is_never_taken_by_fax_de(simulator: Simulator, tmp_path: Path) -> None:
+    big = tmp_path / "big.pdf"
+    big.write_bytes(make_pdf(1) + b"%" * 1_000_000)  # several blocks: read in a worker thread
+    client = client_for(simulator, tmp_path)
+
+    async def main() -> None:
+        body = client._sendjob_body(fax(big))
+        big.write_bytes(make_pdf(1))  # replaced by a smaller one after its size was taken
+        with pytest.raises(DocumentUnreadable, match="changed size while being sent"):
+            await client._loop_http.post({"Content-Length": str(len(body))}, body.blocks())
+        client.close()
+
+    on_loop(main)
+    assert simulator.calls_for("SendJob") == []  # the body was cut short: nothing to process
+
+
+def test_a_vanished_document_fails_its_job_with_the_reason_instead_of_leaving_it_unknown(
+    simulator: Simulator, tmp_path: Path, pdf: Path
+) -> None:
+    client = client_for(simulator, tmp_path)
+
+    async def main() -> Any:
+        calls = ProviderCalls(client, concurrency=1)
+        with Journal.open(tmp_path / "state") as journal:
+            outbound = Outbound(journal, calls, settings=OutboundSettings(duplicate_window=0),
+                                check_recipient=number_check(NumberPolicy()))
+            job = await outbound.submit(fax(pdf), source="test", source_ref="1")
+            pdf.unlink()  # between being journaled and being sent
+            job = await outbound.send_now(job.id)
+            calls.close()
+            return job
+
+    job = on_loop(main)
+    assert job.state is JobState.REJECTED
+    assert "letter.pdf cannot be read" in job.last_error
+    assert simulator.calls_for("SendJob") == []
+
+
+def test_a_provider_behind_a_proxy_sends_through_it_from_its_threads(simulator: Simulator, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch, pdf: Path) -> None:
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # LoopHTTP speaks no proxy
+    monkeypatch.setenv("no_proxy", "")
+    client = FaxDeClient(account=ACCOUNT, password=PASSWORD, wsdl=str(bundled_wsdl()),
+                         endpoint=simulator.url, timeout=2.0, connect_timeout=1.0)
+    assert not client.sends_on_loop
+
+    async def main() -> None:
+        calls = ProviderCalls(client, concurrency=1)
+        try:
+            with pytest.raises(ProviderError):  # nothing listens where the proxy should be
+                await calls.send_job(fax(pdf))
+        finally:
+            calls.close()
+
+    on_loop(main)
+    assert simulator.calls_for("SendJob") == []  # not sent around the proxy
