@@ -22,6 +22,7 @@ log = logging.getLogger("faxbridge.adapters.hotfolder")
 
 _SHUTDOWN_WAIT = 10.0  # seconds for units being checked to reach the journal at shutdown
 _CONCURRENT_UNITS = 8  # units claimed and checked at once (threads hash and parse PDFs)
+_CHECK_THREADS = 2
 
 
 class HotfolderEdge:
@@ -36,6 +37,10 @@ class HotfolderEdge:
         # Thread seam: claiming (renames, fsyncs) has a thread of its own, so that files leave
         # the folders while the shared worker threads hash, parse and journal what was claimed.
         self.claim_thread = ThreadPoolExecutor(1, thread_name_prefix="hotfolder-claim")
+        # Thread seam: checking (pypdf, hashing) has threads of its own too. In the shared pool
+        # a burst's checks queued the journal's fsyncs — and with them every SendJob — behind
+        # them; and more than two threads of Python on two cores only take turns at the GIL.
+        self.check_threads = ThreadPoolExecutor(_CHECK_THREADS, thread_name_prefix="hotfolder-check")
         self._tasks: set[asyncio.Task[Any]] = set()
         self._inotify: Inotify | None = None
         self._by_folder = {w.key: w for w in self.watchers}
@@ -103,6 +108,7 @@ class HotfolderEdge:
         await asyncio.gather(*tasks, return_exceptions=True)
         self._inotify = None
         self.claim_thread.shutdown(wait=False)
+        self.check_threads.shutdown(wait=False)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """A background task that is kept (not garbage-collected) and whose failure is logged."""

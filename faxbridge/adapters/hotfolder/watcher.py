@@ -427,7 +427,8 @@ class FolderWatcher:
         """Check a claimed unit, journal it as a job, or send it to failed/ with the reason."""
         label = self._label(claim)
         try:
-            checked = await asyncio.to_thread(self._prepare, claim)
+            loop = asyncio.get_running_loop()
+            checked = await loop.run_in_executor(self.edge.check_threads, self._prepare, claim)
             job = await self.edge.services.outbound.submit(
                 checked,
                 source=outcome.SOURCE,
