@@ -21,7 +21,7 @@ from faxbridge.model import JobState
 log = logging.getLogger("faxbridge.adapters.hotfolder")
 
 _SHUTDOWN_WAIT = 10.0  # seconds for units being checked to reach the journal at shutdown
-_CONCURRENT_UNITS = 8  # units claimed and checked at once (threads hash and parse PDFs)
+_CONCURRENT_UNITS = 32  # units claimed and checked at once (threads hash and parse PDFs)
 _CHECK_THREADS = 2
 
 
