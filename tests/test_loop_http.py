@@ -9,6 +9,7 @@ each request with prepared bytes; everything else from the simulator.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,9 @@ class Canned:
     """A loopback HTTP server that reads each request whole and answers with the next prepared
     bytes; ``close_after`` closes the connection once that answer is out."""
 
-    def __init__(self, answers: list[bytes], close_after: bool = False, silent: bool = False) -> None:
+    def __init__(self, answers: list[bytes], close_after: bool = False, silent: bool = False,
+                 tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
         self.answers = list(answers)
         self.close_after = close_after
         self.silent = silent
@@ -82,9 +85,9 @@ class Canned:
         self.connections = 0
 
     async def __aenter__(self) -> str:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
         port = self.server.sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}/soap"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{port}/soap"
 
     async def __aexit__(self, *exc: object) -> None:
         self.server.close()
@@ -110,8 +113,8 @@ class Canned:
             writer.close()
 
 
-def http(timeout: float = 2.0) -> Callable[[str], LoopHTTP]:
-    return lambda url: LoopHTTP(url, connect_timeout=1.0, read_timeout=timeout)
+def http(timeout: float = 2.0, ca_bundle: str | None = None) -> Callable[[str], LoopHTTP]:
+    return lambda url: LoopHTTP(url, connect_timeout=1.0, read_timeout=timeout, ca_bundle=ca_bundle)
 
 
 async def post(client: LoopHTTP, body: bytes = b"<x/>") -> Any:
@@ -190,6 +193,30 @@ def test_a_server_that_never_answers_times_out_as_maybe_sent() -> None:
             with pytest.raises(HTTPFailure) as err:
                 await post(client)
             assert err.value.maybe_sent and "no answer within 0.2 s" in str(err.value)
+
+    on_loop(main)
+
+
+def test_https_checks_the_certificate_and_keeps_the_connection(tmp_path: Path) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_tls)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+
+    async def main() -> None:
+        async with Canned([ok(b"<one/>"), ok(b"<two/>")], tls=server_tls) as url:
+            client = http(ca_bundle=str(ca_file))(url)
+            assert (await post(client)).content == b"<one/>"
+            assert (await post(client)).content == b"<two/>"
+            assert client.opened == 1
+            client.close()
+        async with Canned([ok()], tls=server_tls) as url:  # a CA this client does not trust
+            stranger = http()(url)
+            with pytest.raises(HTTPFailure) as err:
+                await post(stranger)
+            assert "TLS handshake failed" in str(err.value) and not err.value.maybe_sent
 
     on_loop(main)
 
