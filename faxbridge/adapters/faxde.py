@@ -205,31 +205,21 @@ class _SplicedBody(io.RawIOBase):
             _check_size(path, seen, size)
 
     async def blocks(self) -> AsyncIterator[bytes]:
-        """The same bytes for a send on the event loop (``LoopHTTP``).
+        """The same bytes for a send on the event loop (``LoopHTTP``), from a fresh generator.
 
-        A document of one block is read on the loop: it was hashed moments ago and comes from
-        the page cache in microseconds, where a thread hop would cost more than the read. Larger
-        ones are read block by block in a worker thread, so a slow disk never stalls the loop;
-        encoding a block costs ~0.1 ms there.
+        Documents of one block each are read and encoded on the loop: they were hashed moments
+        ago and come from the page cache in microseconds, where a thread hop would cost more.
+        Otherwise every block is read and encoded in a worker thread, so that a slow disk never
+        stalls the loop.
         """
+        chunks = self._generate()
+        if all(piece[1] <= _ENCODE_BLOCK for piece in self._pieces if isinstance(piece, tuple)):
+            for chunk in chunks:
+                yield chunk
+            return
         loop = asyncio.get_running_loop()
-        for piece in self._in_order():
-            if isinstance(piece, bytes):
-                yield piece
-                continue
-            path, size = piece
-            with _opened(path) as f:
-                seen = 0
-                while True:
-                    if size <= _ENCODE_BLOCK:
-                        block = _read(f, path)
-                    else:
-                        block = await loop.run_in_executor(None, _read, f, path)
-                    if not block:
-                        break
-                    seen += len(block)
-                    yield pybase64.b64encode(block)
-            _check_size(path, seen, size)
+        while (chunk := await loop.run_in_executor(None, next, chunks, None)) is not None:
+            yield chunk
 
     def readable(self) -> bool:
         return True
