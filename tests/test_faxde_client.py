@@ -163,7 +163,7 @@ def test_building_a_client_never_fetches_the_soap_encoding_schema(tmp_path, monk
 
 def test_send_job_passes_every_parameter_and_the_exact_bytes(client, simulator, pdf, tmp_path, send) -> None:
     tiff = tmp_path / "anlage.tif"
-    tiff.write_bytes(make_tiff(2) * 300)  # over one encode block: read in a worker thread on the loop
+    tiff.write_bytes(make_tiff(2) * 2000)  # over 1 MiB: read and encoded in a worker thread on the loop
     request = SendRequest(
         job_type=JobType.FAX,
         recipients=(Recipient("+494012345678", "INV-42"),),

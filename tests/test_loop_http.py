@@ -226,7 +226,7 @@ def test_https_checks_the_certificate_and_keeps_the_connection(tmp_path: Path) -
 
 def test_a_document_that_shrinks_while_sent_is_never_taken_by_fax_de(simulator: Simulator, tmp_path: Path) -> None:
     big = tmp_path / "big.pdf"
-    big.write_bytes(make_pdf(1) + b"%" * 1_000_000)  # several blocks: read in a worker thread
+    big.write_bytes(make_pdf(1) + b"%" * 1_200_000)  # over 1 MiB: read in a worker thread
     client = client_for(simulator, tmp_path)
 
     async def main() -> None:
