@@ -26,7 +26,7 @@ from faxbridge.model import Document, JobState, JobType, Recipient, SendRequest
 from faxbridge.numbers import NumberPolicy
 from faxbridge.outbound import Outbound, OutboundSettings, number_check
 from faxbridge.provider import ProviderCalls
-from faxbridge.simulator import Simulator
+from faxbridge.simulator import Fault, FaultKind, Simulator
 from faxbridge.simulator.samples import make_pdf
 
 from conftest import ACCOUNT, PASSWORD
@@ -285,3 +285,30 @@ def test_a_provider_behind_a_proxy_sends_through_it_from_its_threads(simulator: 
 
     on_loop(main)
     assert simulator.calls_for("SendJob") == []  # not sent around the proxy
+
+
+def test_a_document_gone_before_a_reconciling_resend_leaves_the_job_for_the_operator(
+    simulator: Simulator, tmp_path: Path, pdf: Path
+) -> None:
+    # The first request may have reached FAX.de (the connection dropped after it was taken): the
+    # job must not be reported failed because the document cannot be sent again to find out.
+    simulator.set_faults(Fault(FaultKind.DROP_AFTER, operation="SendJob", calls=frozenset({1})))
+    client = client_for(simulator, tmp_path)
+
+    async def main() -> Any:
+        calls = ProviderCalls(client, concurrency=1)
+        with Journal.open(tmp_path / "state") as journal:
+            outbound = Outbound(journal, calls, settings=OutboundSettings(duplicate_window=0),
+                                check_recipient=number_check(NumberPolicy()))
+            job = await outbound.submit(fax(pdf), source="test", source_ref="1")
+            first = await outbound.send_now(job.id)
+            pdf.unlink()
+            again = await outbound.send_now(job.id)
+            calls.close()
+            return first, again
+
+    first, again = on_loop(main)
+    assert first.state is JobState.UNKNOWN
+    assert again.state is JobState.UNKNOWN
+    assert "cannot be asked again" in again.last_error and "letter.pdf cannot be read" in again.last_error
+    assert len(simulator.calls_for("SendJob")) == 1
