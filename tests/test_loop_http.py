@@ -9,6 +9,7 @@ each request with prepared bytes; everything else from the simulator.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import shutil
 import ssl
 import subprocess
@@ -155,10 +156,11 @@ def test_a_connection_the_server_closed_while_idle_is_not_written_into() -> None
     (b"HTTP/1.0 200 OK\r\n\r\n<until-close/>", b"<until-close/>", False),
     (b"HTTP/1.1 100 Continue\r\n\r\n" + ok(b"<after-100/>"), b"<after-100/>", True),
     (b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\n\r\noops!", b"oops!", True),
-], ids=["length", "close", "chunked", "until-close", "100-continue", "500"])
+    (ok(gzip.compress(b"<zipped/>"), "Content-Encoding: gzip\r\n"), b"<zipped/>", True),
+], ids=["length", "close", "chunked", "until-close", "100-continue", "500", "gzip"])
 def test_every_framing_of_an_answer_is_read_whole(answer: bytes, content: bytes, kept: bool) -> None:
     async def main() -> None:
-        server = Canned([answer], close_after="until-close" in answer.decode())
+        server = Canned([answer], close_after=b"until-close" in answer)
         async with server as url:
             client = http()(url)
             got = await post(client, b"<request/>")
@@ -166,6 +168,7 @@ def test_every_framing_of_an_answer_is_read_whole(answer: bytes, content: bytes,
             assert len(client._idle) == (1 if kept else 0)
             assert server.requests[0].endswith(b"\r\n\r\n<request/>")
             assert b"POST /soap HTTP/1.1\r\nHost: 127.0.0.1:" in server.requests[0]
+            assert b"\r\nAccept-Encoding: identity\r\n" in server.requests[0]
             client.close()
 
     on_loop(main)
@@ -175,6 +178,8 @@ def test_every_framing_of_an_answer_is_read_whole(answer: bytes, content: bytes,
     (b"SMTP ready\r\n\r\n", "unreadable HTTP answer"),
     (b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\n<short/>", "connection dropped before the answer"),
     (b"", "connection dropped before the answer"),
+    (ok(b"not gzip at all", "Content-Encoding: gzip\r\n"), "unreadable HTTP answer"),
+    (ok(b"<x/>", "Content-Encoding: br\r\n"), "unknown encoding"),
 ])
 def test_a_broken_answer_may_have_been_sent(answer: bytes, what: str) -> None:
     async def main() -> None:

@@ -14,6 +14,7 @@ import asyncio
 import ssl
 import time
 import urllib.parse
+import zlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -156,7 +157,8 @@ class LoopHTTP:
     async def _exchange(self, connection: _Connection, headers: dict[str, str],
                         body: AsyncIterator[bytes]) -> tuple[Answer, bool]:
         reader, writer = connection.reader, connection.writer
-        head = [f"POST {self.target} HTTP/1.1", f"Host: {self.host_header}"]
+        # Without Accept-Encoding a server may compress the answer (RFC 9110, 12.5.3).
+        head = [f"POST {self.target} HTTP/1.1", f"Host: {self.host_header}", "Accept-Encoding: identity"]
         head += [f"{name}: {value}" for name, value in headers.items()]
         loop = asyncio.get_running_loop()
         try:
@@ -174,7 +176,7 @@ class LoopHTTP:
             raise HTTPFailure(f"no answer within {self.read_timeout:g} s", maybe_sent=True) from None
         except (OSError, asyncio.IncompleteReadError):
             raise HTTPFailure("connection dropped before the answer", maybe_sent=True) from None
-        except (asyncio.LimitOverrunError, ValueError) as exc:
+        except (asyncio.LimitOverrunError, ValueError, zlib.error) as exc:
             raise HTTPFailure(f"unreadable HTTP answer ({exc})", maybe_sent=True) from None
 
 
@@ -210,6 +212,11 @@ async def _read_answer(reader: asyncio.StreamReader, deadline: asyncio.Timeout,
     else:  # the answer ends with the connection
         content = await _read_to_eof(reader, deadline, read_timeout)
         keep_alive = False
+    encoding = headers.get("Content-Encoding", "identity").lower()
+    if encoding in ("gzip", "x-gzip", "deflate"):  # asked for none, but a proxy may still
+        content = zlib.decompress(content, 16 + zlib.MAX_WBITS if "gzip" in encoding else zlib.MAX_WBITS)
+    elif encoding != "identity":
+        raise ValueError(f"answer in an unknown encoding: {encoding}")
     return Answer(status, headers, content), keep_alive
 
 
