@@ -1,4 +1,4 @@
-"""The provider seam: what the core needs from FAX.de, and the one place provider calls meet threads.
+"""The provider seam: what the core needs from FAX.de, and where provider calls meet threads or the loop.
 
 ``FaxProvider`` is the only interface in faxbridge, because FAX.de is the only part that cannot run
 for real here; the SOAP client implements it, and tests run it against the project's simulator.
@@ -10,7 +10,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from faxbridge.errors import ProviderError
 from faxbridge.model import Accepted, InboundFax, JobStatusReport, SendRequest
@@ -19,6 +19,9 @@ T = TypeVar("T")
 
 
 class FaxProvider(Protocol):
+    """The five operations, blocking. A provider may also set ``calls_on_loop`` and offer each as
+    a coroutine named ``…_on_loop`` (FaxDeClient does): ProviderCalls then uses those."""
+
     def send_job(self, request: SendRequest) -> Accepted: ...
     def job_status(self, faxde_job_id: int) -> JobStatusReport: ...
     def cancel_job(self, faxde_job_id: int) -> None: ...
@@ -50,18 +53,19 @@ class CallStats:
 
 
 class ProviderCalls:
-    """Runs the provider's calls: in a bounded pool of worker threads, or on the loop.
+    """Runs the provider's calls: on the event loop where the provider can, else in threads.
 
-    zeep blocks; the event loop must not. A provider that can send a job from the loop
-    (``sends_on_loop``: FaxDeClient without a proxy) does so for SendJob — the one call made per
-    job, where handing the GIL to a thread and back cost more than the HTTP. The concurrency
-    bounds every call together: more parallel calls queue here instead of opening more
-    connections to FAX.de.
+    zeep blocks; the event loop must not. A provider with ``calls_on_loop`` (FaxDeClient without
+    a proxy) has an ``…_on_loop`` coroutine for each operation and is called from the loop:
+    handing the GIL to a worker thread and back cost more CPU per call than the HTTP itself. Any
+    other runs in a bounded pool of worker threads. The concurrency bounds every call together:
+    more parallel calls queue here instead of opening more connections to FAX.de.
     """
 
     def __init__(self, provider: FaxProvider, concurrency: int = 4) -> None:
         self.provider = provider
         self.concurrency = concurrency
+        self._on_loop = bool(getattr(provider, "calls_on_loop", False))
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="faxde")
         self._slots = asyncio.Semaphore(concurrency)
         self.in_flight = 0
@@ -75,6 +79,12 @@ class ProviderCalls:
         loop = asyncio.get_running_loop()
         # Thread seam: the zeep call runs in the provider pool.
         return await self._observed(operation, lambda: loop.run_in_executor(self._pool, fn, *args))
+
+    async def _call(self, operation: str, method: str, *args: Any) -> Any:
+        if self._on_loop:
+            on_loop = getattr(self.provider, f"{method}_on_loop")
+            return await self._observed(operation, lambda: on_loop(*args))
+        return await self.run(operation, getattr(self.provider, method), *args)
 
     async def _observed(self, operation: str, start: Callable[[], Awaitable[T]]) -> T:
         async with self._slots:
@@ -100,22 +110,19 @@ class ProviderCalls:
         return result
 
     async def send_job(self, request: SendRequest) -> Accepted:
-        if getattr(self.provider, "sends_on_loop", False):
-            send = self.provider.send_job_on_loop  # type: ignore[attr-defined]
-            return await self._observed("SendJob", lambda: send(request))
-        return await self.run("SendJob", self.provider.send_job, request)
+        return await self._call("SendJob", "send_job", request)
 
     async def job_status(self, faxde_job_id: int) -> JobStatusReport:
-        return await self.run("JobStatus", self.provider.job_status, faxde_job_id)
+        return await self._call("JobStatus", "job_status", faxde_job_id)
 
     async def cancel_job(self, faxde_job_id: int) -> None:
-        await self.run("CancelJob", self.provider.cancel_job, faxde_job_id)
+        await self._call("CancelJob", "cancel_job", faxde_job_id)
 
     async def request_received(self) -> InboundFax | None:
-        return await self.run("RequestReceived", self.provider.request_received)
+        return await self._call("RequestReceived", "request_received")
 
     async def delete_received(self, fax_id: int) -> None:
-        await self.run("DeleteReceived", self.provider.delete_received, fax_id)
+        await self._call("DeleteReceived", "delete_received", fax_id)
 
     def close(self, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=True)

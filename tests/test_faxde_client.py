@@ -54,19 +54,20 @@ def pdf(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(params=["thread", "loop"])
-def send(request):
-    """SendJob as the CLI sends it (urllib3, in the calling thread) and as the daemon does
-    (LoopHTTP, from the event loop): every SendJob test runs both."""
+def on(request):
+    """``on(client, "job_status", 42)``: an operation as the CLI calls it (urllib3, in the calling
+    thread) and as the daemon does (LoopHTTP, ``…_on_loop`` from the event loop): the tests that
+    take this fixture run both ways."""
     if request.param == "thread":
-        return lambda client, job: client.send_job(job)
+        return lambda client, method, *args: getattr(client, method)(*args)
 
-    async def on_loop(client: FaxDeClient, job: SendRequest):
+    async def on_loop(client: FaxDeClient, method: str, *args):
         try:
-            return await client.send_job_on_loop(job)
+            return await getattr(client, f"{method}_on_loop")(*args)
         finally:
             client.close()  # on the loop its connections belong to, as the daemon does
 
-    return lambda client, job: asyncio.run(on_loop(client, job))
+    return lambda client, method, *args: asyncio.run(on_loop(client, method, *args))
 
 
 def fax(pdf: Path, *numbers: str, **kwargs) -> SendRequest:
@@ -161,7 +162,7 @@ def test_building_a_client_never_fetches_the_soap_encoding_schema(tmp_path, monk
 # -- SendJob ----------------------------------------------------------------------------------
 
 
-def test_send_job_passes_every_parameter_and_the_exact_bytes(client, simulator, pdf, tmp_path, send) -> None:
+def test_send_job_passes_every_parameter_and_the_exact_bytes(client, simulator, pdf, tmp_path, on) -> None:
     tiff = tmp_path / "anlage.tif"
     tiff.write_bytes(make_tiff(2) * 2000)  # over 1 MiB: read and encoded in a worker thread on the loop
     request = SendRequest(
@@ -171,7 +172,7 @@ def test_send_job_passes_every_parameter_and_the_exact_bytes(client, simulator, 
         text="Bitte beachten Sie die Anlage.",
         options=(("STATIONID", "ACME"), ("FAXHEADER", "ACME GmbH")),
     )
-    accepted = send(client, request)
+    accepted = on(client, "send_job", request)
     assert accepted.recipients_count == 1 and accepted.page_count == 6  # note + 3 + 2
     [call] = simulator.calls_for("SendJob")
     p = call.params
@@ -246,17 +247,17 @@ def test_a_large_document_is_spliced_block_by_block_in_little_memory(tmp_path) -
     assert peak < 1_000_000
 
 
-def test_several_recipients_go_as_a_recipient_file(client, simulator, pdf, send) -> None:
-    accepted = send(client, fax(pdf, "+494012345678", "+493012345678"))
+def test_several_recipients_go_as_a_recipient_file(client, simulator, pdf, on) -> None:
+    accepted = on(client, "send_job", fax(pdf, "+494012345678", "+493012345678"))
     assert accepted.recipients_count == 2
     [call] = simulator.calls_for("SendJob")
     assert call.params["Recipient"] == ""
     assert call.params["RecipientFile"] == b"+494012345678\n+493012345678\n"
 
 
-def test_a_scheduled_job_carries_its_time_in_utc(client, simulator, pdf) -> None:
+def test_a_scheduled_job_carries_its_time_in_utc(client, simulator, pdf, on) -> None:
     when = dt.datetime(2031, 1, 2, 8, 30, tzinfo=dt.timezone(dt.timedelta(hours=1)))
-    client.send_job(fax(pdf, send_at=when))
+    on(client, "send_job", fax(pdf, send_at=when))
     [call] = simulator.calls_for("SendJob")
     assert call.params["SendDateTime"] == when
 
@@ -278,7 +279,7 @@ def _natural_sendjob_cases(pdf: Path, tmp_path: Path):
     }
 
 
-def test_every_sendjob_result_code_becomes_a_provider_error(simulator, pdf, tmp_path, send) -> None:
+def test_every_sendjob_result_code_becomes_a_provider_error(simulator, pdf, tmp_path, on) -> None:
     natural = _natural_sendjob_cases(pdf, tmp_path)
     for code, entry in faxde_codes.RESULT_CODES["SendJob"].items():
         if code == 0:
@@ -289,7 +290,7 @@ def test_every_sendjob_result_code_becomes_a_provider_error(simulator, pdf, tmp_
         if code not in natural:
             simulator.set_faults(Fault(FaultKind.RESULT, operation="SendJob", code=code))
         with pytest.raises(ProviderError) as err:
-            send(client, request)
+            on(client, "send_job", request)
         client.close()
         e = err.value
         assert (e.code, e.name, e.sentence) == (code, entry.name, entry.sentence), code
@@ -300,12 +301,12 @@ def test_every_sendjob_result_code_becomes_a_provider_error(simulator, pdf, tmp_
 
 
 @pytest.mark.parametrize("operation", ["JobStatus", "CancelJob", "RequestReceived", "DeleteReceived"])
-def test_every_result_code_of_the_other_operations(simulator, client, operation) -> None:
+def test_every_result_code_of_the_other_operations(simulator, client, operation, on) -> None:
     call = {
-        "JobStatus": lambda: client.job_status(1),
-        "CancelJob": lambda: client.cancel_job(1),
-        "RequestReceived": client.request_received,
-        "DeleteReceived": lambda: client.delete_received(1),
+        "JobStatus": lambda: on(client, "job_status", 1),
+        "CancelJob": lambda: on(client, "cancel_job", 1),
+        "RequestReceived": lambda: on(client, "request_received"),
+        "DeleteReceived": lambda: on(client, "delete_received", 1),
     }[operation]
     for code, entry in faxde_codes.RESULT_CODES[operation].items():
         simulator.set_faults(Fault(FaultKind.RESULT, operation=operation, code=code))
@@ -317,19 +318,19 @@ def test_every_result_code_of_the_other_operations(simulator, client, operation)
         assert err.value.stops_account == (entry.outcome is Outcome.ACCOUNT)
 
 
-def test_natural_errors_of_the_other_operations(simulator, client, tmp_path) -> None:
+def test_natural_errors_of_the_other_operations(simulator, client, tmp_path, on) -> None:
     with pytest.raises(ProviderError) as err:
-        client.job_status(424242)
+        on(client, "job_status", 424242)
     assert err.value.code == 5
     with pytest.raises(ProviderError) as err:
-        client.cancel_job(424242)
+        on(client, "cancel_job", 424242)
     assert err.value.code == -2
     with pytest.raises(ProviderError) as err:
-        client.delete_received(424242)
+        on(client, "delete_received", 424242)
     assert err.value.code == 5
     wrong = client_for(simulator, tmp_path, password="nope")
-    for call, code in ((lambda: wrong.job_status(1), 2), (lambda: wrong.cancel_job(1), -1),
-                       (wrong.request_received, 2), (lambda: wrong.delete_received(1), 2)):
+    for call, code in ((lambda: on(wrong, "job_status", 1), 2), (lambda: on(wrong, "cancel_job", 1), -1),
+                       (lambda: on(wrong, "request_received"), 2), (lambda: on(wrong, "delete_received", 1), 2)):
         with pytest.raises(ProviderError) as err:
             call()
         assert err.value.code == code and err.value.stops_account
@@ -339,12 +340,12 @@ def test_natural_errors_of_the_other_operations(simulator, client, tmp_path) -> 
 # -- JobStatus, CancelJob ---------------------------------------------------------------------
 
 
-def test_job_status_reports_progress_then_the_protocol(client, simulator, pdf) -> None:
+def test_job_status_reports_progress_then_the_protocol(client, simulator, pdf, on) -> None:
     simulator.polls_until_done = 2
-    accepted = client.send_job(fax(pdf))
-    assert not client.job_status(accepted.faxde_job_id).finished
-    assert not client.job_status(accepted.faxde_job_id).finished
-    report = client.job_status(accepted.faxde_job_id)
+    accepted = on(client, "send_job", fax(pdf))
+    assert not on(client, "job_status", accepted.faxde_job_id).finished
+    assert not on(client, "job_status", accepted.faxde_job_id).finished
+    report = on(client, "job_status", accepted.faxde_job_id)
     assert report.finished and report.send_result == "OK"
     assert report.status_file.startswith(b'"RECIPIENT","JOBTYPE","RESULT"')
     [row] = report.rows
@@ -352,50 +353,50 @@ def test_job_status_reports_progress_then_the_protocol(client, simulator, pdf) -
     assert report.send_datetime is not None
 
 
-def test_multi_recipient_status_shows_each_result(client, simulator, pdf) -> None:
+def test_multi_recipient_status_shows_each_result(client, simulator, pdf, on) -> None:
     simulator.set_result("+493012345678", "Busy")
-    accepted = client.send_job(fax(pdf, "+494012345678", "+493012345678"))
+    accepted = on(client, "send_job", fax(pdf, "+494012345678", "+493012345678"))
     simulator.finish_job(accepted.faxde_job_id)
-    report = client.job_status(accepted.faxde_job_id)
+    report = on(client, "job_status", accepted.faxde_job_id)
     assert report.send_result == "multi"
     assert {(r.recipient, r.result) for r in report.rows} == {
         ("+494012345678", "OK"), ("+493012345678", "Busy"),
     }
 
 
-def test_cancel_before_and_after_the_end(client, simulator, pdf) -> None:
-    first = client.send_job(fax(pdf, send_at=dt.datetime(2031, 1, 1, tzinfo=dt.timezone.utc)))
-    client.cancel_job(first.faxde_job_id)
-    second = client.send_job(fax(pdf, "+493012345678"))
+def test_cancel_before_and_after_the_end(client, simulator, pdf, on) -> None:
+    first = on(client, "send_job", fax(pdf, send_at=dt.datetime(2031, 1, 1, tzinfo=dt.timezone.utc)))
+    on(client, "cancel_job", first.faxde_job_id)
+    second = on(client, "send_job", fax(pdf, "+493012345678"))
     simulator.finish_job(second.faxde_job_id)
     with pytest.raises(ProviderError) as err:
-        client.cancel_job(second.faxde_job_id)
+        on(client, "cancel_job", second.faxde_job_id)
     assert err.value.code == 1 and not err.value.retryable
 
 
 # -- inbound ----------------------------------------------------------------------------------
 
 
-def test_request_and_delete_received(client, simulator) -> None:
-    assert client.request_received() is None
+def test_request_and_delete_received(client, simulator, on) -> None:
+    assert on(client, "request_received") is None
     image = make_tiff(3)
     simulator.add_inbound(image, called_number="+494099999", originator="+4930111", remote_id="ACME")
-    fax_ = client.request_received()
+    fax_ = on(client, "request_received")
     assert fax_ is not None and fax_.image == image and fax_.pages == 3
     assert (fax_.called_number, fax_.originator, fax_.remote_id) == ("+494099999", "+4930111", "ACME")
     assert fax_.fax_id > 2**31  # FaxId is xsd:long
-    assert client.request_received().fax_id == fax_.fax_id  # the same until deleted
-    client.delete_received(fax_.fax_id)
-    assert client.request_received() is None
+    assert on(client, "request_received").fax_id == fax_.fax_id  # the same until deleted
+    on(client, "delete_received", fax_.fax_id)
+    assert on(client, "request_received") is None
 
 
 # -- transport failures -----------------------------------------------------------------------
 
 
-def test_connection_refused_is_retryable_and_certainly_not_sent(simulator, tmp_path, pdf, send) -> None:
+def test_connection_refused_is_retryable_and_certainly_not_sent(simulator, tmp_path, pdf, on) -> None:
     client = client_for(simulator, tmp_path, endpoint=f"http://127.0.0.1:{_free_port()}/soap")
     with pytest.raises(ProviderError) as err:
-        send(client, fax(pdf))
+        on(client, "send_job", fax(pdf))
     assert err.value.retryable and not err.value.outcome_unknown
     client.close()
 
@@ -405,40 +406,40 @@ def test_connection_refused_is_retryable_and_certainly_not_sent(simulator, tmp_p
     [(FaultKind.HTTP_500, False), (FaultKind.SOAP_FAULT, False), (FaultKind.DROP_BEFORE, True),
      (FaultKind.DROP_AFTER, True)],
 )
-def test_transport_faults_are_classified(client, simulator, pdf, kind, unknown, send) -> None:
+def test_transport_faults_are_classified(client, simulator, pdf, kind, unknown, on) -> None:
     # A dropped connection cannot tell "before" from "after processing": both are unknown.
     simulator.set_faults(Fault(kind, operation="SendJob", calls=frozenset({1})))
     with pytest.raises(ProviderError) as err:
-        send(client, fax(pdf))
+        on(client, "send_job", fax(pdf))
     assert err.value.retryable and err.value.outcome_unknown is unknown
     # The same fault on a read-only call is never "unknown": nothing is paid for twice.
     simulator.set_faults(Fault(kind, operation="JobStatus", calls=frozenset({1})))
     with pytest.raises(ProviderError) as err:
-        client.job_status(1)
+        on(client, "job_status", 1)
     assert err.value.retryable and not err.value.outcome_unknown
 
 
-def test_a_reply_slower_than_the_timeout_leaves_the_outcome_unknown(simulator, tmp_path, pdf, send) -> None:
+def test_a_reply_slower_than_the_timeout_leaves_the_outcome_unknown(simulator, tmp_path, pdf, on) -> None:
     client = client_for(simulator, tmp_path, timeout=0.3)
     simulator.set_faults(Fault(FaultKind.DELAY, operation="SendJob", seconds=1.5, calls=frozenset({1})))
     with pytest.raises(ProviderError) as err:
-        send(client, fax(pdf))
+        on(client, "send_job", fax(pdf))
     assert err.value.outcome_unknown and "0.3 s" in str(err.value)
     assert len(simulator.jobs) == 1  # the simulator did take the job
     # …and FAX.de's duplicate check is what makes a reconciling re-send safe:
     with pytest.raises(ProviderError) as err:
-        send(client, fax(pdf))
+        on(client, "send_job", fax(pdf))
     assert err.value.code == -77
     client.close()
 
 
-def test_the_password_never_reaches_logs_even_at_debug(simulator, tmp_path, pdf, caplog, send) -> None:
+def test_the_password_never_reaches_logs_even_at_debug(simulator, tmp_path, pdf, caplog, on) -> None:
     caplog.set_level(logging.DEBUG)
     client = client_for(simulator, tmp_path)
-    send(client, fax(pdf))
+    on(client, "send_job", fax(pdf))
     simulator.set_faults(Fault(FaultKind.SOAP_FAULT, operation="JobStatus", message=f"bad {PASSWORD}"))
     with pytest.raises(ProviderError) as err:
-        client.job_status(1)
+        on(client, "job_status", 1)
     assert PASSWORD not in str(err.value)
     assert PASSWORD not in repr(client)
     assert PASSWORD not in caplog.text

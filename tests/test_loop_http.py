@@ -28,7 +28,7 @@ from faxbridge.numbers import NumberPolicy
 from faxbridge.outbound import Outbound, OutboundSettings, number_check
 from faxbridge.provider import ProviderCalls
 from faxbridge.simulator import Fault, FaultKind, Simulator
-from faxbridge.simulator.samples import make_pdf
+from faxbridge.simulator.samples import make_pdf, make_tiff
 
 from conftest import ACCOUNT, PASSWORD
 
@@ -278,7 +278,7 @@ def test_a_provider_behind_a_proxy_sends_through_it_from_its_threads(simulator: 
     monkeypatch.setenv("no_proxy", "")
     client = FaxDeClient(account=ACCOUNT, password=PASSWORD, wsdl=str(bundled_wsdl()),
                          endpoint=simulator.url, timeout=2.0, connect_timeout=1.0)
-    assert not client.sends_on_loop
+    assert not client.calls_on_loop
 
     async def main() -> None:
         calls = ProviderCalls(client, concurrency=1)
@@ -317,3 +317,23 @@ def test_a_document_gone_before_a_reconciling_resend_leaves_the_job_for_the_oper
     assert again.state is JobState.UNKNOWN
     assert "cannot be asked again" in again.last_error and "letter.pdf cannot be read" in again.last_error
     assert len(simulator.calls_for("SendJob")) == 1
+
+
+def test_a_large_received_fax_comes_whole_through_the_loop(simulator: Simulator, tmp_path: Path) -> None:
+    # Over the size parsed on the loop: lxml and the base64 decoding run in a worker thread.
+    image = make_tiff(3, width=1728, height=2200, tag="fine")  # three fine-resolution pages, ~1.4 MB
+    assert len(image) > 512 * 1024
+    sent = simulator.add_inbound(image, originator="+4930111")
+    client = client_for(simulator, tmp_path)
+
+    async def main() -> Any:
+        try:
+            got = await client.request_received_on_loop()
+            await client.delete_received_on_loop(sent.fax_id)
+            return got, await client.request_received_on_loop()
+        finally:
+            client.close()
+
+    got, after = on_loop(main)
+    assert got.fax_id == sent.fax_id and got.image == image and got.pages == 3
+    assert after is None

@@ -4,9 +4,10 @@ zeep reads the WSDL, builds each envelope and parses each reply; nothing zeep-sh
 module. Documents never pass through zeep's lxml tree: the envelope is built with a short
 placeholder in each SendFile part and the base64 text is spliced in while the request body is
 streamed from the files (the performance issue measured 5 MB of memory per MB of document
-the other way). The calls are synchronous and run in worker threads (urllib3), except SendJob
-in the daemon, which goes from the event loop (``send_job_on_loop``, adapters/loop_http.py):
-the same bytes, without handing the GIL to a thread and back for every job.
+the other way). Each operation comes twice: blocking, over urllib3 (the command line, and the
+daemon behind a proxy), and as a coroutine ``…_on_loop`` over adapters/loop_http.py, which the
+daemon calls from its event loop — the same bytes, without handing the GIL to a thread and back
+for every call.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ logging.getLogger("zeep.transports").propagate = False
 _ENCODE_BLOCK = 3 * 64 * 1024
 _ENCODED_BLOCK = _ENCODE_BLOCK // 3 * 4  # what one block of the document is on the wire
 _READ_ON_LOOP = 1 << 20  # a SendJob's documents up to this size are read on the event loop
+_PARSE_ON_LOOP = 256 * 1024  # answers up to this size are parsed on the event loop
 
 
 def bundled_wsdl() -> Path:
@@ -273,6 +275,10 @@ def _check_size(path: Path, seen: int, size: int) -> None:
         raise DocumentUnreadable(f"{path.name} changed size while being sent")
 
 
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
 def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
@@ -313,9 +319,9 @@ class FaxDeClient:
         # header merging and environment look-ups — a third of all the work per job.
         proxy, ca_bundle = _proxy_for(self.endpoint), _ca_bundle()
         self._http = _connection_pool(proxy, ca_bundle, pool_size)
-        # SendJob in the daemon goes from the event loop (loop_http: no thread hand-offs);
-        # LoopHTTP speaks no proxy, so behind one every call stays on urllib3.
-        self.sends_on_loop = proxy is None
+        # The daemon calls FAX.de from its event loop (loop_http: no thread hand-offs); LoopHTTP
+        # speaks no proxy, so behind one every call goes through urllib3 in worker threads.
+        self.calls_on_loop = proxy is None
         self._loop_http = LoopHTTP(self.endpoint, connect_timeout=connect_timeout, read_timeout=timeout,
                                    ca_bundle=ca_bundle, keep=pool_size)
 
@@ -343,7 +349,7 @@ class FaxDeClient:
     async def send_job_on_loop(self, request: SendRequest) -> Accepted:
         """SendJob from the event loop: the same bytes as ``send_job``, no worker thread.
 
-        Only where ``sends_on_loop`` (no proxy). Building the envelope costs ~0.3 ms on the
+        Only where ``calls_on_loop`` (no proxy). Building the envelope costs ~0.3 ms on the
         loop whatever the size of the documents, which are spliced in as it is sent.
         """
         body = self._sendjob_body(request)
@@ -399,7 +405,33 @@ class FaxDeClient:
         )
 
     def job_status(self, faxde_job_id: int) -> JobStatusReport:
-        reply = self._call("JobStatus", JobId=faxde_job_id)
+        return self._status_of(self._call("JobStatus", JobId=faxde_job_id))
+
+    async def job_status_on_loop(self, faxde_job_id: int) -> JobStatusReport:
+        return self._status_of(await self._call_on_loop("JobStatus", JobId=faxde_job_id))
+
+    def cancel_job(self, faxde_job_id: int) -> None:
+        self._check_plain("CancelJob", self._call("CancelJob", JobId=faxde_job_id))
+
+    async def cancel_job_on_loop(self, faxde_job_id: int) -> None:
+        self._check_plain("CancelJob", await self._call_on_loop("CancelJob", JobId=faxde_job_id))
+
+    def request_received(self) -> InboundFax | None:
+        """The oldest fax waiting on the server, or None when the inbox is empty."""
+        return self._fax_of(self._call("RequestReceived"))
+
+    async def request_received_on_loop(self) -> InboundFax | None:
+        return self._fax_of(await self._call_on_loop("RequestReceived"))
+
+    def delete_received(self, fax_id: int) -> None:
+        self._check_plain("DeleteReceived", self._call("DeleteReceived", FaxId=fax_id))
+
+    async def delete_received_on_loop(self, fax_id: int) -> None:
+        self._check_plain("DeleteReceived", await self._call_on_loop("DeleteReceived", FaxId=fax_id))
+
+    # -- answers -------------------------------------------------------------------------
+
+    def _status_of(self, reply: Any) -> JobStatusReport:
         code = int(reply["return"])
         if faxde_codes.lookup("JobStatus", code).outcome is Outcome.PENDING:
             return JobStatusReport(finished=False)
@@ -414,13 +446,7 @@ class FaxDeClient:
             rows=parse_status_file(status_file),
         )
 
-    def cancel_job(self, faxde_job_id: int) -> None:
-        reply = self._call("CancelJob", JobId=faxde_job_id)
-        self._check("CancelJob", int(reply if isinstance(reply, int) else reply["return"]))
-
-    def request_received(self) -> InboundFax | None:
-        """The oldest fax waiting on the server, or None when the inbox is empty."""
-        reply = self._call("RequestReceived")
+    def _fax_of(self, reply: Any) -> InboundFax | None:
         code = int(reply["return"])
         if faxde_codes.lookup("RequestReceived", code).outcome is Outcome.PENDING:
             return None
@@ -435,17 +461,32 @@ class FaxDeClient:
             image=reply["FaxImage"] or b"",
         )
 
-    def delete_received(self, fax_id: int) -> None:
-        reply = self._call("DeleteReceived", FaxId=fax_id)
-        self._check("DeleteReceived", int(reply if isinstance(reply, int) else reply["return"]))
+    def _check_plain(self, operation: str, reply: Any) -> None:
+        self._check(operation, int(reply if isinstance(reply, int) else reply["return"]))
 
     # -- plumbing ------------------------------------------------------------------------
 
     def _call(self, operation: str, **params: Any) -> Any:
+        return self._post(operation, self._envelope(operation, params), sends_job=False)
+
+    async def _call_on_loop(self, operation: str, **params: Any) -> Any:
+        wire = self._envelope(operation, params)
+        op = self._binding.get(operation)
+        log.debug("%s → %s (%d bytes)", operation, self.endpoint, len(wire))
+        try:
+            answer = await self._loop_http.post(self._headers(op, len(wire)), _once(wire))
+        except HTTPFailure as exc:  # never "maybe sent": only SendJob costs money twice
+            raise self._transport_error(operation, exc.what, exc, False) from None
+        if len(answer.content) > _PARSE_ON_LOOP:
+            # A received fax is one base64 text of up to tens of MB: lxml and the decoding
+            # would hold the loop for as many tens of milliseconds.
+            return await asyncio.to_thread(self._reply, operation, op, answer, sends_job=False)
+        return self._reply(operation, op, answer, sends_job=False)
+
+    def _envelope(self, operation: str, params: dict[str, Any]) -> bytes:
         params = {"Account": self._account, "Password": self._password, **params}
         envelope = self._client.create_message(self._service, operation, **params)
-        wire = etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
-        return self._post(operation, wire, sends_job=False)
+        return etree.tostring(envelope, xml_declaration=True, encoding="utf-8")
 
     def _post(self, operation: str, body: bytes | _SplicedBody, *, sends_job: bool) -> Any:
         op = self._binding.get(operation)
