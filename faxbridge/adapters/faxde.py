@@ -221,8 +221,8 @@ class _SplicedBody(io.RawIOBase):
                 yield chunk
             return
         loop = asyncio.get_running_loop()
-        while (chunk := await loop.run_in_executor(None, next, chunks, None)) is not None:
-            yield chunk
+        while (block := await loop.run_in_executor(None, _next_or_none, chunks)) is not None:
+            yield block
 
     def readable(self) -> bool:
         return True
@@ -273,6 +273,10 @@ def _read(f: BinaryIO, path: Path) -> bytes:
 def _check_size(path: Path, seen: int, size: int) -> None:
     if seen != size:  # the file changed under us: the Content-Length would lie
         raise DocumentUnreadable(f"{path.name} changed size while being sent")
+
+
+def _next_or_none(chunks: Iterator[bytes]) -> bytes | None:
+    return next(chunks, None)
 
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:

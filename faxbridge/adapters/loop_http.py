@@ -56,7 +56,7 @@ class _Connection:
     def usable(self) -> bool:
         # The server closed it, or sent something nobody asked for: never write into that.
         return (not self.writer.is_closing() and not self.reader.at_eof()
-                and not self.reader._buffer  # noqa: SLF001 — no public way to ask
+                and not self.reader._buffer  # type: ignore[attr-defined]  # no public way to ask
                 and time.monotonic() - self.idle_since < IDLE_REUSE_SECONDS)
 
     def close(self) -> None:
@@ -225,7 +225,8 @@ async def _read_exactly(reader: asyncio.StreamReader, size: int, deadline: async
     if not 0 <= size <= MAX_ANSWER:
         raise ValueError(f"answer of {size} bytes")
     loop = asyncio.get_running_loop()
-    parts, left = [], size
+    parts: list[bytes] = []
+    left = size
     while left:
         part = await reader.read(min(left, 1 << 20))
         if not part:
@@ -238,7 +239,8 @@ async def _read_exactly(reader: asyncio.StreamReader, size: int, deadline: async
 
 async def _read_chunked(reader: asyncio.StreamReader, deadline: asyncio.Timeout,
                         read_timeout: float) -> bytes:
-    parts, total = [], 0
+    parts: list[bytes] = []
+    total = 0
     while True:
         size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0].strip(), 16)
         if size == 0:
@@ -256,7 +258,8 @@ async def _read_chunked(reader: asyncio.StreamReader, deadline: asyncio.Timeout,
 async def _read_to_eof(reader: asyncio.StreamReader, deadline: asyncio.Timeout,
                        read_timeout: float) -> bytes:
     loop = asyncio.get_running_loop()
-    parts, total = [], 0
+    parts: list[bytes] = []
+    total = 0
     while part := await reader.read(1 << 20):
         parts.append(part)
         total += len(part)
