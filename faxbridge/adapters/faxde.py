@@ -24,7 +24,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -207,7 +207,7 @@ class _SplicedBody(io.RawIOBase):
                     yield pybase64.b64encode(block)
             _check_size(path, seen, size)
 
-    async def blocks(self) -> AsyncIterator[bytes]:
+    async def blocks(self) -> AsyncGenerator[bytes, None]:
         """The same bytes for a send on the event loop (``LoopHTTP``), from a fresh generator.
 
         Documents of up to 1 MiB in all — most faxes — are read and encoded on the loop, a block
@@ -279,7 +279,7 @@ def _next_or_none(chunks: Iterator[bytes]) -> bytes | None:
     return next(chunks, None)
 
 
-async def _once(data: bytes) -> AsyncIterator[bytes]:
+async def _once(data: bytes) -> AsyncGenerator[bytes, None]:
     yield data
 
 

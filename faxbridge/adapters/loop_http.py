@@ -15,7 +15,7 @@ import ssl
 import time
 import urllib.parse
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from requests.structures import CaseInsensitiveDict
@@ -91,22 +91,24 @@ class LoopHTTP:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.opened = 0  # connections opened so far (tests check reuse with it)
 
-    async def post(self, headers: dict[str, str], body: AsyncIterator[bytes]) -> Answer:
+    async def post(self, headers: dict[str, str], body: AsyncGenerator[bytes, None]) -> Answer:
         """Send ``body`` (exactly ``headers['Content-Length']`` bytes) and read the answer."""
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # idle connections of an earlier loop cannot serve this one
             self._close_idle()
             self._loop = loop
-        connection = await self._connection()
+        connection: _Connection | None = None
         reusable = False
         try:
+            connection = await self._connection()
             answer, reusable = await self._exchange(connection, headers, body)
             return answer
         finally:
-            if reusable and len(self._idle) < self._keep:
+            await body.aclose()  # a body cut short closes its files now, not at collection
+            if connection is not None and reusable and len(self._idle) < self._keep:
                 connection.idle_since = time.monotonic()
                 self._idle.append(connection)
-            else:
+            elif connection is not None:
                 connection.close()
 
     def close(self) -> None:
@@ -155,7 +157,7 @@ class LoopHTTP:
         return _Connection(reader, writer)
 
     async def _exchange(self, connection: _Connection, headers: dict[str, str],
-                        body: AsyncIterator[bytes]) -> tuple[Answer, bool]:
+                        body: AsyncGenerator[bytes, None]) -> tuple[Answer, bool]:
         reader, writer = connection.reader, connection.writer
         # Without Accept-Encoding a server may compress the answer (RFC 9110, 12.5.3).
         head = [f"POST {self.target} HTTP/1.1", f"Host: {self.host_header}", "Accept-Encoding: identity"]
