@@ -22,15 +22,14 @@ import pytest
 from faxbridge.adapters.faxde import DocumentUnreadable, FaxDeClient, bundled_wsdl
 from faxbridge.adapters.loop_http import HTTPFailure, LoopHTTP
 from faxbridge.errors import ProviderError
-from faxbridge.journal import Journal
 from faxbridge.model import Document, JobState, JobType, Recipient, SendRequest
-from faxbridge.numbers import NumberPolicy
-from faxbridge.outbound import Outbound, OutboundSettings, number_check
+from faxbridge.outbound import Outbound
 from faxbridge.provider import ProviderCalls
 from faxbridge.simulator import Fault, FaultKind, Simulator
 from faxbridge.simulator.samples import make_pdf, make_tiff
 
 from conftest import ACCOUNT, PASSWORD
+from test_outbound import run as run_outbound
 
 
 def on_loop(body: Callable[[], Awaitable[Any]]) -> Any:
@@ -253,20 +252,12 @@ def test_a_document_that_shrinks_while_sent_is_never_taken_by_fax_de(simulator: 
 def test_a_vanished_document_fails_its_job_with_the_reason_instead_of_leaving_it_unknown(
     simulator: Simulator, tmp_path: Path, pdf: Path
 ) -> None:
-    client = client_for(simulator, tmp_path)
+    async def body(outbound: Outbound) -> Any:
+        job = await outbound.submit(fax(pdf), source="test", source_ref="1")
+        pdf.unlink()  # between being journaled and being sent
+        return await outbound.send_now(job.id)
 
-    async def main() -> Any:
-        calls = ProviderCalls(client, concurrency=1)
-        with Journal.open(tmp_path / "state") as journal:
-            outbound = Outbound(journal, calls, settings=OutboundSettings(duplicate_window=0),
-                                check_recipient=number_check(NumberPolicy()))
-            job = await outbound.submit(fax(pdf), source="test", source_ref="1")
-            pdf.unlink()  # between being journaled and being sent
-            job = await outbound.send_now(job.id)
-            calls.close()
-            return job
-
-    job = on_loop(main)
+    job = run_outbound(simulator, tmp_path, body)
     assert job.state is JobState.REJECTED
     assert "letter.pdf cannot be read" in job.last_error
     assert simulator.calls_for("SendJob") == []
@@ -298,21 +289,14 @@ def test_a_document_gone_before_a_reconciling_resend_leaves_the_job_for_the_oper
     # The first request may have reached FAX.de (the connection dropped after it was taken): the
     # job must not be reported failed because the document cannot be sent again to find out.
     simulator.set_faults(Fault(FaultKind.DROP_AFTER, operation="SendJob", calls=frozenset({1})))
-    client = client_for(simulator, tmp_path)
 
-    async def main() -> Any:
-        calls = ProviderCalls(client, concurrency=1)
-        with Journal.open(tmp_path / "state") as journal:
-            outbound = Outbound(journal, calls, settings=OutboundSettings(duplicate_window=0),
-                                check_recipient=number_check(NumberPolicy()))
-            job = await outbound.submit(fax(pdf), source="test", source_ref="1")
-            first = await outbound.send_now(job.id)
-            pdf.unlink()
-            again = await outbound.send_now(job.id)
-            calls.close()
-            return first, again
+    async def body(outbound: Outbound) -> Any:
+        job = await outbound.submit(fax(pdf), source="test", source_ref="1")
+        first = await outbound.send_now(job.id)
+        pdf.unlink()
+        return first, await outbound.send_now(job.id)
 
-    first, again = on_loop(main)
+    first, again = run_outbound(simulator, tmp_path, body)
     assert first.state is JobState.UNKNOWN
     assert again.state is JobState.UNKNOWN
     assert "cannot be asked again" in again.last_error and "letter.pdf cannot be read" in again.last_error

@@ -357,15 +357,7 @@ class FaxDeClient:
         loop whatever the size of the documents, which are spliced in as it is sent.
         """
         body = self._sendjob_body(request)
-        op = self._binding.get("SendJob")
-        log.debug("SendJob → %s (%d bytes)", self.endpoint, len(body))
-        started = time.monotonic()
-        try:
-            answer = await self._loop_http.post(self._headers(op, len(body)), body.blocks())
-        except HTTPFailure as exc:
-            raise self._transport_error("SendJob", exc.what, exc, exc.maybe_sent) from None
-        log.debug("SendJob ← HTTP %d in %.0f ms", answer.status_code, (time.monotonic() - started) * 1000)
-        return self._accepted(self._reply("SendJob", op, answer, sends_job=True))
+        return self._accepted(await self._post_on_loop("SendJob", len(body), body.blocks(), sends_job=True))
 
     def _sendjob_body(self, request: SendRequest) -> _SplicedBody:
         params: dict[str, Any] = {
@@ -475,17 +467,24 @@ class FaxDeClient:
 
     async def _call_on_loop(self, operation: str, **params: Any) -> Any:
         wire = self._envelope(operation, params)
+        return await self._post_on_loop(operation, len(wire), _once(wire), sends_job=False)
+
+    async def _post_on_loop(self, operation: str, length: int, blocks: AsyncGenerator[bytes, None],
+                            *, sends_job: bool) -> Any:
+        """``_post`` from the event loop, over LoopHTTP."""
         op = self._binding.get(operation)
-        log.debug("%s → %s (%d bytes)", operation, self.endpoint, len(wire))
+        log.debug("%s → %s (%d bytes)", operation, self.endpoint, length)
+        started = time.monotonic()
         try:
-            answer = await self._loop_http.post(self._headers(op, len(wire)), _once(wire))
-        except HTTPFailure as exc:  # never "maybe sent": only SendJob costs money twice
-            raise self._transport_error(operation, exc.what, exc, False) from None
+            answer = await self._loop_http.post(self._headers(op, length), blocks)
+        except HTTPFailure as exc:  # only a SendJob can have arrived and cost money
+            raise self._transport_error(operation, exc.what, exc, exc.maybe_sent and sends_job) from None
+        log.debug("%s ← HTTP %d in %.0f ms", operation, answer.status_code, (time.monotonic() - started) * 1000)
         if len(answer.content) > _PARSE_ON_LOOP:
             # A received fax is one base64 text of up to tens of MB: lxml and the decoding
             # would hold the loop for as many tens of milliseconds.
-            return await asyncio.to_thread(self._reply, operation, op, answer, sends_job=False)
-        return self._reply(operation, op, answer, sends_job=False)
+            return await asyncio.to_thread(self._reply, operation, op, answer, sends_job=sends_job)
+        return self._reply(operation, op, answer, sends_job=sends_job)
 
     def _envelope(self, operation: str, params: dict[str, Any]) -> bytes:
         params = {"Account": self._account, "Password": self._password, **params}
