@@ -246,6 +246,13 @@ def test_a_document_that_shrinks_while_sent_is_never_taken_by_fax_de(simulator: 
         client.close()
 
     on_loop(main)
+    # …and so does urllib3, where an OSError would have passed for a dropped connection:
+    big.write_bytes(make_pdf(1) + b"%" * 1_200_000)
+    body = client._sendjob_body(fax(big))
+    big.write_bytes(make_pdf(1))
+    with pytest.raises(DocumentUnreadable, match="changed size while being sent"):
+        client._post("SendJob", body, sends_job=True)
+    client.close()
     assert simulator.calls_for("SendJob") == []  # the body was cut short: nothing to process
 
 

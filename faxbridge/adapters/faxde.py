@@ -13,7 +13,6 @@ for every call.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import hashlib
 import io
@@ -27,7 +26,7 @@ import urllib.request
 from collections.abc import AsyncGenerator, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import certifi
 import pybase64
@@ -186,26 +185,26 @@ class _SplicedBody(io.RawIOBase):
     def __len__(self) -> int:
         return self._length
 
-    def _in_order(self) -> Iterator[bytes | tuple[Path, int]]:
+    def _generate(self) -> Iterator[bytes]:
         for index, piece in enumerate(self._pieces):
             if index == 1:
                 # The request is on its way, part of it still unsent (the test hook's "during
                 # SendJob"; a text-only job has one piece and is sent whole before this).
                 crash_point("faxde.during_sendjob")
-            yield piece
-
-    def _generate(self) -> Iterator[bytes]:
-        for piece in self._in_order():
             if isinstance(piece, bytes):
                 yield piece
                 continue
             path, size = piece
-            with _opened(path) as f:
-                seen = 0
-                while block := _read(f, path):
-                    seen += len(block)
-                    yield pybase64.b64encode(block)
-            _check_size(path, seen, size)
+            seen = 0
+            try:
+                with open(path, "rb") as f:
+                    while block := f.read(_ENCODE_BLOCK):
+                        seen += len(block)
+                        yield pybase64.b64encode(block)
+            except OSError as exc:
+                raise DocumentUnreadable(f"{path.name} cannot be read ({exc.strerror or exc})") from None
+            if seen != size:  # the file changed under us: the Content-Length would lie
+                raise DocumentUnreadable(f"{path.name} changed size while being sent")
 
     async def blocks(self) -> AsyncGenerator[bytes, None]:
         """The same bytes for a send on the event loop (``LoopHTTP``), from a fresh generator.
@@ -251,28 +250,6 @@ class DocumentUnreadable(DocumentError):
     would leave the job "maybe sent" and re-send it for ever. The body was cut short, so
     FAX.de, reading Content-Length, never takes the job: it fails, for this reason.
     """
-
-
-@contextlib.contextmanager
-def _opened(path: Path) -> Iterator[BinaryIO]:
-    try:
-        f = open(path, "rb")
-    except OSError as exc:
-        raise DocumentUnreadable(f"{path.name} cannot be read ({exc.strerror or exc})") from None
-    with f:
-        yield f
-
-
-def _read(f: BinaryIO, path: Path) -> bytes:
-    try:
-        return f.read(_ENCODE_BLOCK)
-    except OSError as exc:
-        raise DocumentUnreadable(f"{path.name} cannot be read ({exc.strerror or exc})") from None
-
-
-def _check_size(path: Path, seen: int, size: int) -> None:
-    if seen != size:  # the file changed under us: the Content-Length would lie
-        raise DocumentUnreadable(f"{path.name} changed size while being sent")
 
 
 def _next_or_none(chunks: Iterator[bytes]) -> bytes | None:
