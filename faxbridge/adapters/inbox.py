@@ -200,7 +200,7 @@ class InboxFiles:
         folder = path.parent
         ensure_folder(folder)
         if resume and self.holds(path, fax):
-            drop_leftover_part(path)
+            _drop_leftover_part(path)
         else:
             place_new(path, fax.image)  # FileExistsError: the core plans another name
         crash_point("inbound.after_rename")
@@ -216,7 +216,7 @@ class InboxFiles:
     def quarantine(self, fax: InboundFax, path: Path, check: Check, *, resume: bool) -> Stored:
         ensure_folder(path.parent)
         if resume and self.holds(path, fax):
-            drop_leftover_part(path)
+            _drop_leftover_part(path)
         else:
             place_new(path, fax.image)
         stored = Stored(path, len(fax.image), hashlib.sha256(fax.image).hexdigest())
@@ -234,7 +234,7 @@ class InboxFiles:
 
     def _pdf(self, fax: InboundFax, pdf_path: Path, resume: bool) -> tuple[Path | None, str]:
         if resume and pdf_path.is_file():
-            drop_leftover_part(pdf_path)
+            _drop_leftover_part(pdf_path)
             return pdf_path, ""  # placed atomically before the crash: complete
         try:
             data = self.to_pdf(fax.image)
@@ -290,7 +290,7 @@ def place(path: Path, data: bytes, *, replace: bool) -> None:
     fsync_dir(path.parent)
 
 
-def drop_leftover_part(path: Path) -> None:
+def _drop_leftover_part(path: Path) -> None:
     """Remove the temporary name of ``path``, placed before a crash that came between link()
     and unlink(): nobody else would ever remove it."""
     with contextlib.suppress(FileNotFoundError):

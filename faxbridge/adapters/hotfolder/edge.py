@@ -35,7 +35,7 @@ class HotfolderEdge:
         self.active_claims: set[str] = set()
         self.slots = asyncio.Semaphore(_CONCURRENT_UNITS)
         # Thread seam: claiming (renames, fsyncs) has a thread of its own, so that files leave
-        # the folders while the shared worker threads hash, parse and journal what was claimed.
+        # the folders while what was claimed is checked and journaled.
         self.claim_thread = ThreadPoolExecutor(1, thread_name_prefix="hotfolder-claim")
         # Thread seam: checking (pypdf, hashing) has threads of its own too. In the shared pool
         # a burst's checks queued the journal's fsyncs — and with them every SendJob — behind
