@@ -1,10 +1,10 @@
 """HTTP/1.1 POSTs on the event loop: keep-alive connections, a streamed body, the answer read whole.
 
-The daemon sends SendJob from here rather than from urllib3 in worker threads: a 100 KB job
+The daemon calls FAX.de from here rather than from urllib3 in worker threads: a 100 KB SendJob
 spent more CPU handing the GIL between the loop and four sender threads (futex calls, ~370 a
 job) than on the HTTP itself, and the daemon as a whole is bound by one CPU (bench.throughput:
-4.7 → 2.9 ms of CPU a job). Only what a SOAP client needs: POST with a Content-Length, answers
-with a Content-Length, chunked or until close; no redirects, no proxies (with a proxy
+4.7 → 2.1–2.6 ms of CPU a job). Only what a SOAP client needs: POST with a Content-Length,
+answers with a Content-Length, chunked or until close; no redirects, no proxies (with a proxy
 configured, the client stays on urllib3).
 """
 
