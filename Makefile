@@ -15,8 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	@command -v systemd-analyze >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq systemd >/dev/null; } \
-		|| echo "note: systemd-analyze is not available; the unit-file checks will be skipped"
+	bash .ci/system-deps
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
