@@ -337,21 +337,32 @@ def cmd_retry(args: argparse.Namespace) -> int:
 def cmd_jobs(args: argparse.Namespace) -> int:
     from faxbridge.journal import Journal
 
+    import time
+
+    from faxbridge.outbound import awaiting_operator
+
     config = _load(args)
     with Journal.open(config.state_dir) as journal:
         jobs = journal.jobs.recent(args.limit)
+        # Not re-sent by the daemon any more (past faxde.reconcile_window): a person decides.
+        stuck = set(awaiting_operator(journal, config.faxde.reconcile_window, time.time()))
     if args.state:
         jobs = [j for j in jobs if j.state.value in args.state]
     if args.json:
-        _print_json([job_summary(j) for j in jobs])
+        _print_json([{**job_summary(j), "needs_operator": j.id in stuck} for j in jobs])
         return EXIT_OK
     print(f"{'JOB':>6}  {'STATE':<10} {'TYPE':<8} {'FAX.DE':>9}  {'CREATED':<19}  RECIPIENT / DOCUMENTS")
     for job in jobs:
         created = job.created_at.astimezone().strftime("%Y-%m-%d %H:%M:%S") if job.created_at else ""
         who = ", ".join(r.for_faxde() for r in job.request.recipients) or "-"
         docs = ", ".join(d.filename for d in job.request.documents)
-        print(f"{job.id:>6}  {job.state.value:<10} {job.request.job_type.value:<8} "
+        state = job.state.value + ("!" if job.id in stuck else "")
+        print(f"{job.id:>6}  {state:<10} {job.request.job_type.value:<8} "
               f"{job.faxde_job_id or '':>9}  {created:<19}  {who}  {docs}")
+    if stuck:
+        print(f"\n! {len(stuck)} job(s) need the operator: SendJob's outcome is unknown and the"
+              f" reconcile window has passed ({', '.join(map(str, sorted(stuck)))}).\n"
+              "  Check the FAX.de job list, then `faxbridge retry JOBID` or `faxbridge cancel JOBID`.")
     return EXIT_OK
 
 

@@ -213,9 +213,11 @@ class FaxdeConfig:
     connect_timeout: float = 10.0
     concurrency: int = 4  # provider calls in parallel at most
     retry: RetryConfig = field(default_factory=RetryConfig)
-    # After a SendJob whose outcome is unknown, re-send the identical request within this window
-    # (FAX.de answers -77 if it has the first); later, the operator decides. 0: always the operator.
-    reconcile_window: float = 600.0
+    # After a SendJob whose outcome is unknown, re-send the identical request only within this
+    # window, counted from when the first such request left (FAX.de answers -77 if it has the
+    # first); later, the operator decides. 0: always the operator. FAX.de does not say how long
+    # it recognises a twin: 30 s is a cautious guess (README, "How a job lives").
+    reconcile_window: float = 30.0
 
 
 @dataclass(frozen=True)

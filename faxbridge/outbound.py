@@ -13,7 +13,7 @@ import functools
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 from faxbridge.crashpoints import crash_point
 from faxbridge.errors import DocumentError, FaxbridgeError, ProviderError
 from faxbridge.journal import Journal
+from faxbridge.journal.jobs import Ambiguity
 from faxbridge.model import Job, JobState, Recipient, SendRequest
 from faxbridge.provider import ProviderCalls
 
@@ -38,9 +39,11 @@ class OutboundSettings:
     duplicate_window: float = 86400.0
     status_interval: float = 60.0
     status_max_interval: float = 900.0
-    # After an unknown SendJob outcome, re-send this long at most: FAX.de then answers -77 if the
-    # first request did arrive. Later, only the operator decides (faxbridge retry / cancel).
-    reconcile_window: float = 600.0
+    # After an unknown SendJob outcome, re-send the identical request only until this long after
+    # the first such request left: FAX.de then answers -77 if that request did arrive. Later, only
+    # the operator decides (faxbridge retry / cancel). How long FAX.de recognises a twin is not in
+    # its description (README, "How a job lives"): the default is a cautious guess.
+    reconcile_window: float = 30.0
     # Account problems that may clear on their own (credit, payment) are probed this often.
     account_pause: float = 1800.0
 
@@ -48,6 +51,19 @@ class OutboundSettings:
 def backoff(attempt: int, initial: float, maximum: float) -> float:
     """Delay before attempt ``attempt + 1``: initial, 2×, 4× … capped at maximum."""
     return min(maximum, initial * (2 ** max(0, attempt - 1)))
+
+
+def next_reconcile_at(ambiguity: Ambiguity, now: float, settings: OutboundSettings) -> float | None:
+    """When to re-send a job whose outcome is unknown; None once the reconcile window has passed.
+
+    The usual backoff (initial_delay doubling up to max_delay), counted from the last request's
+    departure — not from now, so that a restart never re-arms it — and at most half of what is
+    left of the window, so that a re-send that fails again still has a chance within it."""
+    deadline = ambiguity.since + settings.reconcile_window
+    if settings.reconcile_window <= 0 or now >= deadline:
+        return None
+    delay = backoff(ambiguity.resends + 1, settings.initial_delay, settings.max_delay)
+    return min(max(now, ambiguity.last_sent + delay), now + (deadline - now) / 2)
 
 
 def mask_number(address: str) -> str:
@@ -258,8 +274,9 @@ class Outbound:
                 wanted -= 1
         return self.journal.jobs.next_attempt_at()
 
-    def _start_send(self, job_id: int) -> asyncio.Task[Job]:
-        task = asyncio.get_running_loop().create_task(self._send(job_id), name=f"send-job-{job_id}")
+    def _start_send(self, job_id: int, *, by_operator: bool = False) -> asyncio.Task[Job]:
+        task = asyncio.get_running_loop().create_task(
+            self._send(job_id, by_operator=by_operator), name=f"send-job-{job_id}")
         self._in_flight[job_id] = task
         task.add_done_callback(lambda _t: self._sent(job_id))
         return task
@@ -273,14 +290,19 @@ class Outbound:
         task = self._in_flight.get(job_id) or self._start_send(job_id)
         return await task
 
-    async def _send(self, job_id: int) -> Job:
+    async def _send(self, job_id: int, *, by_operator: bool = False) -> Job:
         job = self.journal.jobs.get(job_id)
         if job.state not in (JobState.QUEUED, JobState.UNKNOWN) or self.paused is not None:
             return job
         # A job whose outcome was ever unknown is re-sent only to reconcile: FAX.de's
-        # duplicate answer (-77) then means "you already have it", not an error.
-        # (Only a job sent before can have been unknown: no look at its history otherwise.)
-        reconciling = job.attempts > 0 and self.journal.jobs.first_unknown_at(job_id) is not None
+        # duplicate answer (-77) then means "you already have it", not an error — and only while
+        # FAX.de would still recognise the twin, unless the operator (who checked the FAX.de job
+        # list) says so. (Only a job sent before can have been unknown: no look at its history
+        # otherwise.)
+        ambiguity = self.journal.jobs.ambiguity(job_id) if job.attempts > 0 else None
+        reconciling = ambiguity is not None
+        if ambiguity is not None and not by_operator and self._window_passed(ambiguity):
+            return self._leave_to_operator(job)
         # Durable before the request leaves: a crash from here on leaves 'submitting', which the
         # next start turns into 'unknown' instead of sending again. Made durable before taking a
         # send slot, so that the fsync of the next jobs runs while the slots' calls are out:
@@ -290,6 +312,12 @@ class Outbound:
         job = self.journal.jobs.begin_submit(job_id, durable=False)
         await self.journal.sync_async()
         async with self._send_slots:
+            if ambiguity is not None and not by_operator and self._window_passed(ambiguity):
+                # The window closed while this re-send waited for a slot: it never left.
+                job = self.journal.jobs.mark_unknown(
+                    job.id, "the reconcile window closed before the re-send could leave; "
+                    "nothing was sent")
+                return self._leave_to_operator(job)
             crash_point("outbound.before_sendjob")
             # shield: a shutdown may cancel the waiting task, never the recording of the answer.
             return await asyncio.shield(self._call_and_record(job, reconciling))
@@ -376,21 +404,36 @@ class Outbound:
         self._paused_until = None
         self._wake.set()
 
+    def _window_passed(self, ambiguity: Ambiguity) -> bool:
+        """True once a re-send could fall outside FAX.de's duplicate check: the window counts from
+        the moment the first ambiguous request left, whatever the daemon did since."""
+        return next_reconcile_at(ambiguity, self._clock(), self.settings) is None
+
+    def _leave_to_operator(self, job: Job) -> Job:
+        log.error(
+            "job %d needs the operator: SendJob's outcome is unknown and the reconcile window has "
+            "passed (check the FAX.de job list, then `faxbridge retry %d` or `faxbridge cancel %d`)",
+            job.id, job.id, job.id,
+        )
+        return job
+
     def _schedule_reconcile(self, job: Job) -> None:
         """An unknown outcome, still fresh: send the identical request again; FAX.de's duplicate
         check answers -77 if the first one arrived, so the fax is never paid twice. Past the
-        reconcile window FAX.de may no longer recognise the twin, so the operator decides."""
-        first = self.journal.jobs.first_unknown_at(job.id) or self._clock()
-        remaining = first + self.settings.reconcile_window - self._clock()
-        if self.settings.reconcile_window <= 0 or remaining <= 0:
-            log.error(
-                "job %d needs the operator: SendJob's outcome is unknown "
-                "(check the FAX.de job list, then `faxbridge retry %d` or `faxbridge cancel %d`)",
-                job.id, job.id, job.id,
-            )
+        reconcile window FAX.de may no longer recognise the twin, so the operator decides.
+
+        The next re-send is timed from the last request's durable departure, so a restart (or a
+        crash loop) neither re-arms the delay nor extends the window: a daemon back after a short
+        stop re-sends at once, one back after the window leaves the job to the operator."""
+        ambiguity = self.journal.jobs.ambiguity(job.id)
+        if ambiguity is None:  # not from a SendJob of ours (an operator's edit): nothing to time
             return
-        delay = min(self.settings.initial_delay * (2 ** max(0, job.attempts - 1)), remaining / 2)
-        asyncio.get_running_loop().call_later(max(delay, 0.01), self._reconcile, job.id)
+        now = self._clock()
+        due = next_reconcile_at(ambiguity, now, self.settings)
+        if due is None:
+            self._leave_to_operator(job)
+            return
+        asyncio.get_running_loop().call_later(max(due - now, 0.01), self._reconcile, job.id)
 
     def _reconcile(self, job_id: int) -> None:
         if self._stopping:
@@ -421,20 +464,16 @@ class Outbound:
     def awaiting_operator(self) -> list[int]:
         """Jobs whose SendJob outcome stayed unknown past the reconcile window: only the operator
         can tell now (the FAX.de job list, then `faxbridge retry` or `faxbridge cancel`)."""
-        now = self._clock()
-        stuck = []
-        for job in self.journal.jobs.in_states(JobState.UNKNOWN):
-            first = self.journal.jobs.first_unknown_at(job.id) or now
-            if first + self.settings.reconcile_window <= now and job.id not in self._in_flight:
-                stuck.append(job.id)
-        return stuck
+        return awaiting_operator(
+            self.journal, self.settings.reconcile_window, self._clock(), busy=self._in_flight.keys())
 
     async def retry_unknown(self, job_id: int) -> Job:
         """Operator: send an 'unknown' job again (FAX.de's -77 guards against a double send)."""
         job = self.journal.jobs.get(job_id)
         if job.state is not JobState.UNKNOWN:
             raise FaxbridgeError(f"job {job_id} is {job.state}, not unknown; nothing to retry")
-        return await self.send_now(job_id)
+        task = self._in_flight.get(job_id) or self._start_send(job_id, by_operator=True)
+        return await task
 
     # -- status ----------------------------------------------------------------------------
 
@@ -547,6 +586,22 @@ class Outbound:
     @property
     def in_flight(self) -> int:
         return len(self._in_flight)
+
+
+def awaiting_operator(
+    journal: Journal, reconcile_window: float, now: float, busy: Collection[int] = ()
+) -> list[int]:
+    """Ids of the 'unknown' jobs past their reconcile window (and not being sent right now):
+    those the daemon will not re-send by itself. Also for the CLI, without a running daemon."""
+    stuck = []
+    for job in journal.jobs.in_states(JobState.UNKNOWN):
+        if job.id in busy:
+            continue
+        ambiguity = journal.jobs.ambiguity(job.id)
+        window = OutboundSettings(reconcile_window=reconcile_window)
+        if ambiguity is None or next_reconcile_at(ambiguity, now, window) is None:
+            stuck.append(job.id)
+    return stuck
 
 
 def _summarise(rows: Any) -> str:

@@ -168,7 +168,7 @@ def test_a_crash_during_submit_leaves_an_unknown_job_not_a_queued_one(tmp_path: 
         job = journal.jobs.get(job.id)
         assert job.state is JobState.UNKNOWN and "may have the job" in job.last_error
         assert journal.jobs.due_for_submit(now=1e12) == []
-        assert journal.jobs.first_unknown_at(job.id) is not None
+        assert journal.jobs.ambiguity(job.id) is not None
 
 
 def test_due_queries_respect_times(journal: Journal, clock: FakeClock) -> None:
@@ -258,3 +258,30 @@ def test_group_commit_shares_fsyncs_and_never_returns_early(tmp_path: Path) -> N
     assert 1 <= len(fsyncs) < 50
     assert threading.active_count() >= 1
     journal.close()
+
+
+def test_the_ambiguity_counts_from_the_request_that_left_not_from_the_restart(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Issue 14: a crash records 'unknown' only at the next start; the window must not start there."""
+    state = tmp_path / "state"
+    with Journal.open(state, clock=clock) as journal:
+        job, _ = add(journal)
+        assert journal.jobs.ambiguity(job.id) is None
+        journal.jobs.begin_submit(job.id)  # a transient failure first: certainly not sent
+        journal.jobs.mark_retry(job.id, "HTTP 500", None, next_attempt_at=clock.now)
+        clock.now += 10
+        left = clock.now
+        journal.jobs.begin_submit(job.id)  # this request leaves, then the daemon dies
+    clock.now += 300
+    with Journal.open(state, clock=clock) as journal:
+        journal.jobs.recover_interrupted()
+        ambiguity = journal.jobs.ambiguity(job.id)
+        assert ambiguity is not None
+        assert (ambiguity.since, ambiguity.last_sent, ambiguity.resends) == (left, left, 0)
+        clock.now += 5
+        journal.jobs.begin_submit(job.id)  # a reconciling re-send, dropped again
+        journal.jobs.mark_unknown(job.id, "connection dropped")
+        ambiguity = journal.jobs.ambiguity(job.id)
+        assert ambiguity is not None
+        assert (ambiguity.since, ambiguity.last_sent, ambiguity.resends) == (left, clock.now, 1)

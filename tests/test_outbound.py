@@ -363,3 +363,25 @@ def test_content_key_depends_on_every_part(tmp_path, pdf) -> None:
 @pytest.mark.parametrize("attempt, expected", [(1, 30), (2, 60), (3, 120), (8, 3600), (20, 3600)])
 def test_backoff_doubles_up_to_the_cap(attempt: int, expected: float) -> None:
     assert backoff(attempt, 30, 3600) == expected
+
+
+@pytest.mark.parametrize(
+    ("since", "last_sent", "resends", "now", "due"),
+    [
+        (0, 0, 0, 0, 4),  # the first re-send: initial_delay after the request that left
+        (0, 4, 1, 4, 12),  # then doubled: 8 s after the last one
+        (30, 40, 3, 40, 56),  # capped at max_delay (16 s), never 32
+        (0, 0, 0, 30, 30),  # back from a 30 s outage: at once, not initial_delay after the start
+        (0, 48, 1, 50, 55),  # late in the window: half of what is left, not the full 8 s
+        (0, 0, 0, 60, None),  # the window has passed: the operator decides
+        (0, 59, 5, 61, None),  # re-sends and restarts do not stretch it
+    ],
+)
+def test_reconcile_resends_follow_the_backoff_and_never_the_restart(
+    since: float, last_sent: float, resends: int, now: float, due: float | None
+) -> None:
+    from faxbridge.journal.jobs import Ambiguity
+    from faxbridge.outbound import next_reconcile_at
+
+    settings = OutboundSettings(initial_delay=4, max_delay=16, reconcile_window=60)
+    assert next_reconcile_at(Ambiguity(since, last_sent, resends), now, settings) == due

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from faxbridge.errors import DuplicateJobError, JournalError
@@ -70,6 +71,15 @@ _NEW_ROW: dict[str, Any] = {
 
 # Jobs that do not count as "already sent" when the same content comes again.
 _NOT_DUPLICATES = (JobState.REJECTED.value, JobState.CANCELLED.value)
+
+
+@dataclass(frozen=True)
+class Ambiguity:
+    """A job whose SendJob outcome became unknown: the times that bound its reconciliation."""
+
+    since: float  # the first request whose outcome is unknown left then (epoch seconds)
+    last_sent: float  # the latest request (that one, or a reconciling re-send) left then
+    resends: int  # reconciling re-sends begun since
 
 
 class TransitionError(JournalError):
@@ -335,13 +345,29 @@ class JobsTable:
         )
         return rows[0]["t"] if rows else None
 
-    def first_unknown_at(self, job_id: int) -> float | None:
-        """When the job's SendJob outcome first became unknown (None: never)."""
+    def ambiguity(self, job_id: int) -> Ambiguity | None:
+        """When the first SendJob request whose outcome is unknown left, and what came after it
+        (None: no outcome of this job was ever unknown).
+
+        Read from the durable 'submitting' events, each written and fsynced before its request
+        left: a crash, a restart or a long stop cannot move these times, so the reconcile window
+        counted from them cannot be stretched by anything that happens to the daemon."""
         rows = self._journal.query(
-            "SELECT MIN(at) AS t FROM job_events WHERE job_id = ? AND to_state = ?",
-            (job_id, JobState.UNKNOWN.value),
+            "SELECT"
+            " (SELECT MAX(s.at) FROM job_events s WHERE s.job_id = :id AND s.to_state = :submitting"
+            "   AND s.id < first.id) AS since,"
+            " (SELECT MAX(s.at) FROM job_events s WHERE s.job_id = :id AND s.to_state = :submitting)"
+            "   AS last_sent,"
+            " (SELECT COUNT(*) FROM job_events s WHERE s.job_id = :id AND s.to_state = :submitting"
+            "   AND s.id > first.id) AS resends"
+            " FROM (SELECT MIN(id) AS id FROM job_events WHERE job_id = :id AND to_state = :unknown)"
+            " AS first WHERE first.id IS NOT NULL",
+            {"id": job_id, "submitting": JobState.SUBMITTING.value, "unknown": JobState.UNKNOWN.value},
         )
-        return rows[0]["t"] if rows else None
+        if not rows or rows[0]["since"] is None:
+            return None
+        row = rows[0]
+        return Ambiguity(since=row["since"], last_sent=row["last_sent"], resends=row["resends"])
 
     def events(self, job_id: int) -> list[tuple[str | None, str, str]]:
         rows = self._journal.query(

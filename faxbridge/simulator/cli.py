@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--password", help=f"the password to accept (default: ${PASSWORD_ENV}, else 'secret')")
     parser.add_argument("--account-state", choices=[s.value for s in AccountState], default="active")
     parser.add_argument("--polls-until-done", type=int, default=1, help="JobStatus answers 'in progress' this often")
-    parser.add_argument("--duplicate-window", type=float, default=600.0, help="seconds in which a resend is -77")
+    parser.add_argument("--duplicate-window", type=float, default=60.0, help="seconds in which a resend is -77")
     parser.add_argument("--record-limit", type=int, default=1000,
                         help="keep only this many calls in the record, which holds every document (default: %(default)s)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request")

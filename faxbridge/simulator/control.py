@@ -39,7 +39,7 @@ class Simulator:
         password: str = "secret",
         account_state: AccountState | str = AccountState.ACTIVE,
         polls_until_done: int = 1,
-        duplicate_window: float = 600.0,
+        duplicate_window: float = 60.0,
         clock: Clock = utc_now,
         record_limit: int | None = None,
         **settings: Any,

@@ -30,7 +30,9 @@ class Settings:
     password: str = field(default="secret", repr=False)
     account_state: AccountState = AccountState.ACTIVE
     polls_until_done: int = 1  # JobStatus answers 6 this many times per job (taken when the job is created)
-    duplicate_window: float = 600.0  # seconds in which an identical SendJob is refused with -77
+    # Seconds in which an identical SendJob is refused with -77. FAX.de does not say how long; a minute
+    # is the realistic guess the crash campaigns use (a longer one would hide a late re-send).
+    duplicate_window: float = 60.0
     # "To dispose an email job / jobs with multiple recipients you need an according activation"
     # (FAXDE-API.md, SendJob, Note): both can be switched off to see the refusals.
     email_enabled: bool = True
