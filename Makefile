@@ -21,13 +21,15 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m faxbridge.demo
 
-# The long crash campaign of issue 8 (the quick one is part of `make test`): 200 kills with 30 %
-# of FAX.de calls failing, a minute of provider faults, memory and file descriptors over 1000 jobs.
+# The long crash campaign of issues 8 and 14 (the quick one is part of `make test`): 200 kills with 30 %
+# of FAX.de calls failing, FAX.de's duplicate window a minute and a 75 s crash loop; a minute of
+# provider faults; memory and file descriptors over 1000 jobs.
 # Prints its figures; what it leaves (logs, folders, journal) stays in $TMPDIR/faxbridge-chaos.
 # FAXBRIDGE_CHAOS_SEED=N repeats a run's choices.
 chaos: $(STAMP)
 	FAXBRIDGE_CHAOS_KILLS=$${FAXBRIDGE_CHAOS_KILLS:-200} FAXBRIDGE_CHAOS_FAULTS=$${FAXBRIDGE_CHAOS_FAULTS:-0.3} \
 	FAXBRIDGE_CHAOS_FAULT_SECONDS=$${FAXBRIDGE_CHAOS_FAULT_SECONDS:-60} FAXBRIDGE_CHAOS_JOBS=$${FAXBRIDGE_CHAOS_JOBS:-1000} \
+	FAXBRIDGE_CHAOS_WINDOW=$${FAXBRIDGE_CHAOS_WINDOW:-60} FAXBRIDGE_CHAOS_CRASH_LOOP=$${FAXBRIDGE_CHAOS_CRASH_LOOP:-75} \
 		$(BIN)/python -m pytest -q -s --basetemp=$${TMPDIR:-/tmp}/faxbridge-chaos tests/chaos
 
 bench: $(STAMP)

@@ -175,6 +175,13 @@ class Scale:
     max_life: float = 2.5  # a random kill comes within this many seconds of the start
     point_wait: float = 5.0  # how long a life with a crash point may take to reach it
     settle_timeout: float = 60.0  # seconds without any progress before settling counts as stuck
+    # How long FAX.de recognises an identical SendJob (-77), and the bridge's reconcile window
+    # (None: the same). The long campaign uses a realistic minute; an hour hid late re-sends.
+    provider_window: float = 4.0
+    reconcile_window: float | None = None
+    # After the lives, a crash loop this long: the daemon restarted and killed within a second or
+    # two, again and again, with outages between, while re-sends of unknown jobs fall due.
+    crash_loop: float = 0.0
 
 
 @dataclass
@@ -185,6 +192,7 @@ class Figures:
     points_hit: collections.Counter[str] = field(default_factory=collections.Counter)
     points_missed: collections.Counter[str] = field(default_factory=collections.Counter)
     seconds: float = 0.0
+    crash_loop_lives: int = 0
 
     @property
     def kills(self) -> int:
@@ -207,7 +215,7 @@ class Campaign:
         self.figures = Figures()
         self.simulator = Simulator(
             account=ACCOUNT, password=FAXDE_PASSWORD, state_dir=work / "simulator",
-            duplicate_window=3600, polls_until_done=1, record_limit=record_limit,
+            duplicate_window=scale.provider_window, polls_until_done=1, record_limit=record_limit,
         ).start()
         self.relay = Relay().start()
         self.smtp_port = free_port()
@@ -238,6 +246,7 @@ class Campaign:
                 "account": ACCOUNT, "password_file": str(password), "wsdl": sim.wsdl_url,
                 "endpoint": sim.url, "timeout": f"{TIMEOUT}s", "connect_timeout": "1s",
                 "retry": {"initial_delay": "100ms", "max_delay": "1s", "max_attempts": 12},
+                "reconcile_window": f"{self.scale.reconcile_window or self.scale.provider_window}s",
             },
             "state_dir": str(self.state_dir),
             "status": {"interval": "200ms", "max_interval": "500ms"},
@@ -451,7 +460,23 @@ class Campaign:
             else:
                 randoms -= 1
                 self.random_life()
+        self.crash_loop()
         self.figures.seconds = time.monotonic() - started
+
+    def crash_loop(self) -> None:
+        """Restarts and kills for ``scale.crash_loop`` seconds — longer than the windows — with
+        outages of up to half a window between lives: a re-send due in one life is cut short or
+        falls into an outage, and the window must hold all the same."""
+        ends = time.monotonic() + self.scale.crash_loop
+        while time.monotonic() < ends:
+            process, log = self.start_daemon()
+            time.sleep(self.rng.uniform(0.2, 1.5))
+            if process.poll() is not None:
+                raise AssertionError(f"the daemon exited by itself ({process.returncode}): {tail(log)}")
+            self.kill(process)
+            self.figures.random_kills += 1
+            self.figures.crash_loop_lives += 1
+            time.sleep(self.rng.uniform(0.0, self.scale.provider_window / 2))
 
     # -- settling --------------------------------------------------------------------------------
 
@@ -517,8 +542,11 @@ class Campaign:
                 ).fetchall()
                 if moving:
                     return f"{len(moving)} job(s) not at rest, e.g. {tuple(moving[0])}"
-                spooled = db.execute("SELECT COUNT(*) FROM smtp_mails WHERE state = 'spooled'"
-                                     " OR finished_at IS NULL").fetchone()[0]
+                # A mail waits unfinished, rightly, while one of its jobs waits for the operator.
+                spooled = db.execute(
+                    "SELECT COUNT(*) FROM smtp_mails m WHERE (state = 'spooled' OR finished_at IS NULL)"
+                    " AND NOT EXISTS (SELECT 1 FROM json_each(m.jobs) j JOIN jobs ON jobs.id = j.value"
+                    " WHERE jobs.state = 'unknown')").fetchone()[0]
                 if spooled:
                     return f"{spooled} mail(s) not finished"
                 inbound = db.execute("SELECT COUNT(*) FROM inbound WHERE state != 'deleted'").fetchone()[0]
@@ -607,7 +635,20 @@ def check_invariants(c: Campaign) -> Verdict:
     _check_faxes(c, v, inbound)
     _check_leftovers(c, v, jobs)
     _check_outgoing_mail(c, v, jobs, mails)
+    _check_logs(c, v)
     return v
+
+
+def _check_logs(c: Campaign, v: Verdict) -> None:
+    """A traceback in any life's log is a bug (issue 14): kills leave none, faults must not."""
+    for log in sorted(c.logs.glob("*.log")):
+        text = log.read_text(errors="replace")
+        count = text.count("Traceback (most recent call last)")
+        if count:
+            v.counts["tracebacks"] += count
+            start = text.index("Traceback (most recent call last)")
+            before = text.rfind("\n", 0, max(0, start - 1))
+            v.fail(f"{log.name}: {count} traceback(s), the first: {text[before + 1:start + 1500]}")
 
 
 def _check_outgoing_mail(c: Campaign, v: Verdict, jobs: list[dict[str, Any]], mails: list[dict[str, Any]]) -> None:
@@ -880,7 +921,10 @@ def summary(c: Campaign, v: Verdict) -> str:
         f"chaos campaign (seed {c.seed}): {f.lives} daemon lives"
         + (f", killed for {f.seconds:.0f} s" if f.kills else ""),
         f"  kills: {f.kills} ({f.random_kills} SIGKILL at random moments, {f.point_kills} at crash points;"
-        f" {len(f.points_hit)} of {len(POINTS)} points hit)",
+        f" {len(f.points_hit)} of {len(POINTS)} points hit; {f.crash_loop_lives} lives in a crash loop of"
+        f" {c.scale.crash_loop:.0f} s)",
+        f"  FAX.de's duplicate window {c.scale.provider_window:g} s, the bridge's reconcile window"
+        f" {c.scale.reconcile_window or c.scale.provider_window:g} s",
         f"  jobs: {jobs} ({v.counts['documents']} documents of which {v.counts['bad documents']} bad,"
         f" {v.counts['mails']} mails);"
         f" faxes received: {v.counts['faxes']}",
@@ -889,7 +933,7 @@ def summary(c: Campaign, v: Verdict) -> str:
         f"  mails owed (reports, refusals, faxes by mail): {v.counts['mails owed']};"
         f" relayed {v.counts['mails relayed']}, {v.counts['mails relayed twice']} of them twice"
         " (a kill between the relay's 250 and the journal)",
-        f"  lost = {v.counts['lost']}, duplicated = {v.counts['duplicated']},"
+        f"  lost = {v.counts['lost']}, duplicated = {v.counts['duplicated']}, tracebacks = {v.counts['tracebacks']},"
         f" unknown awaiting the operator = {v.counts['documents unknown']},"
         f" mails refused as duplicates = {v.counts['mails refused as duplicates']}",
     ]
@@ -911,4 +955,15 @@ def scale_from_environment(default: Scale) -> Scale:
                                     point_wait=10.0)
     if faults:
         scale = dataclasses.replace(scale, fault_rate=float(faults))
+    # FAXBRIDGE_CHAOS_WINDOW=60 (FAX.de's duplicate window, s), FAXBRIDGE_CHAOS_RECONCILE=30 (the
+    # bridge's, s; default: the same), FAXBRIDGE_CHAOS_CRASH_LOOP=75 (s of restarts and kills).
+    window = os.environ.get("FAXBRIDGE_CHAOS_WINDOW")
+    if window:
+        scale = dataclasses.replace(scale, provider_window=float(window), crash_loop=float(window) * 1.25)
+    reconcile = os.environ.get("FAXBRIDGE_CHAOS_RECONCILE")
+    if reconcile:
+        scale = dataclasses.replace(scale, reconcile_window=float(reconcile))
+    loop = os.environ.get("FAXBRIDGE_CHAOS_CRASH_LOOP")
+    if loop:
+        scale = dataclasses.replace(scale, crash_loop=float(loop))
     return scale

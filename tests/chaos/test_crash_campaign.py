@@ -18,11 +18,13 @@ from faxbridge.crashpoints import POINTS
 
 from rig import FAXDE_PASSWORD, Campaign, Scale, check_invariants, leaks, scale_from_environment, summary
 
-QUICK = Scale(random_kills=10, fault_rate=0.1)
+# FAX.de's duplicate window 4 s and the bridge's the same, with a crash loop longer than both.
+QUICK = Scale(random_kills=10, fault_rate=0.1, provider_window=4.0, crash_loop=6.0)
 SCALE = scale_from_environment(QUICK)
 SEED = int(os.environ.get("FAXBRIDGE_CHAOS_SEED", "8"))
 # Lives, the settling, the checks: generous, so a slow CI machine fails on an invariant, not a clock.
-BUDGET = (SCALE.random_kills + 2 * len(POINTS)) * (SCALE.point_wait + 1) + 10 * SCALE.settle_timeout + 60
+BUDGET = ((SCALE.random_kills + 2 * len(POINTS)) * (SCALE.point_wait + 1) + 10 * SCALE.settle_timeout + 60
+          + 2 * SCALE.crash_loop)
 
 
 @pytest.mark.timeout(BUDGET)
