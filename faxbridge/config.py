@@ -218,6 +218,9 @@ class FaxdeConfig:
     # first); later, the operator decides. 0: always the operator. FAX.de does not say how long
     # it recognises a twin: 30 s is a cautious guess (README, "How a job lives").
     reconcile_window: float = 30.0
+    # Where FAX.de can reach the daemon's HTTP server for its status callback (STATURL): a JobId lost
+    # with a SendJob answer is found again (README, "How a job lives"). None: no callback.
+    callback_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -545,7 +548,18 @@ def _faxde(value: Any, path: str, ctx: _Context) -> FaxdeConfig:
         concurrency=_opt(data, "concurrency", path, FaxdeConfig, _int_range(1, 64)),
         retry=retry,
         reconcile_window=_opt(data, "reconcile_window", path, FaxdeConfig, _duration),
+        callback_url=_opt(data, "callback_url", path, FaxdeConfig, _optional(_callback_url)),
     )
+
+
+def _callback_url(value: Any, path: str) -> str:
+    from faxbridge.callbacks import check_base_url
+
+    url = _str(value, path).strip()
+    problem = check_base_url(url)
+    if problem:
+        raise ConfigError(path, problem)
+    return url.rstrip("/")
 
 
 def _account(value: Any, path: str) -> str:

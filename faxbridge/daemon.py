@@ -22,6 +22,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from faxbridge import cli_outbox, logs
 from faxbridge.adapters import systemd
+from faxbridge.callbacks import CallbackTokens
 from faxbridge.errors import FaxbridgeError
 from faxbridge.journal import Journal
 from faxbridge.model import Job
@@ -96,11 +97,13 @@ class Services:
             self.journal.close()
             raise
         self.calls = ProviderCalls(provider, concurrency=self.config.faxde.concurrency)
+        callback_url = self.config.faxde.callback_url
         self.outbound = Outbound(
             self.journal,
             self.calls,
             check_recipient=number_check(self.config.numbers.policy()),
             settings=outbound_settings(self.config),
+            callbacks=CallbackTokens.load(Path(self.config.state_dir), callback_url) if callback_url else None,
         )
         # Whichever process sees a `faxbridge send` job end (the command with --wait, or the
         # daemon) removes the copies it was sent from.

@@ -86,9 +86,11 @@ ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.SUBMITTING: frozenset(
         {JobState.SUBMITTED, JobState.QUEUED, JobState.REJECTED, JobState.UNKNOWN, JobState.CONFIRMED}
     ),
-    # An unknown outcome is resolved by the operator: re-send (FAX.de's duplicate answer -77
-    # tells if the first one arrived), or give up.
-    JobState.UNKNOWN: frozenset({JobState.SUBMITTING, JobState.REJECTED, JobState.CANCELLED}),
+    # An unknown outcome is resolved by a re-send (FAX.de's duplicate answer -77 tells if the
+    # first one arrived), by FAX.de's status callback naming the JobId, or by the operator.
+    JobState.UNKNOWN: frozenset(
+        {JobState.SUBMITTING, JobState.SUBMITTED, JobState.REJECTED, JobState.CANCELLED}
+    ),
     JobState.SUBMITTED: frozenset(
         {JobState.DELIVERED, JobState.PARTIAL, JobState.FAILED, JobState.CANCELLED}
     ),

@@ -9,6 +9,7 @@ SendJob whose outcome is unknown is never repeated blindly.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from faxbridge.callbacks import CallbackTokens
 from faxbridge.crashpoints import crash_point
 from faxbridge.errors import DocumentError, FaxbridgeError, ProviderError
 from faxbridge.journal import Journal
@@ -135,8 +137,10 @@ class Outbound:
         check_recipient: RecipientCheck,
         settings: OutboundSettings = OutboundSettings(),
         clock: Callable[[], float] = time.time,
+        callbacks: CallbackTokens | None = None,
     ) -> None:
         self.journal = journal
+        self.callbacks = callbacks  # FAX.de's status callback (STATURL), where one is reachable
         self.provider = provider
         self.settings = settings
         self._check_recipient = check_recipient
@@ -322,9 +326,17 @@ class Outbound:
             # shield: a shutdown may cancel the waiting task, never the recording of the answer.
             return await asyncio.shield(self._call_and_record(job, reconciling))
 
+    def _request_to_send(self, job: Job) -> SendRequest:
+        """The journaled request, with our STATURL where a callback address is configured (and the
+        sender set none): derived from the job's id alone, so every re-send is identical."""
+        if self.callbacks is None or any(key == "STATURL" for key, _ in job.request.options):
+            return job.request
+        return dataclasses.replace(
+            job.request, options=(*job.request.options, ("STATURL", self.callbacks.url(job.id))))
+
     async def _call_and_record(self, job: Job, reconciling: bool) -> Job:
         try:
-            accepted = await self.provider.send_job(job.request)
+            accepted = await self.provider.send_job(self._request_to_send(job))
         except ProviderError as exc:
             return await self._record_failure(job, exc, reconciling)
         except DocumentError as exc:  # gone or changed while being sent: the request was cut short
@@ -474,6 +486,38 @@ class Outbound:
             raise FaxbridgeError(f"job {job_id} is {job.state}, not unknown; nothing to retry")
         task = self._in_flight.get(job_id) or self._start_send(job_id, by_operator=True)
         return await task
+
+    async def on_callback(self, job_id: int, faxde_job_id: int, result: str) -> None:
+        """FAX.de called our STATURL: job ``job_id`` is its ``faxde_job_id`` and has ended. For a job
+        whose JobId was lost (unknown, confirmed) this is the missing piece; for any other it only
+        hurries the next JobStatus. Idempotent: FAX.de may call once per recipient."""
+        job = self.journal.jobs.find(job_id)
+        if job is None:
+            return
+        if job.state is JobState.SUBMITTING:  # a re-send is in flight: apply once it is recorded
+            task = self._in_flight.get(job_id)
+            if task is not None:
+                task.add_done_callback(lambda _t: asyncio.get_running_loop().create_task(
+                    self.on_callback(job_id, faxde_job_id, result), name=f"callback-job-{job_id}"))
+            return
+        detail = f"FAX.de's status callback: JobId {faxde_job_id}, result {result or '?'}"
+        if job.state is JobState.UNKNOWN:
+            job = self.journal.jobs.learn_job_id(job_id, faxde_job_id, detail, next_poll_at=self._clock())
+            log.warning("job %d: FAX.de has it after all (JobId %d, %s): no re-send needed",
+                        job_id, faxde_job_id, result or "?")
+            await self.poll(job)
+        elif job.state is JobState.CONFIRMED and job.faxde_job_id is None:
+            job = self.journal.jobs.learn_job_id(job_id, faxde_job_id, detail, next_poll_at=self._clock())
+            log.info("job %d: its lost JobId is %d (FAX.de's status callback)", job_id, faxde_job_id)
+            try:
+                report = await self.provider.job_status(faxde_job_id)
+            except ProviderError as exc:
+                log.warning("job %d: JobStatus of the found JobId failed: %s", job_id, exc)
+                return
+            if report.finished:
+                await self._finish(self.journal.jobs.complete_report(job_id, report))
+        elif job.state is JobState.SUBMITTED and job.faxde_job_id == faxde_job_id:
+            await self.poll(job)
 
     # -- status ----------------------------------------------------------------------------
 

@@ -183,6 +183,35 @@ class JobsTable:
             finished=True, last_error="", last_error_code=-77,
         )
 
+    def learn_job_id(self, job_id: int, faxde_job_id: int, detail: str, next_poll_at: float) -> Job:
+        """A lost JobId found again (FAX.de's status callback). An unknown job becomes submitted and
+        is polled from ``next_poll_at``; a confirmed one keeps its state and gets the JobId."""
+        job = self.get(job_id)
+        if job.state is JobState.UNKNOWN:
+            return self._move(job_id, JobState.SUBMITTED, detail, faxde_job_id=faxde_job_id,
+                              next_poll_at=next_poll_at, last_error="", last_error_code=None)
+        if job.state is not JobState.CONFIRMED or job.faxde_job_id is not None:
+            raise TransitionError(f"job {job_id} is {job.state}: no JobId to learn")
+        with self._journal.transaction() as db:
+            db.execute("UPDATE jobs SET faxde_job_id = ?, updated_at = ? WHERE id = ?",
+                       (faxde_job_id, self._journal.clock(), job_id))
+            _event(db, job_id, self._journal.clock(), JobState.CONFIRMED, JobState.CONFIRMED, detail)
+        return self.get(job_id)
+
+    def complete_report(self, job_id: int, report: JobStatusReport) -> Job:
+        """A confirmed job's delivery report, once its JobId was found again: stored, and the job
+        reported anew (its reporter writes the complete report over the one without results)."""
+        with self._journal.transaction() as db:
+            db.execute(
+                "UPDATE jobs SET send_result = ?, status_file = ?, reported_at = NULL, updated_at = ?"
+                " WHERE id = ? AND state = ?",
+                (report.send_result, report.status_file, self._journal.clock(), job_id,
+                 JobState.CONFIRMED.value),
+            )
+            _event(db, job_id, self._journal.clock(), JobState.CONFIRMED, JobState.CONFIRMED,
+                   f"delivery report from FAX.de: {report.send_result or 'see the status file'}")
+        return self.get(job_id)
+
     def mark_cancelled(self, job_id: int, detail: str = "cancelled") -> Job:
         return self._move(job_id, JobState.CANCELLED, detail, finished=True)
 

@@ -198,6 +198,14 @@ class Simulator:
     def job(self, job_id: int) -> SimJob:
         return self.service.job(job_id)
 
+    @property
+    def status_calls(self) -> list[tuple[str, int | str]]:
+        """The STATURL calls made so far: (URL, HTTP status or the error)."""
+        return list(self.service.status_calls)
+
+    def wait_for_status_calls(self, count: int, timeout: float = 15.0) -> list[tuple[str, int | str]]:
+        return self.service.wait_for_status_calls(count, timeout)
+
     def finish_job(self, job_id: int) -> SimJob:
         """Finish a pending job now (results from set_result), without waiting for polls or its send time."""
         return self.service.finish_now(job_id)

@@ -15,6 +15,9 @@ import json
 import logging
 import math
 import threading
+import urllib.error
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,6 +77,9 @@ class Service:
         self._results: dict[str, tuple[str, str | None]] = {}
         # Per recipient: the code SendJob refuses it with (-5 blocked, 9 blacklisted, 45 premium …).
         self._refusals: dict[str, int] = {}
+        # STATURL calls made when jobs ended: (URL, HTTP status or the error), for tests to read.
+        self.status_calls: list[tuple[str, int | str]] = []
+        self._calls_done = threading.Condition()
 
     # ---- dispatch -----------------------------------------------------------------------------
 
@@ -318,6 +324,30 @@ class Service:
         job.finished_at = now
         self._store.save(self._state)
         log.info("job %s finished: %s", job.job_id, ", ".join(r.result for r in job.recipients))
+        urls = status_urls(job)
+        if urls:  # FAX.de calls the job's STATURL once it has ended, once per recipient
+            threading.Thread(target=self._call_status_urls, args=(urls,), name=f"staturl-{job.job_id}",
+                             daemon=True).start()
+
+    def _call_status_urls(self, urls: list[str]) -> None:
+        for url in urls:
+            try:
+                with urllib.request.urlopen(url, timeout=10) as answer:
+                    outcome: int | str = answer.status
+            except urllib.error.HTTPError as error:
+                outcome = error.code
+            except OSError as error:
+                outcome = f"{type(error).__name__}: {error}"
+            log.info("STATURL called: %s", outcome)
+            with self._calls_done:
+                self.status_calls.append((url, outcome))
+                self._calls_done.notify_all()
+
+    def wait_for_status_calls(self, count: int, timeout: float = 15.0) -> list[tuple[str, int | str]]:
+        """Block until ``count`` STATURL calls were made (tests); returns them all."""
+        with self._calls_done:
+            self._calls_done.wait_for(lambda: len(self.status_calls) >= count, timeout)
+            return list(self.status_calls)
 
     def _report(self, job: SimJob) -> dict[str, Any]:
         single = len(job.recipients) == 1
@@ -479,6 +509,31 @@ def _sidecar_meta(sidecar: Path) -> dict[str, Any]:
 
 def _age(fax: InboundFax) -> tuple[dt.datetime, int]:
     return (fax.received_at or dt.datetime.min.replace(tzinfo=dt.timezone.utc), fax.fax_id)
+
+
+def status_urls(job: SimJob) -> list[str]:
+    """The job's STATURL with FAX.de's placeholders filled in, one per recipient (FAXDE-API.md,
+    "Parameter Options"); empty without the option."""
+    template = next((option[len("STATURL="):] for option in job.options.split(";")
+                     if option.upper().startswith("STATURL=")), "")
+    if not template:
+        return []
+    if "://" not in template:
+        template = "http://" + template
+    finished = job.finished_at or dt.datetime.now(dt.timezone.utc)
+    urls = []
+    for recipient in job.recipients:
+        values = {
+            "$JID": str(job.job_id), "$RCV": recipient.address, "$STAT": recipient.result.upper().replace("-", ""),
+            "$MSGGS": str(recipient.pages), "$COST": "0.00", "$RID": recipient.remote_id, "$CID": recipient.reference,
+            "$DATE": finished.strftime("%d.%m.%y"), "$TIME": finished.strftime("%H:%M:%S"),
+            "$SEC": recipient.duration or "0", "$RET": "0", "$COD": "MMR", "$SPD": "14400",
+        }
+        url = template
+        for token in sorted(values, key=len, reverse=True):  # $MSGGS before a shorter look-alike
+            url = url.replace(token, urllib.parse.quote(values[token], safe=""))
+        urls.append(url)
+    return urls
 
 
 def _fingerprint(p: dict[str, Any], job_type: JobType, names: list[str], hashes: list[str]) -> str:
