@@ -208,6 +208,8 @@ class PrintEdge:
         try:
             if not _user_allowed(header.user, self.config.allowed_users):
                 raise intake.PrintRefused(f"the print user {header.user!r} may not send faxes (print.allowed_users)")
+            if not data:
+                raise intake.PrintRefused("the print system handed over an empty document (did a CUPS filter fail? see its error_log)")
             if not data.startswith(b"%PDF"):
                 raise intake.PrintRefused("the printed document is not a PDF (is the queue set up with faxbridge cups install?)")
             planned = await asyncio.to_thread(
