@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import img2pdf
+import pikepdf
 import pypdfium2
 import pypdfium2.raw as pdfium_c
 
@@ -69,21 +70,23 @@ def write_pages(source: Path, pages: Iterable[int], codes: Sequence[Code], targe
     for code in codes:
         by_page.setdefault(code.page, []).append(code)
     source_pdf = pypdfium2.PdfDocument(str(source))
-    out = pypdfium2.PdfDocument.new()
+    # Assembled with pikepdf, deterministically (no creation date, an /ID from the content): the
+    # same letter printed twice must be the same bytes, or duplicate suppression cannot see it.
+    out = pikepdf.Pdf.new()
     try:
-        for position, number in enumerate(wanted):
-            page_codes = by_page.get(number)
-            if not page_codes:
-                out.import_pages(source_pdf, [number - 1], index=position)
-                continue
-            rendered = pypdfium2.PdfDocument(_whited_out_page(source_pdf, number - 1, page_codes, dpi))
-            try:
-                out.import_pages(rendered, [0], index=position)
-            finally:
-                rendered.close()
-        buffer = io.BytesIO()
-        out.save(buffer)
-        target.write_bytes(buffer.getvalue())
+        with pikepdf.open(source) as original:
+            rendered: list[pikepdf.Pdf] = []
+            for number in wanted:
+                page_codes = by_page.get(number)
+                if not page_codes:
+                    out.pages.append(original.pages[number - 1])
+                    continue
+                image_pdf = pikepdf.open(io.BytesIO(_whited_out_page(source_pdf, number - 1, page_codes, dpi)))
+                rendered.append(image_pdf)
+                out.pages.append(image_pdf.pages[0])
+            out.save(target, deterministic_id=True)
+            for image_pdf in rendered:
+                image_pdf.close()
     finally:
         out.close()
         source_pdf.close()

@@ -253,7 +253,9 @@ class PrintEdge:
                 intake.write_letter(source, letter, target, whole_document=len(planned) == 1)
                 with open(target, "rb") as f:
                     os.fsync(f.fileno())
-                documents = (Document(f"fax-{_safe(header.job)}-{number}.pdf", target),)
+                # Named after the title, not the CUPS job: the same letter printed twice is the
+                # same fax (duplicate suppression compares the names too).
+                documents = (Document(f"{_safe(header.title) or 'fax'}.pdf", target),)
             request = SendRequest(
                 job_type=letter.job_type,
                 recipients=tuple(Recipient(n) for n in letter.recipients),

@@ -102,14 +102,14 @@ def _checked(letter: Letter, texts: list[str], check: Check, *, from_codes: bool
     job_type = JobType(letter.job_type)
     recipients: list[str] = []
     number_codes = [c for c in letter.codes if c.kind == "number"] if from_codes else []
-    sources: list[tuple[str, int | None]] = (
-        [(n, c.page) for c in number_codes for n in split_numbers(c.value)] if from_codes
-        else [(n, None) for n in letter.numbers])
-    for raw, page in sources:
+    sources: list[tuple[str, int | None, str]] = (
+        [(n, c.page, c.value) for c in number_codes for n in split_numbers(c.value)] if from_codes
+        else [(n, None, n) for n in letter.numbers])
+    for raw, page, written in sources:
         try:
             number = check(raw, job_type.value)
         except FaxbridgeError as exc:
-            problem = f"@@NUMBER {raw}@@: {exc}" if page is not None else f"recipient {exc}"
+            problem = f"@@NUMBER {written}@@: {exc}" if page is not None else f"recipient {exc}"
             raise ControlCodeError(page, problem) from None
         if number not in recipients:
             recipients.append(number)
