@@ -152,6 +152,7 @@ def job_summary(job: Job) -> dict[str, Any]:
         "error": job.last_error,
         "error_code": job.last_error_code,
         "source": job.source,
+        "sender": job.meta.get("sender"),  # the print user (print channel)
         "created": job.created_at.isoformat() if job.created_at else None,
         "finished": job.finished_at.isoformat() if job.finished_at else None,
     }
@@ -161,7 +162,7 @@ def _print_job(job: Job) -> None:
     s = job_summary(job)
     print(f"job {s['job']}: {s['state']}")
     for key in ("type", "recipients", "documents", "faxde_job_id", "recipients_count",
-                "page_count", "send_result", "error", "source", "created", "finished"):
+                "page_count", "send_result", "error", "source", "sender", "created", "finished"):
         value = s[key]
         if value not in (None, "", []):
             print(f"  {key.replace('_', ' ')}: {', '.join(value) if isinstance(value, list) else value}")

@@ -477,6 +477,8 @@ def parse_config(
                 raise ConfigError(
                     f"inbound.routes[{i}].mail_to", "needs smtp.relay to send mail through"
                 )
+    if print_ is not None and print_.report_to and (smtp is None or smtp.relay is None):
+        raise ConfigError("print.report_to", "needs smtp.relay to send the report mails through")
     if smtp is not None:
         if not smtp.allowed_senders and not smtp.auth.users:
             raise ConfigError(

@@ -22,6 +22,7 @@ from faxbridge.journal import Journal
 from faxbridge.model import JobState
 from faxbridge.simulator import Fault, FaultKind, Simulator
 from conftest import wait_until
+from test_smtp_support import RelayServer, relay, smtp_section  # noqa: F401 (fixture)
 from textpdf import text_pdf, write_text_pdf
 
 
@@ -155,6 +156,20 @@ def test_a_delivered_letter_leaves_the_spool(printing: Callable[..., Any], simul
     assert not list(failed_dir(tmp_path).iterdir())
 
 
+@pytest.mark.timeout(60)
+def test_the_print_user_gets_a_report_mail(make_config: Callable[..., Path], run_daemon: Callable[..., Any],
+                                           simulator: Simulator, relay: RelayServer, tmp_path: Path) -> None:
+    run_daemon(make_config(
+        smtp=smtp_section(relay.port),
+        print={"socket": str(tmp_path / "print.sock"), "report_to": {"*": "{user}@example.com"}},
+    ))
+    pdf = text_pdf([["@@NUMBER +49301111111@@ @@SUBJECT Invoice 4711@@ hi"]])
+    assert backend(tmp_path, pdf, user="bob").returncode == CUPS_BACKEND_OK
+    (mail,) = relay.sink.wait_for(1, timeout=30)
+    assert mail.rcpt_tos == ["bob@example.com"]
+    assert mail.message["Subject"] == "Fax delivered: Invoice 4711"
+
+
 def test_socket_is_private(printing: Callable[..., Any], tmp_path: Path) -> None:
     printing()
     assert (tmp_path / "print.sock").stat().st_mode & 0o777 == 0o600
@@ -173,11 +188,15 @@ def test_print_section_config(tmp_path: Path) -> None:
     base = {"faxde": {"account": "1", "password": "x"}, "state_dir": str(tmp_path)}
     config = parse_config({**base, "print": None}, tmp_path)
     assert config.print == PrintConfig(spool_dir=tmp_path / "print", failed_dir=tmp_path / "print-failed")
-    config = parse_config({**base, "print": {"report_to": {"alice": "a@example.com", "*": "{user}@example.com"},
-                                             "allowed_users": ["alice", "bob"], "control_codes": False}}, tmp_path)
+    relay = {"domains": {"fax.example.com": "fax"}, "allowed_senders": ["*@example.com"], "relay": "127.0.0.1:25"}
+    with pytest.raises(ConfigError, match=r"^print.report_to: needs smtp.relay"):
+        parse_config({**base, "print": {"report_to": {"alice": "a@example.com"}}}, tmp_path)
+    config = parse_config({**base, "smtp": relay,
+                           "print": {"report_to": {"alice": "a@example.com", "*": "{user}@example.com"},
+                                     "allowed_users": ["alice", "bob"], "control_codes": False}}, tmp_path)
     assert config.print is not None and config.print.report_to["*"] == "{user}@example.com"
     with pytest.raises(ConfigError, match=r"^print.report_to.alice: expected a mail address"):
-        parse_config({**base, "print": {"report_to": {"alice": "nobody"}}}, tmp_path)
+        parse_config({**base, "smtp": relay, "print": {"report_to": {"alice": "nobody"}}}, tmp_path)
     with pytest.raises(ConfigError, match=r"^print.socks"):
         parse_config({**base, "print": {"socks": "/x"}}, tmp_path)
 
