@@ -105,6 +105,18 @@ def test_bad_input_is_refused_whole_and_kept(printing: Callable[..., Any], simul
 
 
 @pytest.mark.timeout(60)
+def test_a_broken_pdf_is_refused_and_kept(printing: Callable[..., Any], simulator: Simulator, tmp_path: Path) -> None:
+    printing()
+    broken = b"%PDF-1.4\n" + b"\x00garbage" * 50
+    done = backend(tmp_path, broken, options="fax-number=+4930123456")
+    assert done.returncode == CUPS_BACKEND_CANCEL
+    assert "not a readable PDF" in done.stderr
+    (kept,) = failed_dir(tmp_path).glob("*.pdf")
+    assert kept.read_bytes() == broken
+    assert not any((tmp_path / "state" / "print" / "letters").iterdir())
+
+
+@pytest.mark.timeout(60)
 def test_users_not_allowed_are_refused(printing: Callable[..., Any], simulator: Simulator, tmp_path: Path) -> None:
     printing(allowed_users=["alice"])
     done = backend(tmp_path, text_pdf([["x"]]), options="fax-number=+4930123456", user="mallory")

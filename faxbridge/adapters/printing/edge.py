@@ -220,6 +220,13 @@ class PrintEdge:
             where = await asyncio.to_thread(self._keep_failed, source, token, header, str(exc))
             log.warning("print: %s refused: %s (→ %s)", label, exc, where)
             return Reply(REFUSED, f"faxbridge refused the job: {exc}")
+        except OSError:
+            raise  # the spool, not the document: CUPS keeps the job and tries again
+        except Exception as exc:  # a document the PDF libraries choke on: kept, never retried forever
+            log.exception("print: %s: reading the document failed", label)
+            reason = f"the document could not be read ({type(exc).__name__}: {exc})"
+            await asyncio.to_thread(self._keep_failed, source, token, header, reason)
+            return Reply(REFUSED, f"faxbridge refused the job: {reason}")
         went: list[tuple[int, Job]] = []
         missed: list[tuple[int, str]] = []
         for number, (letter, request) in enumerate(checked, start=1):
@@ -251,8 +258,6 @@ class PrintEdge:
             documents: tuple[Document, ...] = ()
             if letter.job_type is not JobType.SMS:
                 intake.write_letter(source, letter, target, whole_document=len(planned) == 1)
-                with open(target, "rb") as f:
-                    os.fsync(f.fileno())
                 # Named after the title, not the CUPS job: the same letter printed twice is the
                 # same fax (duplicate suppression compares the names too).
                 documents = (Document(f"{_safe(header.title) or 'fax'}.pdf", target),)
@@ -287,7 +292,10 @@ class PrintEdge:
     # -- failures ----------------------------------------------------------------------------
 
     def _keep_failed(self, source: Path, token: str, header: PrintHeader, reason: str) -> Path:
-        """The printed document into failed/, with NAME.error.txt beside it."""
+        """The printed document into failed/, with NAME.error.txt beside it (letters written
+        before the refusal are dropped: none of them was journaled)."""
+        for letter in self.letters.glob(f"{token}-*.pdf"):
+            _discard(letter)
         name = _free_name(self.failed, f"{_safe(header.title) or 'print'}-{token}")
         target = self.failed / f"{name}.pdf"
         os.replace(source, target)

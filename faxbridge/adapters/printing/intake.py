@@ -8,6 +8,7 @@ before any letter is journaled, so a serial job is refused whole, with the page 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import shlex
 from collections.abc import Callable
@@ -127,7 +128,13 @@ def _checked(letter: Letter, texts: list[str], check: Check, *, from_codes: bool
 def write_letter(source: Path, planned: PlannedLetter, target: Path, *, whole_document: bool) -> None:
     """The letter's pages, codes whited out; the printed file itself when it is one letter without
     codes (nothing to hide, and the original is sharper than any rendering)."""
+    # Written aside and renamed: when CUPS retries a job whose first letters were journaled, the
+    # sender may be reading them right now; it keeps the old file (the bytes are the same).
+    temporary = target.with_name(f".{target.name}.tmp")
     if whole_document and not planned.letter.codes:
-        target.write_bytes(source.read_bytes())
-        return
-    coded_pdf.write_pages(source, planned.letter.pages, planned.letter.codes, target)
+        temporary.write_bytes(source.read_bytes())
+    else:
+        coded_pdf.write_pages(source, planned.letter.pages, planned.letter.codes, temporary)
+    with open(temporary, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(temporary, target)
