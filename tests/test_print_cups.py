@@ -193,6 +193,22 @@ def test_number_from_option_title_and_codes(print_setup: Path, cupsd: Cupsd, sim
 
 
 @pytest.mark.timeout(120)
+def test_postscript_goes_through_the_cups_filters(print_setup: Path, cupsd: Cupsd, simulator: Simulator,
+                                                   run_daemon: Callable[..., Any], tmp_path: Path) -> None:
+    run_daemon(print_setup)
+    pdf = write_text_pdf(tmp_path / "letter.pdf", [["A PostScript letter"], ["its second page"]])
+    postscript = tmp_path / "letter.ps"
+    subprocess.run(["pdftops", str(pdf), str(postscript)], check=True, timeout=60)
+    assert postscript.read_bytes().startswith(b"%!PS")
+    job = cupsd.lp("-d", "fax", "-t", "fax:+4930123456", str(postscript))
+    wait_until(lambda: len(sendjobs(simulator)) == 1, timeout=60, what="the SendJob for the PostScript job")
+    call = sendjobs(simulator)[0]
+    assert call.params["SendFile1"].startswith(b"%PDF")
+    assert [" ".join(page.split()) for page in sent_pages(call, tmp_path)] == ["A PostScript letter", "its second page"]
+    wait_done(cupsd, job)
+
+
+@pytest.mark.timeout(120)
 def test_serial_fax_of_three_letters(print_setup: Path, cupsd: Cupsd, simulator: Simulator,
                                      run_daemon: Callable[..., Any], tmp_path: Path) -> None:
     run_daemon(print_setup)
