@@ -27,7 +27,7 @@ from typing import Any
 from faxbridge.adapters.printing import intake
 from faxbridge.adapters.printing.wire import MAGIC, MAX_HEADER, OK, REFUSED, RETRY, PrintHeader, Reply
 from faxbridge.adapters.reports import fsync_dir, write_atomically
-from faxbridge.errors import DuplicateJobError, FaxbridgeError
+from faxbridge.errors import FaxbridgeError, JournalError
 from faxbridge.model import Document, Job, JobState, JobType, Recipient, SendRequest
 from faxbridge.outbound import mask_number, number_check
 
@@ -234,7 +234,12 @@ class PrintEdge:
             try:
                 job = await self.services.outbound.submit(
                     request, source=SOURCE, source_ref=f"{token}#{number}", meta=meta)
-            except (DuplicateJobError, FaxbridgeError) as exc:
+            except JournalError as exc:
+                # Nothing is acknowledged: CUPS sends the job again, and the letters journaled
+                # so far are found by their reference then, not journaled twice.
+                log.error("print: %s: the journal refused letter %d: %s", label, number, exc)
+                return Reply(RETRY, f"faxbridge cannot journal the job now ({exc})")
+            except FaxbridgeError as exc:  # a duplicate of a recent job, above all
                 missed.append((number, str(exc)))
                 continue
             went.append((number, job))
