@@ -193,7 +193,9 @@ def test_option_and_title_numbers() -> None:
     assert intake.option_numbers("job-uuid=x") == []
     assert intake.title_numbers("fax:+49 30 1234567") == ["+49301234567"]
     assert intake.title_numbers("Microsoft Word - Offer FAX: 030 123; 040 456") == ["030123", "040456"]
+    assert intake.title_numbers("Microsoft Word - fax_+4930123456.docx") == ["+4930123456"]
     assert intake.title_numbers("invoice.pdf") == []
+    assert intake.title_numbers("faxes 2024") == []
 
 
 def test_print_section_config(tmp_path: Path) -> None:

@@ -23,8 +23,9 @@ from faxbridge.model import JobType
 # -o fax-number=+4930…  (several: comma or semicolon between them)
 NUMBER_OPTIONS = ("fax-number", "fax-numbers", "faxnumber")
 # A title "fax:+49 30 1234567" (also "Invoice 7 fax:+4930…, +4940…": Windows puts the program's
-# name in front of the document's).
-_TITLE_NUMBERS = re.compile(r"(?i)\bfax:\s*(\+?[0-9][0-9 ()/.\-]*(?:[,;]\s*\+?[0-9][0-9 ()/.\-]*)*)")
+# name in front of the document's), or "fax_+4930…" where a colon cannot be typed (Windows file
+# names, which become the title).
+_TITLE_NUMBERS = re.compile(r"(?i)\bfax[:_]\s*(\+?[0-9][0-9 ()/.\-]*(?:[,;]\s*\+?[0-9][0-9 ()/.\-]*)*)")
 
 Check = Callable[[str, str], str]  # (number, purpose) → E.164, or raises (outbound.number_check)
 
@@ -61,7 +62,8 @@ def option_numbers(options: str) -> list[str]:
 
 def title_numbers(title: str) -> list[str]:
     match = _TITLE_NUMBERS.search(title)
-    return split_numbers(match.group(1)) if match else []
+    # "fax_+4930123456.docx": the dot before the extension is not part of the number.
+    return split_numbers(match.group(1).rstrip(" .-/(")) if match else []
 
 
 def plan_job(source: Path, options: str, title: str, *, control_codes: bool, check: Check) -> list[PlannedLetter]:
