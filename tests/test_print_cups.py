@@ -171,6 +171,7 @@ def test_number_from_option_title_and_codes(print_setup: Path, cupsd: Cupsd, sim
     wait_until(lambda: len(sendjobs(simulator)) == 1, timeout=30, what="the SendJob for the option")
     call = sendjobs(simulator)[0]
     assert recipients(call) == ["+49301234567", "+49405551234"]
+    assert call.params["SendFilename1"] == "plain.pdf"  # lp's title, the file name
     assert sent_pages(call, tmp_path) == ["Offer for you", "page two"]
     wait_done(cupsd, job)
 

@@ -265,7 +265,7 @@ class PrintEdge:
                 intake.write_letter(source, letter, target, whole_document=len(planned) == 1)
                 # Named after the title, not the CUPS job: the same letter printed twice is the
                 # same fax (duplicate suppression compares the names too).
-                documents = (Document(f"{_safe(header.title) or 'fax'}.pdf", target),)
+                documents = (Document(f"{_document_name(header.title)}.pdf", target),)
             request = SendRequest(
                 job_type=letter.job_type,
                 recipients=tuple(Recipient(n) for n in letter.recipients),
@@ -301,7 +301,7 @@ class PrintEdge:
         before the refusal are dropped: none of them was journaled)."""
         for letter in self.letters.glob(f"{token}-*.pdf"):
             _discard(letter)
-        name = _free_name(self.failed, f"{_safe(header.title) or 'print'}-{token}")
+        name = _free_name(self.failed, f"{_document_name(header.title)}-{token}")
         target = self.failed / f"{name}.pdf"
         os.replace(source, target)
         text = _error_text(header, reason, "Correct the document or the recipient and print it again.")
@@ -313,7 +313,7 @@ class PrintEdge:
                      went: list[tuple[int, Job]], missed: list[tuple[int, str]]) -> None:
         """Letters that did not go (duplicates): their PDFs into failed/, and one error file
         saying exactly which letters went and which did not."""
-        name = _free_name(self.failed, f"{_safe(header.title) or 'print'}-{token}")
+        name = _free_name(self.failed, f"{_document_name(header.title)}-{token}")
         lines = []
         for number, reason in missed:
             letter = checked[number - 1][0]
@@ -402,6 +402,11 @@ def _token(header: PrintHeader, data: bytes) -> str:
 
 def _safe(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._")[:60]
+
+
+def _document_name(title: str) -> str:
+    """The name FAX.de sees: the title without the extension lp puts there ("offer.pdf")."""
+    return _safe(re.sub(r"(?i)\.(pdf|ps|docx?|odt|xlsx?|ods|txt|html?)$", "", title.strip())) or "fax"
 
 
 def _free_name(folder: Path, stem: str) -> str:
