@@ -273,3 +273,21 @@ def test_no_recipient_fails_the_print_job_and_keeps_the_document(
                          timeout=30, what="the premium-number job to be cancelled")
     assert "page 1" in message and "0900" in message
     assert sendjobs(simulator) == []
+
+
+def test_install_and_uninstall(print_setup: Path, cupsd: Cupsd, make_config: Callable[..., Path],
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    listed = cupsd.run("lpstat", "-v", "fax").stdout
+    assert f"faxbridge:{print_setup.parent / 'run' / 'print.sock'}" in listed
+    assert cli_main(["cups", "uninstall", "--queue", "fax", "--backend-dir", str(cupsd.backend_dir)]) == 0
+    assert "fax" not in cupsd.run("lpstat", "-v").stdout
+    assert not (cupsd.backend_dir / "faxbridge").exists()
+    capsys.readouterr()
+    assert cli_main(["cups", "install", "--queue", "no way", "-c", str(print_setup),
+                     "--backend-dir", str(cupsd.backend_dir)]) == 1
+    assert "queue name 'no way'" in capsys.readouterr().err
+    # a config without a print section installs nothing and says why
+    without = make_config()  # (rewrites the test's config.yaml)
+    assert cli_main(["cups", "install", "--queue", "fax", "-c", str(without),
+                     "--backend-dir", str(cupsd.backend_dir)]) == 1
+    assert "has no print: section" in capsys.readouterr().err
