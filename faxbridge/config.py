@@ -892,6 +892,8 @@ def _print(value: Any, path: str, ctx: _Context, state_dir: Path) -> PrintConfig
         report_to=_opt(data, "report_to", path, PrintConfig, _report_to),
         max_size=_opt(data, "max_size", path, PrintConfig, _positive_size),
     )
+    if len(os.fsencode(config.socket)) > 107:  # sun_path holds 108 bytes with its NUL (unix(7))
+        raise ConfigError(_join(path, "socket"), f"{config.socket} is too long for a Unix socket (at most 107 bytes)")
     # Defaults are relative to state_dir too (the dataclass holds them as relative names).
     return dataclasses.replace(
         config, spool_dir=_under(state_dir, config.spool_dir), failed_dir=_under(state_dir, config.failed_dir))

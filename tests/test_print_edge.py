@@ -211,6 +211,8 @@ def test_print_section_config(tmp_path: Path) -> None:
     assert config.print is not None and config.print.report_to["*"] == "{user}@example.com"
     with pytest.raises(ConfigError, match=r"^print.report_to.alice: expected a mail address"):
         parse_config({**base, "smtp": relay, "print": {"report_to": {"alice": "nobody"}}}, tmp_path)
+    with pytest.raises(ConfigError, match=r"^print.socket: .* too long for a Unix socket"):
+        parse_config({**base, "print": {"socket": "/run/" + "x" * 120}}, tmp_path)
     with pytest.raises(ConfigError, match=r"^print.socks"):
         parse_config({**base, "print": {"socks": "/x"}}, tmp_path)
 
