@@ -202,7 +202,8 @@ def _parse_time(text: str | None) -> dt.datetime | None:
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args)
     print(f"{args.config}: OK ({len(config.hotfolders)} hotfolder(s), "
-          f"SMTP {'on' if config.smtp else 'off'}, inbound {'on' if config.inbound else 'off'})")
+          f"SMTP {'on' if config.smtp else 'off'}, inbound {'on' if config.inbound else 'off'}, "
+          f"print {'on' if config.print else 'off'})")
     return EXIT_OK
 
 
