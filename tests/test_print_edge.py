@@ -182,6 +182,22 @@ def test_the_print_user_gets_a_report_mail(make_config: Callable[..., Path], run
     assert mail.message["Subject"] == "Fax delivered: Invoice 4711"
 
 
+@pytest.mark.timeout(60)
+def test_codes_choose_sms_and_a_send_time(printing: Callable[..., Any], simulator: Simulator, tmp_path: Path) -> None:
+    printing()
+    pdf = text_pdf([["@@NUMBER +49 151 23456789@@ @@TYPE sms@@", "Your parcel is ready for pickup."],
+                    ["@@NUMBER +49301111111@@ @@SENDAT 2030-01-02T08:00+00:00@@ A later fax"]])
+    done = backend(tmp_path, pdf)
+    assert done.returncode == CUPS_BACKEND_OK, done.stderr
+    wait_until(lambda: len(sendjobs(simulator)) == 2, what="two SendJobs")
+    by_type = {c.params["JobType"]: c for c in sendjobs(simulator)}
+    sms, fax = by_type[1], by_type[0]
+    assert sms.params["Recipient"] == "+4915123456789"
+    assert sms.params["SendText"] == "Your parcel is ready for pickup."
+    assert not sms.params.get("SendFile1")
+    assert fax.params["SendDateTime"].year == 2030
+
+
 def test_socket_is_private(printing: Callable[..., Any], tmp_path: Path) -> None:
     printing()
     assert (tmp_path / "print.sock").stat().st_mode & 0o777 == 0o600
