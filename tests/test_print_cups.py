@@ -279,6 +279,10 @@ def test_install_and_uninstall(print_setup: Path, cupsd: Cupsd, make_config: Cal
                                capsys: pytest.CaptureFixture[str]) -> None:
     listed = cupsd.run("lpstat", "-v", "fax").stdout
     assert f"faxbridge:{print_setup.parent / 'run' / 'print.sock'}" in listed
+    assert "printer-is-shared=false" in cupsd.run("lpoptions", "-p", "fax").stdout
+    assert cli_main(["cups", "install", "--queue", "fax", "--shared", "-c", str(print_setup),
+                     "--backend-dir", str(cupsd.backend_dir)]) == 0
+    assert "printer-is-shared=true" in cupsd.run("lpoptions", "-p", "fax").stdout
     assert cli_main(["cups", "uninstall", "--queue", "fax", "--backend-dir", str(cupsd.backend_dir)]) == 0
     assert "fax" not in cupsd.run("lpstat", "-v").stdout
     assert not (cupsd.backend_dir / "faxbridge").exists()
