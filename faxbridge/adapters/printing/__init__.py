@@ -1,8 +1,8 @@
 """Printing: a CUPS queue whose backend hands each print job to the daemon over a Unix socket.
 
 Modules: wire (the hand-over's format, stdlib only), backend (the program CUPS runs for each job,
-stdlib only), intake (a print job → letters and their SendRequests), edge (the socket server, the
-spool and the reports), cups (``faxbridge cups install/uninstall``). The README's "Printing"
+stdlib only), intake (a print job → letters), edge (the socket server and the spool), outcome
+(failed/ with NAME.error.txt, report mails), cups (``faxbridge cups install/uninstall``). The README's "Printing"
 section says how to set it up and share the queue.
 """
 

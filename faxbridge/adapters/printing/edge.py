@@ -1,5 +1,5 @@
-"""The print edge: a Unix socket the CUPS backend hands print jobs to, the spool where their
-letters wait, and what becomes of them (failed/ with NAME.error.txt, report mails).
+"""The print edge: a Unix socket the CUPS backend hands print jobs to, and the spool where their
+letters wait until sent (what becomes of them afterwards: outcome).
 
 Why a socket and not a spool folder CUPS writes into: the backend can only exit 0 ("printed")
 once faxbridge has the job journaled, and must make CUPS keep the job while the daemon is down;
@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import email.message
 import hashlib
 import logging
 import os
@@ -25,16 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from faxbridge.adapters.printing import intake
+from faxbridge.adapters.printing.outcome import PrintOutcomes, discard, document_name, safe
 from faxbridge.adapters.printing.wire import MAGIC, MAX_HEADER, OK, REFUSED, RETRY, PrintHeader, Reply
 from faxbridge.adapters.reports import fsync_dir, write_atomically
 from faxbridge.errors import FaxbridgeError, JournalError
-from faxbridge.model import Document, Job, JobState, JobType, Recipient, SendRequest
-from faxbridge.outbound import mask_number, number_check
+from faxbridge.model import Document, Job, JobType, Recipient, SendRequest
+from faxbridge.outbound import number_check
 
 log = logging.getLogger(__name__)
 
 SOURCE = "print"
-SENT_STATES = frozenset({JobState.DELIVERED, JobState.PARTIAL, JobState.FAILED, JobState.CONFIRMED})
 _CONCURRENT_JOBS = 2  # print jobs checked at once: rendering pages is CPU work, two cores
 _SHUTDOWN_WAIT = 30.0
 _READ_CHUNK = 1 << 16
@@ -54,20 +52,20 @@ class PrintEdge:
         self._server: asyncio.AbstractServer | None = None
         self._socket_inode: int | None = None
         self._handlers: set[asyncio.Task[None]] = set()
-        self._relay: Any = None
+        self.outcomes = PrintOutcomes(services.journal, self.letters, self.failed)
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         letters = await asyncio.to_thread(self._prepare_folders)
         for orphan in self._orphans(letters):
-            await asyncio.to_thread(_discard, orphan)
-        self.services.outbound.add_reporter(SOURCE, self.report)
+            await asyncio.to_thread(discard, orphan)
         from faxbridge.adapters.relay import relay_for
 
-        self._relay = relay_for(self.services) if self.config.report_to else None
-        if self._relay is not None:
-            self._relay.start(self.services.scheduler)
+        self.outcomes.relay = relay_for(self.services) if self.config.report_to else None
+        if self.outcomes.relay is not None:
+            self.outcomes.relay.start(self.services.scheduler)
+        self.services.outbound.add_reporter(SOURCE, self.outcomes.report)
         listening = await asyncio.to_thread(self._bind)
         self._server = await asyncio.start_unix_server(self._accept, sock=listening, limit=MAX_HEADER)
         log.info("print: taking print jobs on %s", self.config.socket)
@@ -86,9 +84,9 @@ class PrintEdge:
 
     async def close(self) -> None:
         await self.stop_intake()
-        if self._relay is not None:
-            await self._relay.close()
-            self._relay = None
+        if self.outcomes.relay is not None:
+            await self.outcomes.relay.close()
+            self.outcomes.relay = None
 
     def _prepare_folders(self) -> list[Path]:
         """Create the folders; returns the letters in the spool (each checked against the journal)."""
@@ -98,7 +96,7 @@ class PrintEdge:
         # What arrived before a crash and was not answered "ok" is still in CUPS, which sends it
         # again: the half-taken copy is not needed.
         for leftover in self.incoming.iterdir():
-            _discard(leftover)
+            discard(leftover)
         return sorted(self.letters.iterdir())
 
     def _orphans(self, letters: list[Path]) -> list[Path]:
@@ -217,7 +215,7 @@ class PrintEdge:
                 control_codes=self.config.control_codes, check=self._check)
             checked = await asyncio.to_thread(self._write_letters, source, token, planned, header)
         except FaxbridgeError as exc:
-            where = await asyncio.to_thread(self._keep_failed, source, token, header, str(exc))
+            where = await asyncio.to_thread(self.outcomes.keep_refused, source, token, header, str(exc))
             log.warning("print: %s refused: %s (→ %s)", label, exc, where)
             return Reply(REFUSED, f"faxbridge refused the job: {exc}")
         except OSError:
@@ -225,7 +223,7 @@ class PrintEdge:
         except Exception as exc:  # a document the PDF libraries choke on: kept, never retried forever
             log.exception("print: %s: reading the document failed", label)
             reason = f"the document could not be read ({type(exc).__name__}: {exc})"
-            await asyncio.to_thread(self._keep_failed, source, token, header, reason)
+            await asyncio.to_thread(self.outcomes.keep_refused, source, token, header, reason)
             return Reply(REFUSED, f"faxbridge refused the job: {reason}")
         went: list[tuple[int, Job]] = []
         missed: list[tuple[int, str]] = []
@@ -244,8 +242,9 @@ class PrintEdge:
                 continue
             went.append((number, job))
         if missed:
-            await asyncio.to_thread(self._keep_missed, token, header, checked, went, missed)
-        await asyncio.to_thread(_discard, source)
+            letters = [letter for letter, _request in checked]
+            await asyncio.to_thread(self.outcomes.keep_missed, token, header, letters, went, missed)
+        await asyncio.to_thread(discard, source)
         if not went:
             return Reply(REFUSED, "faxbridge refused the job: " + "; ".join(f"letter {n}: {why}" for n, why in missed))
         jobs = ", ".join(str(job.id) for _, job in went)
@@ -265,7 +264,7 @@ class PrintEdge:
                 intake.write_letter(source, letter, target, whole_document=len(planned) == 1)
                 # Named after the title, not the CUPS job: the same letter printed twice is the
                 # same fax (duplicate suppression compares the names too).
-                documents = (Document(f"{_document_name(header.title)}.pdf", target),)
+                documents = (Document(f"{document_name(header.title)}.pdf", target),)
             request = SendRequest(
                 job_type=letter.job_type,
                 recipients=tuple(Recipient(n) for n in letter.recipients),
@@ -293,77 +292,6 @@ class PrintEdge:
             "subject": letter.letter.subject,
             "report_to": _report_address(header.user, self.config.report_to),
         }
-
-    # -- failures ----------------------------------------------------------------------------
-
-    def _keep_failed(self, source: Path, token: str, header: PrintHeader, reason: str) -> Path:
-        """The printed document into failed/, with NAME.error.txt beside it (letters written
-        before the refusal are dropped: none of them was journaled)."""
-        for letter in self.letters.glob(f"{token}-*.pdf"):
-            _discard(letter)
-        name = _free_name(self.failed, f"{_document_name(header.title)}-{token}")
-        target = self.failed / f"{name}.pdf"
-        os.replace(source, target)
-        text = _error_text(header, reason, "Correct the document or the recipient and print it again.")
-        write_atomically(self.failed / f"{name}.error.txt", text.encode("utf-8"))
-        fsync_dir(self.failed)
-        return target
-
-    def _keep_missed(self, token: str, header: PrintHeader, checked: list[tuple[intake.PlannedLetter, Any]],
-                     went: list[tuple[int, Job]], missed: list[tuple[int, str]]) -> None:
-        """Letters that did not go (duplicates): their PDFs into failed/, and one error file
-        saying exactly which letters went and which did not."""
-        name = _free_name(self.failed, f"{_document_name(header.title)}-{token}")
-        lines = []
-        for number, reason in missed:
-            letter = checked[number - 1][0]
-            lines.append(f"letter {number} ({letter.letter.page_label}): NOT sent: {reason}")
-            letter_file = self.letters / f"{token}-{number}.pdf"
-            if letter_file.exists():
-                os.replace(letter_file, self.failed / f"{name}-letter{number}.pdf")
-        for number, job in went:
-            lines.append(f"letter {number} ({checked[number - 1][0].letter.page_label}): queued as faxbridge job {job.id}")
-        lines.sort(key=lambda line: int(line.split()[1]))
-        reason = "only part of the print job was sent:\n" + "\n".join("  " + line for line in lines)
-        text = _error_text(header, reason, "Print only the letters that were not sent again, if they should go.")
-        write_atomically(self.failed / f"{name}.error.txt", text.encode("utf-8"))
-        fsync_dir(self.failed)
-
-    # -- the end of a job ----------------------------------------------------------------------
-
-    async def report(self, job: Job) -> None:
-        """The job is final: its letter leaves the spool (into failed/ if it did not go), and the
-        print user gets a report mail when report_to names an address for them."""
-        job = self.services.journal.jobs.get(job.id)
-        sent = job.state in SENT_STATES
-        await asyncio.to_thread(self._file_letter, job, sent)
-        address = job.meta.get("report_to")
-        relay = self._relay
-        if address and relay is not None:
-            await relay.send(_report_mail(job, address), key=f"print-report:{job.id}")
-        if sent:
-            log.info("job %d: %s ended %s", job.id, job.meta.get("label", "print"), job.state.value)
-        else:
-            log.warning("job %d: %s ended %s: %s", job.id, job.meta.get("label", "print"), job.state.value,
-                        job.last_error)
-
-    def _file_letter(self, job: Job, sent: bool) -> None:
-        for document in job.request.documents:
-            path = Path(document.path)
-            if sent:
-                _discard(path)
-                continue
-            stem = path.stem
-            target = self.failed / path.name
-            if path.exists():
-                os.replace(path, target)
-            error = self.failed / f"{stem}.error.txt"
-            if not error.exists():
-                reason = job.last_error or f"the job ended as {job.state.value}"
-                text = _job_error_text(job, reason)
-                write_atomically(error, text.encode("utf-8"))
-            fsync_dir(self.failed)
-
 
 # -- helpers ---------------------------------------------------------------------------------
 
@@ -397,64 +325,4 @@ def _token(header: PrintHeader, data: bytes) -> str:
     """The same print job (CUPS retries it) gets the same token, so its letters' journal
     references repeat and it is not journaled twice."""
     digest = hashlib.sha256(data).hexdigest()[:12]
-    return f"{_safe(header.printer) or 'print'}-{_safe(header.job)}-{digest}"
-
-
-def _safe(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("._")[:60]
-
-
-def _document_name(title: str) -> str:
-    """The name FAX.de sees: the title without the extension lp puts there ("offer.pdf")."""
-    return _safe(re.sub(r"(?i)\.(pdf|ps|docx?|odt|xlsx?|ods|txt|html?)$", "", title.strip())) or "fax"
-
-
-def _free_name(folder: Path, stem: str) -> str:
-    name, n = stem, 1
-    while (folder / f"{name}.pdf").exists() or (folder / f"{name}.error.txt").exists():
-        n += 1
-        name = f"{stem}-{n}"
-    return name
-
-
-def _discard(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _error_text(header: PrintHeader, reason: str, action: str) -> str:
-    return (
-        f"faxbridge did not send the print job \"{header.title}\" (CUPS job {header.job} on "
-        f"{header.printer or 'the fax queue'}, printed by {header.user}).\n\n"
-        f"What happened: {reason}\n\nWhat to do: {action}\n\nTime: {_now()}\n"
-    )
-
-
-def _job_error_text(job: Job, reason: str) -> str:
-    meta = job.meta
-    return (
-        f"faxbridge did not send {meta.get('label', 'a print job')} (\"{meta.get('title', '')}\").\n\n"
-        f"What happened: {reason}\n\nWhat to do: check the number and print it again.\n\n"
-        f"faxbridge job: {job.id}" + (f" (FAX.de JobId {job.faxde_job_id})" if job.faxde_job_id else "")
-        + f"\nTime: {_now()}\n"
-    )
-
-
-def _report_mail(job: Job, address: str) -> email.message.EmailMessage:
-    meta = job.meta
-    recipients = ", ".join(mask_number(r.address) for r in job.request.recipients)
-    outcome = {JobState.DELIVERED: "delivered", JobState.PARTIAL: "partly delivered"}.get(job.state, "NOT delivered")
-    message = email.message.EmailMessage()
-    message["To"] = address
-    message["Subject"] = f"Fax {outcome}: {meta.get('subject') or meta.get('title') or 'print job'}"
-    lines = [
-        f"Your print job \"{meta.get('title', '')}\" ({meta.get('pages', '')}) to {recipients}: {outcome}.",
-        f"State: {job.state.value}" + (f" - {job.last_error}" if job.last_error else ""),
-        f"faxbridge job: {job.id}" + (f" (FAX.de JobId {job.faxde_job_id})" if job.faxde_job_id else ""),
-    ]
-    message.set_content("\n".join(lines) + "\n")
-    return message
+    return f"{safe(header.printer) or 'print'}-{safe(header.job)}-{digest}"
