@@ -198,6 +198,26 @@ def test_codes_choose_sms_and_a_send_time(printing: Callable[..., Any], simulato
     assert fax.params["SendDateTime"].year == 2030
 
 
+@pytest.mark.timeout(60)
+def test_leftovers_of_a_crash_are_cleared_and_journaled_letters_kept(
+        printing: Callable[..., Any], simulator: Simulator, tmp_path: Path) -> None:
+    spool = tmp_path / "state" / "print"
+    (spool / "incoming").mkdir(parents=True)
+    (spool / "letters").mkdir()
+    half_taken = spool / "incoming" / "fax-9-0123456789ab.pdf"  # never answered "ok": CUPS has it
+    half_taken.write_bytes(text_pdf([["x"]]))
+    orphan = spool / "letters" / "fax-9-0123456789ab-1.pdf"  # never journaled
+    orphan.write_bytes(text_pdf([["x"]]))
+    simulator.set_faults(Fault(FaultKind.HTTP_500, operation="SendJob"))  # the letter waits in the spool
+    running = printing()
+    assert backend(tmp_path, text_pdf([["@@NUMBER +49301111111@@"]])).returncode == CUPS_BACKEND_OK
+    (kept,) = (spool / "letters").iterdir()
+    running.stop()
+    assert not half_taken.exists() and not orphan.exists()
+    printing()  # started again: the journaled letter stays for its job
+    assert kept.exists()
+
+
 def test_socket_is_private(printing: Callable[..., Any], tmp_path: Path) -> None:
     printing()
     assert (tmp_path / "print.sock").stat().st_mode & 0o777 == 0o600
