@@ -93,6 +93,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("health", cmd_health, "exit 0 when the daemon (or, without metrics.listen, FAX.de) is healthy")
 
+    cups_parser = sub.add_parser("cups", help="install or remove the CUPS print queue (print to fax)",
+                                 description="install or remove the CUPS print queue (print to fax)")
+    cups_parser.set_defaults(handler=lambda _args: cups_parser.print_help() or EXIT_USAGE)
+    cups = cups_parser.add_subparsers(dest="cups_command", metavar="ACTION")
+    for action, handler, help_text in (
+        ("install", cmd_cups_install, "install the backend and the queue for the daemon run with -c CONFIG"),
+        ("uninstall", cmd_cups_uninstall, "delete the queue (and the backend, if no other queue uses it)"),
+    ):
+        q = cups.add_parser(action, help=help_text, description=help_text)
+        q.add_argument("--queue", default="fax", help="CUPS queue name (default fax)")
+        q.add_argument("--backend-dir", type=Path, default=None,
+                       help="CUPS's backend folder (default: cups-config --serverbin, /usr/lib/cups/backend)")
+        q.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+        q.set_defaults(handler=handler)
+        if action == "install":
+            q.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
+            q.add_argument("--shared", action="store_true", help="share the queue over IPP (see README, Printing)")
+
     p = command("simulator", cmd_simulator, "run the FAX.de simulator (for tests and demos)", config=False)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8085)
@@ -134,6 +152,7 @@ def job_summary(job: Job) -> dict[str, Any]:
         "error": job.last_error,
         "error_code": job.last_error_code,
         "source": job.source,
+        "sender": job.meta.get("sender"),  # the print user (print channel)
         "created": job.created_at.isoformat() if job.created_at else None,
         "finished": job.finished_at.isoformat() if job.finished_at else None,
     }
@@ -143,7 +162,7 @@ def _print_job(job: Job) -> None:
     s = job_summary(job)
     print(f"job {s['job']}: {s['state']}")
     for key in ("type", "recipients", "documents", "faxde_job_id", "recipients_count",
-                "page_count", "send_result", "error", "source", "created", "finished"):
+                "page_count", "send_result", "error", "source", "sender", "created", "finished"):
         value = s[key]
         if value not in (None, "", []):
             print(f"  {key.replace('_', ' ')}: {', '.join(value) if isinstance(value, list) else value}")
@@ -183,7 +202,8 @@ def _parse_time(text: str | None) -> dt.datetime | None:
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args)
     print(f"{args.config}: OK ({len(config.hotfolders)} hotfolder(s), "
-          f"SMTP {'on' if config.smtp else 'off'}, inbound {'on' if config.inbound else 'off'})")
+          f"SMTP {'on' if config.smtp else 'off'}, inbound {'on' if config.inbound else 'off'}, "
+          f"print {'on' if config.print else 'off'})")
     return EXIT_OK
 
 
@@ -223,6 +243,25 @@ def cmd_health(args: argparse.Namespace) -> int:
     finally:
         provider.close()
     print(f"FAX.de reachable at {provider.endpoint}")
+    return EXIT_OK
+
+
+def cmd_cups_install(args: argparse.Namespace) -> int:
+    from faxbridge.adapters.printing import cups
+
+    config = _load(args)
+    if config.print is None:
+        raise FaxbridgeError(f"{args.config} has no print: section; add one to turn the print channel on")
+    uri = cups.install(args.queue, config.print.socket, backend_dir=args.backend_dir, shared=args.shared)
+    print(f"queue {args.queue} installed ({uri}); print with: lp -d {args.queue} -o fax-number=+49… FILE")
+    return EXIT_OK
+
+
+def cmd_cups_uninstall(args: argparse.Namespace) -> int:
+    from faxbridge.adapters.printing import cups
+
+    cups.uninstall(args.queue, backend_dir=args.backend_dir)
+    print(f"queue {args.queue} removed")
     return EXIT_OK
 
 

@@ -374,6 +374,19 @@ class SmtpConfig:
 
 
 @dataclass(frozen=True)
+class PrintConfig:
+    """The print channel (a CUPS queue hands print jobs to the daemon over a Unix socket)."""
+
+    socket: Path = Path("/run/faxbridge/print.sock")  # the backend connects here (cups install reads it)
+    spool_dir: Path = Path("print")  # relative: inside state_dir; documents wait here until sent
+    failed_dir: Path = Path("print-failed")  # relative: inside state_dir; refused documents + .error.txt
+    control_codes: bool = True  # read @@NUMBER …@@ codes from the documents
+    allowed_users: tuple[str, ...] = ("*",)  # print user names that may send; "*" = everyone
+    report_to: Mapping[str, str] = field(default_factory=FrozenDict)  # user → mail address; "*": "{user}@…"
+    max_size: int = 50_000_000  # a larger print job is refused
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     listen: HostPort | None = None  # None: no metrics endpoint
 
@@ -394,6 +407,7 @@ class Config:
     status: StatusConfig = field(default_factory=StatusConfig)
     inbound: InboundConfig | None = None  # None: inbound faxes are not collected
     smtp: SmtpConfig | None = None  # None: no SMTP server
+    print: PrintConfig | None = None  # None: no print queue channel
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     source: Path | None = field(default=None, metadata=_derived())  # the file it was loaded from
@@ -457,6 +471,7 @@ def parse_config(
         _inbound(top["inbound"], "inbound", ctx, policy) if "inbound" in top else (None, False)
     )
     smtp = _smtp(top["smtp"], "smtp", ctx, state_dir) if "smtp" in top else None
+    print_ = _print(top["print"], "print", ctx, state_dir) if "print" in top else None
     metrics = _metrics(top.get("metrics"), "metrics")
     logging_ = _logging(top.get("logging"), "logging")
 
@@ -467,6 +482,8 @@ def parse_config(
                 raise ConfigError(
                     f"inbound.routes[{i}].mail_to", "needs smtp.relay to send mail through"
                 )
+    if print_ is not None and print_.report_to and (smtp is None or smtp.relay is None):
+        raise ConfigError("print.report_to", "needs smtp.relay to send the report mails through")
     if smtp is not None:
         if not smtp.allowed_senders and not smtp.auth.users:
             raise ConfigError(
@@ -493,6 +510,7 @@ def parse_config(
         status=status,
         inbound=inbound if inbound_enabled else None,
         smtp=smtp,
+        print=print_,
         metrics=metrics,
         logging=logging_,
         warnings=tuple(ctx.warnings),
@@ -872,6 +890,51 @@ def _smtp(value: Any, path: str, ctx: _Context, state_dir: Path) -> SmtpConfig:
         archive_dir=_under(state_dir, smtp.archive_dir or _default(SmtpConfig, "archive_dir")),
         spool_dir=_under(state_dir, smtp.spool_dir or _default(SmtpConfig, "spool_dir")),
     )
+
+
+def _print(value: Any, path: str, ctx: _Context, state_dir: Path) -> PrintConfig:
+    data = _mapping(value if value is not None else {}, path)
+    _check_keys(data, _keys(PrintConfig), path)
+
+    def in_state_dir(value: Any, path: str) -> Path:
+        return _path(value, path, state_dir)
+
+    config = PrintConfig(
+        socket=_opt(data, "socket", path, PrintConfig, lambda v, p: _path(v, p, ctx.base_dir)),
+        spool_dir=_opt(data, "spool_dir", path, PrintConfig, in_state_dir),
+        failed_dir=_opt(data, "failed_dir", path, PrintConfig, in_state_dir),
+        control_codes=_opt(data, "control_codes", path, PrintConfig, _bool),
+        allowed_users=_opt(data, "allowed_users", path, PrintConfig, _list_of(_print_user)),
+        report_to=_opt(data, "report_to", path, PrintConfig, _report_to),
+        max_size=_opt(data, "max_size", path, PrintConfig, _positive_size),
+    )
+    if len(os.fsencode(config.socket)) > 107:  # sun_path holds 108 bytes with its NUL (unix(7))
+        raise ConfigError(_join(path, "socket"), f"{config.socket} is too long for a Unix socket (at most 107 bytes)")
+    # Defaults are relative to state_dir too (the dataclass holds them as relative names).
+    return dataclasses.replace(
+        config, spool_dir=_under(state_dir, config.spool_dir), failed_dir=_under(state_dir, config.failed_dir))
+
+
+def _print_user(value: Any, path: str) -> str:
+    name = _str(value, path).strip()
+    if any(ch.isspace() for ch in name):
+        raise ConfigError(path, f"expected a user name (or *); got {value!r}")
+    return name
+
+
+def _report_to(value: Any, path: str) -> Mapping[str, str]:
+    data = _mapping(value, path)
+    mapping: dict[str, str] = {}
+    for user, address in data.items():
+        where = _join(path, str(user))
+        _print_user(user, where)
+        text = _str(address, where)
+        # "{user}@example.com" under "*": the address made from the print user's name.
+        _email(text.replace("{user}", "user"), where)
+        if "{user}" in text and user != "*":
+            raise ConfigError(where, "{user} is only for the '*' entry")
+        mapping[str(user)] = text
+    return FrozenDict(mapping)
 
 
 def _domains(value: Any, path: str) -> Mapping[str, JobType]:

@@ -37,6 +37,7 @@ EDGE_MODULES: tuple[tuple[str, Callable[[Any], bool]], ...] = (
     ("faxbridge.adapters.inbox", lambda config: config.inbound is not None),
     ("faxbridge.adapters.hotfolder", lambda config: bool(config.hotfolders)),
     ("faxbridge.adapters.smtp", lambda config: config.smtp is not None),
+    ("faxbridge.adapters.printing", lambda config: config.print is not None),
 )
 
 
