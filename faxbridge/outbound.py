@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from faxbridge.crashpoints import crash_point
-from faxbridge.errors import DocumentError, FaxbridgeError, ProviderError
+from faxbridge.errors import DocumentError, FaxbridgeError, ProviderError, disk_full
 from faxbridge.journal import Journal
 from faxbridge.model import Job, JobState, Recipient, SendRequest
 from faxbridge.provider import ProviderCalls
@@ -511,7 +511,10 @@ class Outbound:
             delay = backoff(failures, self.settings.status_interval, self.settings.status_max_interval)
             self._report_failures[job.id] = failures
             self._report_retry_at[job.id] = self._clock() + delay
-            if failures == 1:  # the whole story once; then one line per attempt
+            if disk_full(exc):  # a passing state, not a bug: no traceback
+                log.warning("job %d: writing the report failed, the disk is full (%s); retrying in"
+                            " %.0f s", job.id, exc, delay)
+            elif failures == 1:  # the whole story once; then one line per attempt
                 log.exception("job %d: writing the report failed; retrying in %.0f s", job.id, delay)
             else:
                 log.error("job %d: writing the report failed again (%d×): %s", job.id, failures, exc)
