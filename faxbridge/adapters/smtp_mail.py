@@ -533,9 +533,12 @@ def parse_send_at(
         raise ValueError(
             f"{text!r} is not a time; expected e.g. 2025-03-01 14:30 or 2025-03-01T14:30+01:00"
         )
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone) if timezone else when.astimezone()
-    when = when.astimezone(dt.timezone.utc)
+    try:
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone) if timezone else when.astimezone()
+        when = when.astimezone(dt.timezone.utc)
+    except OverflowError:  # year 1 or 9999 moved across a time zone
+        raise ValueError(f"{text!r} is out of range") from None
     current = now or dt.datetime.now(dt.timezone.utc)
     if when <= current:
         return None
