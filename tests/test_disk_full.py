@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from faxbridge.adapters import inbox
+from faxbridge.cli import main
 from faxbridge.config import load_config
 from faxbridge.journal import Journal
 from faxbridge.model import JobState
@@ -142,10 +143,11 @@ def test_a_hotfolder_document_stays_in_its_folder_while_the_disk_is_full_then_go
     folder = small_disk.root / "out"
     state_dir = small_disk.root / "state"
     folder.mkdir()
-    run_daemon(make_config(
+    config = make_config(
         state_dir=str(state_dir),
         hotfolders=[{"path": str(folder), "settle_time": "100ms", "rescan_interval": "300ms"}],
-    ))
+    )
+    run_daemon(config)
     # Written while there was room, then moved in (a rename needs none) once the disk is full.
     staged = small_disk.root / f"{NUMBER} Rechnung.pdf"
     pdf = make_pdf(1, tag="disk-full")
@@ -160,6 +162,9 @@ def test_a_hotfolder_document_stays_in_its_folder_while_the_disk_is_full_then_go
         assert list((folder / ".faxbridge" / "processing").iterdir()) == []
         assert simulator.calls_for("SendJob") == []
         assert job_count(state_dir) == 0
+        # The journal is opened without writing: the commands an operator reaches for still work.
+        assert main(["jobs", "-c", str(config)]) == 0
+        assert main(["journal", "check", "-c", str(config)]) == 0
         assert all(r.levelno == logging.WARNING for r in said(caplog, "the disk is full"))
         assert_no_traceback(caplog)
 
@@ -200,6 +205,24 @@ def test_a_status_report_that_finds_the_disk_full_is_written_once_there_is_room(
     assert len(simulator.calls_for("SendJob")) == 1
     assert_no_traceback(caplog)
     daemon.stop()
+
+
+def test_a_backup_onto_a_full_disk_fails_in_one_line_and_leaves_nothing(
+    small_disk: SmallDisk, tmp_path: Path, make_config: Callable[..., Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = make_config()
+    with Journal.open(tmp_path / "state"):
+        pass
+    small_disk.fill()
+    assert main(["journal", "backup", "-c", str(config), str(small_disk.root)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("faxbridge: cannot write the backup ") and err.endswith(f"the disk holding {small_disk.root} is full")
+    assert [p.name for p in small_disk.root.iterdir()] == ["filler"]
+    small_disk.free()
+    assert main(["journal", "backup", "-c", str(config), str(small_disk.root)]) == 0
+    [backup] = small_disk.root.iterdir()
+    assert main(["journal", "check", "--file", str(backup)]) == 0
 
 
 # -- inbound faxes ---------------------------------------------------------------------------
