@@ -24,8 +24,8 @@ from faxbridge.adapters import inbox
 from faxbridge.cli import main
 from faxbridge.config import load_config
 from faxbridge.journal import Journal
-from faxbridge.model import JobState
-from faxbridge.simulator import Simulator
+from faxbridge.model import JobState, JobType, Recipient, SendRequest
+from faxbridge.simulator import Fault, FaultKind, Simulator
 from faxbridge.simulator.samples import make_pdf, make_tiff
 
 from conftest import RunningDaemon, wait_until
@@ -205,6 +205,36 @@ def test_a_status_report_that_finds_the_disk_full_is_written_once_there_is_room(
     assert len(simulator.calls_for("SendJob")) == 1
     assert_no_traceback(caplog)
     daemon.stop()
+
+
+def test_a_queued_job_waits_while_the_journal_disk_is_full_then_is_sent_once(
+    small_disk: SmallDisk, simulator: Simulator, make_config: Callable[..., Path],
+    run_daemon: Callable[..., RunningDaemon], caplog: pytest.LogCaptureFixture,
+) -> None:
+    # FAX.de fails for now, so the job keeps coming back to be sent while the disk fills.
+    simulator.set_faults(Fault(FaultKind.HTTP_500, operation="SendJob"))
+    daemon = run_daemon(make_config(state_dir=str(small_disk.root / "state")))
+    outbound = daemon.services.outbound
+    request = SendRequest(JobType.FAX, (Recipient(NUMBER),), (), "Bitte zurückrufen")
+    with caplog.at_level(logging.INFO):
+        job = daemon.call(lambda: outbound.submit(request, source="cli", source_ref="waits"))
+        wait_until(lambda: len(simulator.calls_for("SendJob")) >= 2, what="two failed attempts")
+        small_disk.fill()
+        wait_until(lambda: said(caplog, "sending waits: "), what="the sender to notice the full disk")
+        tried = len(simulator.calls_for("SendJob"))
+        simulator.set_faults()
+        # Nothing is sent while no job can be marked 'submitting' first (at most one call that
+        # was marked before the disk filled).
+        assert daemon.call(lambda: outbound.send_due()) is not None
+        assert len(simulator.calls_for("SendJob")) <= tried + 1
+        small_disk.free()
+        wait_until(lambda: said(caplog, "sending resumes"), timeout=30, what="sending to resume")
+        accepted = wait_until(lambda: [c for c in simulator.calls_for("SendJob") if c.processed], what="the job sent")
+    assert len(accepted) == 1
+    assert len(said(caplog, "sending waits: ")) == 1  # one line, not one per turn of the loop
+    assert said(caplog, "sending waits: ")[0].levelno == logging.WARNING
+    assert_no_traceback(caplog)
+    assert job.id == 1
 
 
 def test_a_backup_onto_a_full_disk_fails_in_one_line_and_leaves_nothing(
