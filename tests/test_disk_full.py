@@ -237,6 +237,40 @@ def test_a_queued_job_waits_while_the_journal_disk_is_full_then_is_sent_once(
     assert job.id == 1
 
 
+def test_the_relay_keeps_its_mail_queued_while_the_journal_disk_is_full(
+    small_disk: SmallDisk, relay: Any, caplog: pytest.LogCaptureFixture,
+) -> None:
+    from email.message import EmailMessage
+
+    from faxbridge.adapters.relay import Relay, RelaySettings
+    from faxbridge.config import RelayConfig
+    from faxbridge.journal.mail import OutboxState
+
+    state = small_disk.root / "state"
+    report = EmailMessage()
+    report["From"], report["To"], report["Subject"] = "faxbridge@example.com", SENDER, "Fax delivered"
+    report.set_content("Your fax was delivered.\n")
+
+    async def scenario() -> list[OutboxState]:
+        with Journal.open(state) as journal:
+            outbox = Relay(RelayConfig(host="127.0.0.1", port=relay.port), journal, state / "outbox",
+                           default_from="faxbridge@example.com", settings=RelaySettings(tick=3600))
+            row = await outbox.send(report)  # queued; delivery not started (start() not called)
+            small_disk.fill()
+            assert await outbox.deliver_due() == 0  # claiming it needs a write: it waits
+            waiting = outbox.outbox.get(row.id).state
+            small_disk.free()
+            assert await outbox.deliver_due() == 1
+            return [waiting, outbox.outbox.get(row.id).state]
+
+    with caplog.at_level(logging.INFO):
+        assert asyncio.run(scenario()) == [OutboxState.QUEUED, OutboxState.SENT]
+    [line] = said(caplog, "relay: delivery waits, the journal cannot be written")
+    assert line.levelno == logging.WARNING and "is full" in line.getMessage()
+    assert len(relay.sink.wait_for(1)) == 1
+    assert_no_traceback(caplog)
+
+
 def test_a_backup_onto_a_full_disk_fails_in_one_line_and_leaves_nothing(
     small_disk: SmallDisk, tmp_path: Path, make_config: Callable[..., Path],
     capsys: pytest.CaptureFixture[str],
