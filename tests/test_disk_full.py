@@ -179,6 +179,42 @@ def test_a_hotfolder_document_stays_in_its_folder_while_the_disk_is_full_then_go
     assert_no_traceback(caplog)
 
 
+def test_a_document_with_its_sidecar_is_not_taken_while_its_folder_is_full(
+    small_disk: SmallDisk, tmp_path: Path, simulator: Simulator, make_config: Callable[..., Path],
+    run_daemon: Callable[..., RunningDaemon], caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The journal has room; the folder has none, so the claim's manifest cannot be written.
+    folder = small_disk.root / "out"
+    folder.mkdir()
+    run_daemon(make_config(hotfolders=[{"path": str(folder), "settle_time": "100ms",
+                                        "rescan_interval": "300ms"}]))
+    staging = small_disk.root / "staging"
+    staging.mkdir()
+    pdf = make_pdf(1, tag="with-sidecar")
+    (staging / "Angebot.pdf").write_bytes(pdf)
+    (staging / "Angebot.yaml").write_text(f"recipient: '{NUMBER}'\n")
+    small_disk.fill()
+    with caplog.at_level(logging.INFO):
+        for name in ("Angebot.yaml", "Angebot.pdf"):
+            (staging / name).rename(folder / name)
+        wait_until(lambda: said(caplog, "cannot take Angebot.pdf: No space left on device"),
+                   what="the claim to fail for the full disk")
+        assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == [
+            "Angebot.pdf", "Angebot.yaml"]
+        assert (folder / "Angebot.pdf").read_bytes() == pdf
+        assert simulator.calls_for("SendJob") == []
+        assert_no_traceback(caplog)
+        small_disk.free()
+        wait_until(lambda: (folder / "sent" / "Angebot.pdf").exists(), what="the unit sent once there is room")
+    [call] = simulator.calls_for("SendJob")
+    assert call.params["Recipient"] == NUMBER and call.params["SendFile1"] == pdf
+    assert not (folder / "failed").exists()
+    # The claim begun on the full disk (a directory, a torn manifest) is cleared by the rescan.
+    wait_until(lambda: not list((folder / ".faxbridge" / "processing").iterdir()),
+               what="the failed claim's directory gone")
+    assert_no_traceback(caplog)
+
+
 def test_a_status_report_that_finds_the_disk_full_is_written_once_there_is_room(
     small_disk: SmallDisk, tmp_path: Path, simulator: Simulator, make_config: Callable[..., Path],
     run_daemon: Callable[..., RunningDaemon], caplog: pytest.LogCaptureFixture,
