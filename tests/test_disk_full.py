@@ -260,9 +260,13 @@ def test_a_queued_job_waits_while_the_journal_disk_is_full_then_is_sent_once(
         tried = len(simulator.calls_for("SendJob"))
         simulator.set_faults()
         # Nothing is sent while no job can be marked 'submitting' first (at most one call that
-        # was marked before the disk filled).
-        assert daemon.call(lambda: outbound.send_due()) is not None
+        # was marked before the disk filled), and the job is still there to be sent.
         assert len(simulator.calls_for("SendJob")) <= tried + 1
+
+        async def state_now() -> JobState:  # read on the daemon's loop, as its own code does
+            return outbound.journal.jobs.get(job.id).state
+
+        assert daemon.call(state_now) is JobState.QUEUED
         small_disk.free()
         wait_until(lambda: said(caplog, "sending resumes"), timeout=30, what="sending to resume")
         accepted = wait_until(lambda: [c for c in simulator.calls_for("SendJob") if c.processed], what="the job sent")
