@@ -30,7 +30,7 @@ from faxbridge.model import (
 )
 from faxbridge.journal.inbound import InboundState
 
-from conftest import RunningDaemon
+from conftest import RunningDaemon, wait_until
 
 
 def fax(document: Path, text: str = "") -> SendRequest:
@@ -210,14 +210,15 @@ def test_a_backup_taken_while_the_daemon_journals_jobs_is_consistent_and_opens(
     try:
         copies = []
         for n in range(4):
+            wait_until(lambda: len(submitted) >= 5 * (n + 1), what="more jobs journaled")
             before = len(submitted)
             target = tmp_path / f"backup-{n}.sqlite3"
             assert main(["journal", "backup", "-c", str(config), str(target)]) == 0
             copies.append((before, target))
+        wait_until(lambda: len(submitted) > copies[-1][0], what="jobs journaled after the last backup")
     finally:
         stop.set()
         writer.join(30)
-    assert len(submitted) > copies[-1][0], "jobs were still being journaled after the last backup"
     for before, copy in copies:
         assert integrity.check(copy) == [], copy
         restored = tmp_path / f"restored-{copy.stem}"
