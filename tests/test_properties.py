@@ -306,6 +306,8 @@ def mangled(draw: st.DrawFn) -> bytes:
 @PROPERTY
 @given(data=st.one_of(mangled(), st.binary(max_size=500)))
 @example(data=build_mail("t", "b", [], [("X-Fax-Send-At", "0001-01-01T00:00+14:00")]))  # OverflowError
+@example(data=b'MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="b"\n\n--b\nContent-Type: text/plain\n\n'
+              b'hi\n--b\nContent-Type: image/tiff\nContent-Disposition: attachment; filename*')  # IndexError
 def test_any_mail_bytes_become_a_plan_or_a_refusal_in_words(data: bytes) -> None:
     with tempfile.TemporaryDirectory() as work:
         plan = plan_mail(data, ADDRESSEES, SETTINGS, Path(work) / "work",
