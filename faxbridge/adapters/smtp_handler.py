@@ -35,19 +35,22 @@ REPLIES: Final[dict[str, str]] = {
     "shutting_down": "421 4.3.2 Service shutting down, try again later",
     "too_many_connections": "421 4.7.0 Too many connections, try again later",
     "session_too_long": "421 4.4.2 Session too long, closing; try again",
+    "data_idle": "421 4.4.2 No data for {} s, closing; try again",
+    "data_too_slow": "421 4.4.2 DATA took longer than {} s, closing; try again",
     "rate_limited": "450 4.7.1 Too many mails from {}; try again later",
     "not_stored": "451 4.3.0 Mail not stored because of a local problem; try again later",
     "error": "451 4.3.0 Local error; try again later",
     "too_many_recipients": "452 4.5.3 Too many recipients (at most {} per mail)",
+    "line_too_long": "500 5.5.2 Line too long: at most {} characters per line (RFC 5321 4.5.3.1.6)",
     "auth_required": "530 5.7.0 Authentication required",
     "sender_denied": "550 5.7.1 Sender {} is not allowed to send faxes",
     "relay_denied": "550 5.7.1 Relaying denied: {} is not a fax domain here",
     "number_refused": "550 5.7.1 {}",
     "job_type_refused": "550 5.7.1 {} jobs cannot be sent by mail",
+    "too_big": "552 5.3.4 Message too big: at most {} bytes",
     "number_unreadable": "553 5.1.3 {}",
     "bad_address": "553 5.1.3 Malformed address {}",
 }
-
 
 
 def reply(name: str, *args: object) -> str:
