@@ -30,7 +30,7 @@ from aiosmtpd.smtp import MISSING, SMTP
 
 from faxbridge.adapters.relay import Relay, relay_for
 from faxbridge.adapters.reports import fsync_dir, fsync_file, sync_file_system, write_atomically
-from faxbridge.adapters.smtp_auth import Authenticator, install_log_filter
+from faxbridge.adapters.smtp_auth import Authenticator, LoginFailures, install_log_filter
 from faxbridge.adapters.smtp_data import DataAssembler, Refusal, read_data
 from faxbridge.adapters.smtp_handler import REPLIES, FaxEnvelope, IncomingMail, SmtpHandler, reply
 from faxbridge.adapters.smtp_mail import Addressee, MailPlan, MailSettings, plan_mail
@@ -43,6 +43,7 @@ from faxbridge.adapters.smtp_report import (
 from faxbridge.config import HostPort, SmtpConfig
 from faxbridge.crashpoints import crash_point
 from faxbridge.errors import ConfigError, FaxbridgeError, JournalError, NumberError
+from faxbridge.journal.logins import LoginFailuresTable
 from faxbridge.journal.mail import MailsTable, MailState, SpooledMail
 from faxbridge.model import Job, JobType
 from faxbridge.outbound import number_check
@@ -228,11 +229,15 @@ class SmtpEdge:
             log.warning("smtp.auth has users but smtp.tls is not set: AUTH is offered only after"
                         " STARTTLS, so nobody can log in")
         self.tls_context = _tls_context(config) if config.tls.enabled else None
+        failures_table = LoginFailuresTable(self.journal)
+        self.journal.register_table(failures_table)
         self.handler = SmtpHandler(
             config,
             check_number=number_check(policy),
             store=self._store,
             authenticator=authenticator,
+            # Journaled, so a restart does not hand a guesser a fresh allowance; wall-clock time.
+            login_failures=LoginFailures(clock=self.journal.clock, store=failures_table),
         )
         self.address: HostPort | None = None  # where it listens, once started (port 0 resolved)
         self._connections: set[_FaxSMTP] = set()

@@ -118,13 +118,14 @@ class SmtpHandler(AuthMechanisms):
         check_number: CheckNumber,
         store: StoreMail,
         authenticator: Authenticator,
+        login_failures: LoginFailures | None = None,  # None: counted in memory only
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.check_number = check_number
         self.store = store
         self.authenticator = authenticator
-        self.login_failures = LoginFailures(clock=clock)
+        self.login_failures = login_failures if login_failures is not None else LoginFailures(clock=clock)
         self.closing = False
         limit = config.rate_limit
         self.rate = RateLimiter(limit.messages, limit.per, clock) if limit is not None else None
