@@ -218,6 +218,7 @@ class SmtpEdge:
         self.archive_dir = Path(config.archive_dir)
         self.settings = MailSettings(
             body=config.body,
+            trim_body=config.trim_body,
             multi_recipient=config.multi_recipient,
             limits=services.config.documents.limits(),
         )
