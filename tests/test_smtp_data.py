@@ -78,6 +78,14 @@ def test_what_follows_the_end_is_left_for_the_next_command() -> None:
 
     assert asyncio.run(read()) == b"MAIL FROM:<x@example.com>\r\n"
 
+    async def hung_up() -> bool:
+        reader = asyncio.StreamReader(limit=1001)
+        reader.feed_data(b"a\r\nhalf a li")
+        reader.feed_eof()
+        return await read_data(reader, DataAssembler(size_limit=None, max_line_chars=1001))
+
+    assert asyncio.run(hung_up()) is False
+
 
 @pytest.mark.parametrize(
     ("body", "limit", "refusal"),
@@ -305,3 +313,15 @@ def test_a_long_data_transfer_is_not_cut_by_the_command_idle_timeout(start_rig, 
     finally:
         session.close()
     rig.wait_final(1)
+
+
+def test_a_client_hanging_up_in_data_leaves_nothing_and_no_error(start_rig, relay, caplog) -> None:
+    rig = start_rig(relay.port)
+    session = RawSession(rig.port)
+    session.start_data()
+    session.sock.sendall(b"Subject: cut\r\n\r\nhalf a mail\n")
+    session.close()
+    rig.send(mail(), [FAX])  # the next client is served as usual
+    rig.wait_final(1)
+    assert len(rig.mail_rows()) == 1
+    assert [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")] == []

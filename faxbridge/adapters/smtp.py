@@ -163,7 +163,7 @@ class _FaxSMTP(SMTP):
         idle = self._data_idle = asyncio.timeout(config.idle_timeout)
         try:
             async with asyncio.timeout(config.data_timeout), idle:
-                await read_data(self._reader, assembler)
+                complete = await read_data(self._reader, assembler)
         except TimeoutError:
             stalled = idle.expired()
             log.warning("SMTP DATA from %s cut off: %s (%d bytes read)",
@@ -175,6 +175,10 @@ class _FaxSMTP(SMTP):
             return
         finally:
             self._data_idle = None
+        if not complete:  # the client hung up in the middle: nothing to answer, nothing stored
+            if self.transport is not None:
+                self.transport.close()
+            return
         self._resume_session_clock()
         if assembler.refusal is Refusal.LINE_TOO_LONG:
             status = reply("line_too_long", self.line_length_limit)

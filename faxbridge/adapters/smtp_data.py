@@ -86,9 +86,10 @@ class DataAssembler:
         self._content = bytearray()  # nothing of it is kept: no memory held for a refused mail
 
 
-async def read_data(reader: asyncio.StreamReader, assembler: DataAssembler) -> None:
+async def read_data(reader: asyncio.StreamReader, assembler: DataAssembler) -> bool:
     """Read from ``reader`` up to and including the end of data, and no further (the client may
-    already have sent its next command: PIPELINING)."""
+    already have sent its next command: PIPELINING). False if the client closed the connection
+    before the end."""
     while True:
         try:
             piece = await reader.readuntil(b"\n")
@@ -96,6 +97,6 @@ async def read_data(reader: asyncio.StreamReader, assembler: DataAssembler) -> N
             # Longer than the reader's buffer limit: take what is there; the rest follows.
             piece = await reader.read(exc.consumed)
         except asyncio.IncompleteReadError:
-            raise ConnectionResetError("the client closed the connection during DATA") from None
+            return False
         if assembler.feed(piece):
-            return
+            return True
