@@ -115,8 +115,9 @@ class _FaxSMTP(SMTP):
 
     async def push(self, status: AnyStr) -> None:
         if status == _AIOSMTPD_SIZE_REFUSAL:  # aiosmtpd's answer to MAIL … SIZE= over the limit
-            status = reply("too_big", self.data_size_limit)
-        await super().push(status)
+            await super().push(reply("too_big", self.data_size_limit))
+        else:
+            await super().push(status)
 
     def _session_over(self) -> None:
         log.warning("SMTP session from %s cut off after %.0f s", self.session.peer if self.session else "?",
