@@ -282,12 +282,12 @@ def test_a_client_trickling_data_is_cut_after_data_timeout(start_rig, relay) -> 
 
 
 def test_a_client_stalling_in_data_is_cut_after_idle_timeout(start_rig, relay) -> None:
-    rig = start_rig(relay.port, idle_timeout="300ms")
+    rig = start_rig(relay.port, idle_timeout="1s")
     session = RawSession(rig.port)
     try:
         session.start_data()
         session.sock.sendall(b"Subject: stalled\r\n\r\nhalf a mai")
-        assert session.reply() == b"421 4.4.2 No data for 0.3 s, closing; try again"
+        assert session.reply() == b"421 4.4.2 No data for 1 s, closing; try again"
         assert session.reply() == b""
     finally:
         session.close()

@@ -182,8 +182,6 @@ _OUTLOOK_SEPARATOR: Final = re.compile(
 )
 _OUTLOOK_RULE: Final = re.compile(r"^_{10,}$")  # Outlook's plain-text rule above "From: …"
 _OUTLOOK_HEADER: Final = re.compile(r"^(from|von|de)\s*:", re.IGNORECASE)
-
-
 _MAX_ATTRIBUTION: Final = 400  # characters: longer lines are text (and kept out of the regex)
 
 
