@@ -357,8 +357,10 @@ class SmtpConfig:
     max_recipients: int = 10
     rate_limit: RateLimit | None = field(default_factory=RateLimit)  # per sender; None: no limit
     max_connections: int = 20
-    idle_timeout: float = 60.0
+    idle_timeout: float = 60.0  # seconds without a command, or without a byte during DATA
+    data_timeout: float = 600.0  # seconds one DATA transfer may take in all
     body: BodyMode = BodyMode.AUTO
+    trim_body: bool = True  # the note ends before the signature and a quoted reply
     multi_recipient: MultiRecipient = MultiRecipient.SEPARATE
     tls: TlsConfig = field(default_factory=TlsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -877,7 +879,9 @@ def _smtp(value: Any, path: str, ctx: _Context, state_dir: Path) -> SmtpConfig:
         rate_limit=_opt(data, "rate_limit", path, SmtpConfig, _optional(_rate_limit)),
         max_connections=_opt(data, "max_connections", path, SmtpConfig, _int_range(1, 10_000)),
         idle_timeout=_opt(data, "idle_timeout", path, SmtpConfig, _positive_duration),
+        data_timeout=_opt(data, "data_timeout", path, SmtpConfig, _positive_duration),
         body=_opt(data, "body", path, SmtpConfig, _enum(BodyMode)),
+        trim_body=_opt(data, "trim_body", path, SmtpConfig, _bool),
         multi_recipient=_opt(data, "multi_recipient", path, SmtpConfig, _enum(MultiRecipient)),
         tls=_opt(data, "tls", path, SmtpConfig, lambda v, p: _tls(v, p, ctx)),
         auth=_opt(data, "auth", path, SmtpConfig, lambda v, p: _auth(v, p, ctx)),

@@ -180,20 +180,32 @@ def test_a_mail_with_nothing_to_fax_is_refused(tmp_path) -> None:
     )
 
 
+REPLY = "Gern, bis morgen.\n\nAm 03.03.2025 um 10:00 schrieb Bob <bob@example.com>:\n> Passt 10 Uhr?"
+
+
 @pytest.mark.parametrize(
-    ("body", "documents", "mode", "text"),
+    ("body", "documents", "mode", "trim", "text"),
     [
-        ("Hallo\n-- \nAlice", True, BodyMode.AUTO, "Hallo\n-- \nAlice"),
-        ("-- \nAlice", True, BodyMode.AUTO, ""),
-        ("-- \nAlice", False, BodyMode.AUTO, "-- \nAlice"),
-        ("-- \nAlice", True, BodyMode.COVER, "-- \nAlice"),
-        ("Hallo", True, BodyMode.IGNORE, ""),
-        ("Hallo", False, BodyMode.IGNORE, ""),
-        ("", False, BodyMode.AUTO, ""),
+        ("Hallo\n-- \nAlice", True, BodyMode.AUTO, True, "Hallo"),
+        ("Hallo\n-- \nAlice", True, BodyMode.AUTO, False, "Hallo\n-- \nAlice"),  # the blank kept
+        ("-- \nAlice", True, BodyMode.AUTO, True, ""),
+        ("-- \nAlice", True, BodyMode.AUTO, False, ""),
+        ("-- \nAlice", False, BodyMode.AUTO, True, ""),  # then refused: nothing to fax
+        ("-- \nAlice", False, BodyMode.AUTO, False, "-- \nAlice"),
+        ("-- \nAlice", True, BodyMode.COVER, True, ""),
+        ("-- \nAlice", True, BodyMode.COVER, False, "-- \nAlice"),
+        ("Hallo\n-- \nAlice", True, BodyMode.COVER, True, "Hallo"),
+        (REPLY, True, BodyMode.AUTO, True, "Gern, bis morgen."),
+        (REPLY, True, BodyMode.AUTO, False, REPLY),
+        (REPLY + "\n-- \nAlice", False, BodyMode.COVER, True, "Gern, bis morgen."),
+        ("Am 03.03.2025 um 10:00 schrieb Bob:\n> Passt 10 Uhr?", True, BodyMode.AUTO, True, ""),
+        ("Hallo", True, BodyMode.IGNORE, True, ""),
+        ("Hallo", False, BodyMode.IGNORE, False, ""),
+        ("", False, BodyMode.AUTO, True, ""),
     ],
 )
-def test_fax_text_by_body_mode(body: str, documents: bool, mode: BodyMode, text: str) -> None:
-    assert fax_text(body, documents, mode) == text
+def test_fax_text_by_body_mode(body: str, documents: bool, mode: BodyMode, trim: bool, text: str) -> None:
+    assert fax_text(body, documents, mode, trim=trim) == text
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,7 @@ from faxbridge.adapters.smtp_text import (
     has_real_text,
     html_to_text,
     normalize_text,
+    note_text,
     safe_filename,
     strip_signature,
     unflow,
@@ -90,6 +91,7 @@ class Addressee:
 @dataclass(frozen=True)
 class MailSettings:
     body: BodyMode = BodyMode.AUTO
+    trim_body: bool = True  # the note without the signature and a quoted earlier mail
     multi_recipient: MultiRecipient = MultiRecipient.SEPARATE
     limits: DocumentLimits = DocumentLimits()
     max_sms_chars: int = 1600  # ten SMS; FAX.de bills each 160 characters
@@ -187,7 +189,8 @@ def plan_mail(
             problems.extend((a.address, exc.problem) for a in group)
             continue
         if job_type is JobType.SMS:
-            text, problem = sms_text(content.text, subject, settings.max_sms_chars)
+            text, problem = sms_text(content.text, subject, settings.max_sms_chars,
+                                     trim=settings.trim_body)
             if problem:
                 problems.extend((a.address, problem) for a in group)
                 continue
@@ -201,7 +204,7 @@ def plan_mail(
                 problems.extend((a.address, p) for a in group for p in found)
                 continue
             if job_type is JobType.FAX:
-                text = fax_text(content.text, bool(doc_tuple), settings.body)
+                text = fax_text(content.text, bool(doc_tuple), settings.body, trim=settings.trim_body)
                 if not doc_tuple and not has_real_text(text):
                     # A signature alone is a forgotten attachment, not a fax worth paying for.
                     problems.extend((a.address, NOTHING_TO_FAX) for a in group)
@@ -444,21 +447,24 @@ def merge_pdfs(paths: Sequence[Path], target: Path) -> None:
 # Text
 
 
-def fax_text(body: str, has_documents: bool, mode: BodyMode) -> str:
-    """SendText of a fax: the body as note/cover page, as smtp.body says."""
+def fax_text(body: str, has_documents: bool, mode: BodyMode, *, trim: bool = True) -> str:
+    """SendText of a fax: the body as note/cover page, as smtp.body says; with ``trim``
+    (smtp.trim_body) without its signature and a quoted earlier mail."""
     if mode is BodyMode.IGNORE:
         return ""
+    note = note_text(body) if trim else body
     if mode is BodyMode.COVER:
-        return body
+        return note
     # auto: only when there is no document, or the body says more than a signature.
-    if not has_documents or has_real_text(body):
-        return body if body.strip() else ""
+    if not has_documents or has_real_text(note):
+        return note if note.strip() else ""
     return ""
 
 
-def sms_text(body: str, subject: str, limit: int) -> tuple[str, str]:
-    """SendText of an SMS: the body without its signature, else the subject; (text, problem)."""
-    text = strip_signature(body) or subject.strip()
+def sms_text(body: str, subject: str, limit: int, *, trim: bool = True) -> tuple[str, str]:
+    """SendText of an SMS: the body without its signature (and with ``trim`` without a quoted
+    earlier mail), else the subject; (text, problem)."""
+    text = (note_text(body) if trim else strip_signature(body)) or subject.strip()
     if not text:
         return "", "an SMS needs a text: the mail body and subject are empty"
     if len(text) > limit:
