@@ -90,7 +90,7 @@ def test_format_flowed_text_is_joined(tmp_path) -> None:
     assert part.request.text == "Ein langer Satz."
 
 
-def test_signature_parts_and_inline_images_are_left_out_but_png_attachments_refused(tmp_path) -> None:
+def test_signature_parts_and_inline_images_are_left_out_but_png_attachments_converted(tmp_path) -> None:
     pdf = make_pdf(1)
     data = raw_mail(
         "Content-Type: text/plain\r\n\r\nHallo",
@@ -107,19 +107,19 @@ def test_signature_parts_and_inline_images_are_left_out_but_png_attachments_refu
         "Content-Type: text/plain\r\n\r\nHallo",
         "Content-Type: image/png\r\nContent-Disposition: attachment; filename=foto.png\r\n\r\nPNG",
     )
-    refused = plan(attached_png, tmp_path)
+    refused = plan(attached_png, tmp_path)  # attached, so converted: "PNG" is no image
     assert refused.parts == ()
-    assert refused.problems == ((FAX.address, "foto.png: this type cannot be faxed; FAX.de takes PDF,"
-                                 " TIF, BMP, HTML, DOC and XLS files"),)
+    assert refused.problems == ((FAX.address, "foto.png: not an image faxbridge can read (damaged, or another"
+                                 " type)"),)
 
 
 @pytest.mark.parametrize(
     ("part", "problem"),
     [
-        ("Content-Type: application/ms-tnef; name=winmail.dat\r\n\r\nx", "winmail.dat cannot be faxed"),
+        ("Content-Type: application/ms-tnef; name=winmail.dat\r\n\r\nx", "winmail.dat"),
         ("Content-Type: message/rfc822\r\n\r\nSubject: fwd\r\n\r\nhi", "forwarded-message-1.eml: this type"),
         ("Content-Type: application/pdf; name=fake.pdf\r\n\r\nnot a pdf", "fake.pdf: named .pdf but is text"),
-        ("Content-Type: application/octet-stream; name=a.docx\r\n\r\nPK", "a.docx: this type cannot"),
+        ("Content-Type: application/octet-stream; name=a.zip\r\n\r\nPK", "a.zip: this type cannot"),
     ],
 )
 def test_attachments_that_are_not_documents_refuse_the_fax(tmp_path, part: str, problem: str) -> None:

@@ -137,6 +137,7 @@ class SmtpEdge:
             body=config.body,
             multi_recipient=config.multi_recipient,
             limits=services.config.documents.limits(),
+            convert=services.config.convert,
         )
         policy = services.config.numbers.policy()
         authenticator = Authenticator(config.auth.users)

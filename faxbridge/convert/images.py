@@ -124,6 +124,7 @@ def _fax_page(name: str, frame: Image.Image, options: ImageOptions) -> bytes:
     orientation = frame.getexif().get(0x0112, 1)  # EXIF Orientation (TIFF tag 274)
     passthrough = _embeddable_as_is(frame, scale, orientation, options)
     if passthrough is not None:
+        frame.load()  # decoded once all the same: damaged data must be refused here, not at FAX.de
         return passthrough
     if frame.format == "JPEG":
         # libjpeg decodes at 1/2, 1/4 or 1/8 scale at once, never smaller than asked for.
