@@ -78,8 +78,10 @@ def images_to_pdf(sources: Sequence[tuple[str, Path]], target: Path, options: Im
         auto_orient=True,  # a landscape photo goes on a landscape page, as large as it can be
     )
     try:
-        # nodate: the same image gives the same bytes, so a resent photo is a recognised duplicate.
-        pdf = img2pdf.convert(pages, layout_fun=layout, nodate=True, rotation=img2pdf.Rotation.none)
+        # nodate and the internal engine (pikepdf would add a random /ID): the same image gives the
+        # same bytes, so a resent photo is a recognised duplicate.
+        pdf = img2pdf.convert(pages, layout_fun=layout, nodate=True, rotation=img2pdf.Rotation.none,
+                              engine=img2pdf.Engine.internal)
     except Exception as exc:  # img2pdf raises its own and Pillow's errors for data it cannot embed
         names = ", ".join(name for name, _ in sources)
         raise ConversionError(f"{names}: the image cannot be put into a PDF ({type(exc).__name__})") from None
