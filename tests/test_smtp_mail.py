@@ -238,3 +238,26 @@ def test_send_at(value: str, expected: dt.datetime | None) -> None:
 def test_send_at_refuses_what_it_cannot_read_or_is_too_far(value: str) -> None:
     with pytest.raises(ValueError):
         parse_send_at(value, UTC, now=NOW)
+
+
+def test_a_photo_sent_inline_by_a_phone_is_faxed_but_a_cid_logo_is_not(tmp_path) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    photo = io.BytesIO()
+    Image.effect_noise((700, 900), 60).convert("RGB").save(photo, format="JPEG", quality=95)
+    assert len(photo.getvalue()) >= 100_000
+    b64photo = base64.b64encode(photo.getvalue()).decode()
+    data = raw_mail(
+        "Content-Type: text/html\r\n\r\n<p>Logo: <img src=\"cid:big@x\"></p>",
+        "Content-Type: image/jpeg\r\nContent-Disposition: inline; filename=IMG_0001.jpeg\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\n" + b64photo,
+        "Content-Type: image/jpeg\r\nContent-ID: <big@x>\r\nContent-Disposition: inline; filename=logo.jpeg\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\n" + b64photo,
+    )
+    result = plan(data, tmp_path)
+    [part] = result.parts
+    assert [d.filename for d in part.request.documents] == ["IMG_0001.pdf"]
+    assert any("logo.jpeg" in n for n in result.notes)

@@ -327,12 +327,14 @@ INLINE_PHOTO_SIZE: Final = 100_000
 
 
 def _is_inline_image(part: Message, html: str) -> bool:
-    """Signature logos and pasted icons: shown inside the text, not attached as documents."""
+    """Signature logos and pasted pictures: shown inside the text, not attached as documents."""
+    cid = (part.get("Content-ID") or "").strip().strip("<>")
+    if cid and f"cid:{cid}" in html:
+        return True
     if part.get_content_disposition() != "attachment":
         payload = part.get_payload(decode=True)
         return not (part.get_filename() and isinstance(payload, bytes) and len(payload) >= INLINE_PHOTO_SIZE)
-    cid = (part.get("Content-ID") or "").strip().strip("<>")
-    return bool(cid) and f"cid:{cid}" in html
+    return False
 
 
 def part_text(part: Message) -> str:
