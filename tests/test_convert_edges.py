@@ -245,3 +245,25 @@ def test_check_config_lists_the_formats(make_config) -> None:
     assert "images (JPEG, PNG, GIF, WebP, HEIC): converted to A4 PDF (color)" in out.stdout
     assert "text (.txt): converted to PDF with DejaVuSansMono.ttf" in out.stdout
     assert "DOC and XLS: converted to PDF by LibreOffice" in out.stdout
+
+
+def test_an_outlook_winmail_dat_is_unpacked_and_its_files_converted(start_rig, relay, tmp_path) -> None:
+    from test_convert_tnef import winmail
+
+    photo = jpeg(tmp_path / "p.jpg", upright(), 8).read_bytes()
+    pdf = make_pdf(2, tag="tnef")
+    tnef = winmail([("FOTO~1.JPG", "Foto vom Lager.jpg", photo), ("ANGEBOT.PDF", "Angebot März.pdf", pdf),
+                    ("NOTIZ.TXT", "Notiz.txt", "Grüße — bitte bis Freitag.\r\n".encode("cp1252"))])
+    rig = start_rig(relay.port)
+    rig.send(mail(attachments=[("winmail.dat", tnef, "application/ms-tnef")]), [FAX])
+    rig.wait_final(1)
+    [call] = rig.simulator.calls_for("SendJob")
+    assert [call.params[f"SendFilename{i}"] for i in (1, 2, 3)] == ["Foto vom Lager.pdf", "Angebot März.pdf", "Notiz.pdf"]
+    assert_upright(picture(received_pdf(call, 1).pages[0]))
+    assert call.params["SendFile2"] == pdf
+    assert "Grüße — bitte bis Freitag." in received_pdf(call, 3).pages[0].extract_text()
+
+    rig.send(mail(subject="Leer", attachments=[("winmail.dat", winmail([]), "application/ms-tnef")]), [FAX])
+    rig.wait_processed(2)
+    [report] = [r for r in relay.sink.wait_for(2) if r.message["Subject"] == "Fax NOT sent: Leer"]
+    assert "winmail.dat" in report.message.get_content()
