@@ -1,0 +1,386 @@
+"""Office files to PDF with the real LibreOffice; bombs, passwords, hangs and crashes end in plain refusals, and the next file converts."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import struct
+import threading
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pypdf import PdfReader
+
+from faxbridge.convert import ConversionError
+from faxbridge.convert.office import OFFICE_SUFFIXES, OfficeConverter
+
+REAL_SOFFICE = shutil.which("soffice") or "/usr/bin/soffice"
+
+# -- documents made here ------------------------------------------------------------------------------
+
+W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+CONTENT_TYPES = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+    '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+    '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+    '<Default Extension="xml" ContentType="application/xml"/>'
+    '<Override PartName="/word/document.xml" '
+    'ContentType="application/vnd.openxmlformats-officedocument.wordprocessingml.document.main+xml"/></Types>'
+)
+RELS = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    '<Relationship Id="rId1" Target="word/document.xml" '
+    'Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument"/></Relationships>'
+)
+
+
+def docx_bytes(pages: list[str]) -> bytes:
+    """A minimal WordprocessingML package: one paragraph per page, a page break between them."""
+    paragraphs = []
+    for number, text in enumerate(pages):
+        page_break = '<w:r><w:br w:type="page"/></w:r>' if number else ""
+        paragraphs.append(f'<w:p>{page_break}<w:r><w:t xml:space="preserve">{text}</w:t></w:r></w:p>')
+    document = (f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><w:document xmlns:w="{W}">'
+                f'<w:body>{"".join(paragraphs)}</w:body></w:document>')
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", CONTENT_TYPES)
+        archive.writestr("_rels/.rels", RELS)
+        archive.writestr("word/document.xml", document)
+    return buffer.getvalue()
+
+
+def rtf_bytes(pages: list[str]) -> bytes:
+    r"""RTF with \page between pages; non-ASCII letters as \uN? escapes, as Word writes them."""
+    def escape(text: str) -> str:
+        return "".join(ch if ord(ch) < 128 else f"\\u{ord(ch)}?" for ch in text)
+    return ("{\\rtf1\\ansi\\deff0 " + "\\page ".join(f"{escape(text)}\\par " for text in pages) + "}").encode()
+
+
+def ole_compound_file(streams: dict[str, bytes]) -> bytes:
+    """A minimal OLE compound file ([MS-CFB] version 3, 512-byte sectors) with ``streams`` in its root.
+
+    Sector 0 is the FAT, sector 1 the directory, the streams follow; every stream is at least 4096
+    bytes long so that none lives in a mini stream. The directory's red-black tree is all black, the
+    first stream the root's child and each next one the right sibling of the one before (names sorted
+    by length, then upper-cased, as [MS-CFB] 2.6.4 orders them).
+    """
+    end, free, fat_sector, no_stream = 0xFFFFFFFE, 0xFFFFFFFF, 0xFFFFFFFD, 0xFFFFFFFF
+    names = sorted(streams, key=lambda name: (len(name), name.upper()))
+    assert len(names) <= 3 and all(len(streams[name]) >= 4096 for name in names)
+    fat = [fat_sector, end]
+    body = b""
+    starts = {}
+    for name in names:
+        data = streams[name] + b"\x00" * (-len(streams[name]) % 512)
+        count = len(data) // 512
+        starts[name] = len(fat)
+        fat += [len(fat) + i + 1 for i in range(count - 1)] + [end]
+        body += data
+    assert len(fat) <= 128
+
+    def entry(name: str, kind: int, right: int, child: int, start: int, size: int) -> bytes:
+        encoded = (name + "\x00").encode("utf-16-le") if name else b""
+        return (encoded.ljust(64, b"\x00") + struct.pack("<HBBIII", len(encoded), kind, 1, no_stream, right, child)
+                + b"\x00" * 16 + struct.pack("<IQQIQ", 0, 0, 0, start, size))
+
+    directory = entry("Root Entry", 5, no_stream, 1, end, 0)
+    for index, name in enumerate(names, start=1):
+        right = index + 1 if index < len(names) else no_stream
+        directory += entry(name, 2, right, no_stream, starts[name], len(streams[name]))
+    directory += entry("", 0, no_stream, no_stream, 0, 0) * (4 - 1 - len(names))
+    header = (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 16
+              + struct.pack("<HHHHH6xIIIIIIIII", 0x3E, 3, 0xFFFE, 9, 6, 0, 1, 1, 0, 4096, end, 0, end, 0)
+              + struct.pack("<I", 0) + struct.pack("<I", free) * 108)
+    fat_bytes = struct.pack(f"<{len(fat)}I", *fat) + struct.pack("<I", free) * (128 - len(fat))
+    return header + fat_bytes + directory + body
+
+
+def encrypted_docx_bytes() -> bytes:
+    """What Word writes for a DOCX saved with a password ([MS-OFFCRYPTO] 2.3.4.10, agile encryption):
+    the package encrypted inside an OLE compound file, beside the EncryptionInfo that describes the key."""
+    info = struct.pack("<HHI", 4, 4, 0x40) + (
+        b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+        b'<encryption xmlns="http://schemas.microsoft.com/office/2006/encryption">'
+        b'<keyData saltSize="16" blockSize="16" keyBits="256" hashSize="64" cipherAlgorithm="AES" '
+        b'cipherChaining="ChainingModeCBC" hashAlgorithm="SHA512" saltValue="AAAAAAAAAAAAAAAAAAAAAA=="/>'
+        b'</encryption>')
+    package = struct.pack("<Q", 8192) + os.urandom(8192)
+    return ole_compound_file({"EncryptionInfo": info.ljust(4096, b"\x00"), "EncryptedPackage": package})
+
+
+def encrypted_odt_bytes() -> bytes:
+    """An ODT saved with a password: its manifest lists encryption data for content.xml."""
+    manifest = (
+        '<?xml version="1.0" encoding="UTF-8"?><manifest:manifest '
+        'xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0" manifest:version="1.2">'
+        '<manifest:file-entry manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.text"/>'
+        '<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml" manifest:size="900">'
+        '<manifest:encryption-data manifest:checksum-type="SHA1/1K" manifest:checksum="AAAA">'
+        '<manifest:algorithm manifest:algorithm-name="Blowfish CFB" manifest:initialisation-vector="AAAA"/>'
+        '<manifest:key-derivation manifest:key-derivation-name="PBKDF2" manifest:iteration-count="1024" '
+        'manifest:salt="AAAA"/></manifest:encryption-data></manifest:file-entry></manifest:manifest>')
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("mimetype", "application/vnd.oasis.opendocument.text")
+        archive.writestr("META-INF/manifest.xml", manifest, zipfile.ZIP_DEFLATED)
+        archive.writestr("content.xml", os.urandom(900))
+    return buffer.getvalue()
+
+
+def zip_bomb_docx(size: int) -> bytes:
+    """A .docx whose document part is ``size`` bytes of zeros (deflate makes that ~1000× smaller)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", CONTENT_TYPES)
+        archive.writestr("_rels/.rels", RELS)
+        with archive.open("word/document.xml", "w", force_zip64=True) as member:
+            block = b"\x00" * (1024 * 1024)
+            for _ in range(size // len(block)):
+                member.write(block)
+    return buffer.getvalue()
+
+
+def lying_zip_bomb_docx() -> bytes:
+    """A .docx whose document part declares 1000 bytes but unpacks to 32 MiB: the sizes lie in both headers."""
+    real = 32 * 1024 * 1024
+    data = zip_bomb_docx(real)
+    claimed = struct.pack("<I", 1000)
+    # the uncompressed size follows CRC and compressed size: +22 in a local header, +24 in the central one
+    for signature, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        position = data.rfind(signature)
+        assert data[position + offset:position + offset + 4] in (struct.pack("<I", real), b"\xff" * 4)
+        data = data[:position + offset] + claimed + data[position + offset + 4:]
+    return data
+
+
+# -- a soffice that hangs, crashes or hands over to the real one ----------------------------------------
+
+class FakeSoffice:
+    """A `soffice` script: its mode file says hang, crash, noload or real (exec the real soffice)."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / "soffice"
+        self.calls = directory / "calls"
+        self.child = directory / "child"
+        self.mode_file = directory / "mode"
+        self.path.write_text(
+            "#!/bin/sh\n"
+            f'echo $$ >> "{self.calls}"\n'
+            f'case "$(cat "{self.mode_file}")" in\n'
+            f'  hang) sleep 600 & echo "$$ $!" > "{self.child}.part"; mv "{self.child}.part" "{self.child}"; wait ;;\n'
+            "  crash) kill -SEGV $$ ;;\n"
+            '  noload) echo "Error: source file could not be loaded"; exit 0 ;;\n'
+            f'  *) exec "{REAL_SOFFICE}" "$@" ;;\n'
+            "esac\n")
+        self.path.chmod(0o755)
+        self.mode("real")
+
+    def mode(self, mode: str) -> None:
+        self.mode_file.write_text(mode + "\n")
+
+    def call_count(self) -> int:
+        return len(self.calls.read_text().split()) if self.calls.exists() else 0
+
+    def hung_pids(self) -> list[int]:
+        return [int(pid) for pid in self.child.read_text().split()]
+
+
+def gone(pid: int) -> bool:
+    """True when ``pid`` no longer runs (absent, or a zombie waiting for init)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rpartition(")")[2].split()[0] == "Z"
+
+
+def pdf_pages_text(path: Path) -> list[str]:
+    return [page.extract_text() for page in PdfReader(path).pages]
+
+
+@pytest.fixture(scope="module")
+def converter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OfficeConverter]:
+    """One real converter for the module, so that only its first conversion pays for the new profile."""
+    office = OfficeConverter(tmp_path_factory.mktemp("office-work"), workers=2)
+    yield office
+    office.close()
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> Iterator[tuple[FakeSoffice, OfficeConverter]]:
+    script = FakeSoffice(tmp_path / "bin")
+    office = OfficeConverter(tmp_path / "work", soffice=str(script.path), timeout=90)
+    yield script, office
+    office.close()
+
+
+# -- what LibreOffice converts ----------------------------------------------------------------------------
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(
+    ("suffix", "make"), [(".docx", docx_bytes), (".rtf", rtf_bytes)], ids=["docx", "rtf"])
+def test_real_documents_become_pdfs_with_their_pages_and_words(
+        converter: OfficeConverter, tmp_path: Path, suffix: str, make: object) -> None:
+    source = tmp_path / f"-Angebot Müller{suffix}"  # a leading '-' must not reach soffice as an option
+    source.write_bytes(make(["Seite eins: Grüße aus Köln", "Seite zwei: Привет"]))  # type: ignore[operator]
+    target = tmp_path / "out" / "Angebot.fax.pdf"
+    converter.convert(source, target)
+    pages = pdf_pages_text(target)
+    assert len(pages) == 2
+    assert "Grüße aus Köln" in pages[0] and "Привет" in pages[1]
+    assert source.exists()  # the original is the converter's input, never consumed
+
+
+@pytest.mark.timeout(240)
+def test_two_conversions_at_once_each_in_its_own_profile(converter: OfficeConverter, tmp_path: Path) -> None:
+    sources = []
+    for number in range(2):
+        sources.append(tmp_path / f"letter{number}.docx")
+        sources[-1].write_bytes(docx_bytes([f"Brief Nummer {number}"] * (number + 1)))
+    errors: list[BaseException] = []
+
+    def convert(source: Path) -> None:
+        try:
+            converter.convert(source, source.with_suffix(".pdf"))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=convert, args=(source,)) for source in sources]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    for number, source in enumerate(sources):
+        pages = pdf_pages_text(source.with_suffix(".pdf"))
+        assert len(pages) == number + 1 and f"Brief Nummer {number}" in pages[0]
+
+
+def test_suffixes_are_the_contract() -> None:
+    assert OFFICE_SUFFIXES == {".docx", ".odt", ".rtf", ".xlsx", ".ods", ".pptx", ".odp", ".doc", ".xls"}
+    assert OfficeConverter(Path("/nonexistent")).available_suffixes() == OFFICE_SUFFIXES
+
+
+def test_without_libreoffice_the_refusal_names_the_package(tmp_path: Path) -> None:
+    office = OfficeConverter(tmp_path, soffice=str(tmp_path / "no" / "soffice"))
+    assert not office.available()
+    assert "libreoffice-writer-nogui" in office.missing_reason()
+    assert office.available_suffixes() == frozenset()
+    source = tmp_path / "letter.docx"
+    source.write_bytes(docx_bytes(["Hallo"]))
+    with pytest.raises(ConversionError, match="not installed.*libreoffice-writer-nogui"):
+        office.convert(source, tmp_path / "letter.pdf")
+    assert not (tmp_path / "letter.pdf").exists()
+
+
+def test_a_format_that_is_not_office_is_refused(tmp_path: Path) -> None:
+    source = tmp_path / "photo.jpg"
+    source.write_bytes(b"\xff\xd8\xff")
+    with pytest.raises(ConversionError, match=r"\.jpg is not an Office format"):
+        OfficeConverter(tmp_path).convert(source, tmp_path / "photo.pdf")
+
+
+# -- refused before LibreOffice sees them ------------------------------------------------------------------
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(
+    ("name", "make", "reason"),
+    [
+        ("bomb.docx", lambda: zip_bomb_docx(64 * 1024 * 1024), "zip bomb"),
+        ("liar.docx", lying_zip_bomb_docx, "damaged"),
+        ("secret.docx", encrypted_docx_bytes, "password-protected"),
+        ("secret.odt", encrypted_odt_bytes, "password-protected"),
+        ("broken.xlsx", lambda: b"PK\x03\x04 this zip ends here", "damaged"),
+    ],
+    ids=["zip-bomb", "lying-zip-bomb", "password-docx", "password-odt", "not-a-zip"],
+)
+def test_bad_containers_are_refused_without_running_libreoffice_and_the_next_converts(
+        fake: tuple[FakeSoffice, OfficeConverter], tmp_path: Path, name: str, make: object, reason: str) -> None:
+    script, office = fake
+    source = tmp_path / name
+    source.write_bytes(make())  # type: ignore[operator]
+    with pytest.raises(ConversionError, match=reason):
+        office.convert(source, tmp_path / "refused.pdf")
+    assert script.call_count() == 0
+    assert not (tmp_path / "refused.pdf").exists()
+
+    good = tmp_path / "good.docx"
+    good.write_bytes(docx_bytes(["Nach dem Fehler"]))
+    office.convert(good, tmp_path / "good.pdf")
+    assert script.call_count() == 1
+    assert "Nach dem Fehler" in pdf_pages_text(tmp_path / "good.pdf")[0]
+
+
+# -- LibreOffice hangs, crashes, cannot load ------------------------------------------------------------------
+
+@pytest.mark.timeout(180)
+def test_a_hung_conversion_is_killed_whole_and_the_next_converts(tmp_path: Path) -> None:
+    # The timeout has to let the real conversion afterwards finish on a busy machine, cold profile included.
+    script = FakeSoffice(tmp_path / "bin")
+    office = OfficeConverter(tmp_path / "work", soffice=str(script.path), timeout=20)
+    source = tmp_path / "letter.docx"
+    source.write_bytes(docx_bytes(["Zweiter Versuch"]))
+    script.mode("hang")
+    with pytest.raises(ConversionError, match="did not finish converting the document within 20 seconds"):
+        office.convert(source, tmp_path / "letter.pdf")
+    shell, sleeper = script.hung_pids()
+    assert gone(shell) and gone(sleeper)  # the script and the child it started: the whole group
+    assert not (tmp_path / "letter.pdf").exists()
+
+    script.mode("real")
+    office.convert(source, tmp_path / "letter.pdf")
+    assert "Zweiter Versuch" in pdf_pages_text(tmp_path / "letter.pdf")[0]
+    office.close()
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(
+    ("mode", "reason"),
+    [("crash", "stopped unexpectedly"), ("noload", "could not open the .docx file")],
+)
+def test_a_crash_or_a_failed_load_is_a_plain_refusal_and_the_next_converts(
+        fake: tuple[FakeSoffice, OfficeConverter], tmp_path: Path, mode: str, reason: str) -> None:
+    script, office = fake
+    source = tmp_path / "letter.docx"
+    source.write_bytes(docx_bytes(["Nach dem Absturz"]))
+    script.mode(mode)
+    with pytest.raises(ConversionError, match=reason):
+        office.convert(source, tmp_path / "letter.pdf")
+    script.mode("real")
+    office.convert(source, tmp_path / "letter.pdf")
+    assert "Nach dem Absturz" in pdf_pages_text(tmp_path / "letter.pdf")[0]
+
+
+def test_close_stops_a_running_conversion_and_reaps_it(tmp_path: Path) -> None:
+    script = FakeSoffice(tmp_path / "bin")
+    script.mode("hang")
+    office = OfficeConverter(tmp_path / "work", soffice=str(script.path), timeout=50)
+    source = tmp_path / "letter.docx"
+    source.write_bytes(docx_bytes(["Hallo"]))
+    errors: list[BaseException] = []
+
+    def convert() -> None:
+        try:
+            office.convert(source, tmp_path / "letter.pdf")
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=convert)
+    thread.start()
+    while not script.child.exists():  # the script writes it once its child runs: the conversion hangs now
+        thread.join(0.01)
+        assert thread.is_alive()
+    office.close()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], ConversionError)
+    assert "shut down" in str(errors[0])
+    assert all(gone(pid) for pid in script.hung_pids())
+    with pytest.raises(ConversionError, match="shutting down"):
+        office.convert(source, tmp_path / "letter.pdf")
