@@ -18,7 +18,7 @@ from PIL import Image
 from faxbridge.config import ConfigError, parse_config
 from faxbridge.convert import ConversionError
 from faxbridge.convert.images import ImageOptions, images_to_pdf
-from faxbridge.convert.pdf import unlock
+from faxbridge.convert.pdf import make_reproducible, unlock
 from faxbridge.convert.pipeline import AS_IS, IMAGE, OFFICE, PDF, TEXT, convert_documents, kind_of
 from faxbridge.convert.settings import ColourMode, ConvertSettings, ImageGrouping, Paper
 from faxbridge.convert.text import TextOptions, decode_text, text_to_pdf
@@ -328,6 +328,28 @@ def test_a_pdf_that_needs_a_password_is_refused_saying_so(tmp_path, algorithm) -
         unlock("secret.pdf", source, tmp_path / "open.pdf")
     assert str(caught.value) == "secret.pdf: the PDF needs a password to open; FAX.de cannot open it"
     assert "open-sesame" not in str(caught.value) + caught.value.action
+
+
+def test_a_dated_pdf_with_a_random_id_is_made_reproducible_in_place(tmp_path) -> None:
+    """What LibreOffice writes differs run to run only in its date, /ID and /DocChecksum."""
+    made = []
+    for n, when in enumerate(["D:20261204161035Z", "D:20261204171102Z"]):
+        writer = pypdf.PdfWriter()
+        writer.add_blank_page(595, 842)
+        writer.add_metadata({"/CreationDate": when, "/Title": "Brief"})
+        buffer = io.BytesIO()
+        writer.write(buffer)  # pypdf gives each write a random /ID
+        data = buffer.getvalue().replace(b"trailer\n<<", b"trailer\n<<\n/DocChecksum /" + (b"%032X" % (n * 7919)))
+        path = tmp_path / f"{n}.pdf"
+        path.write_bytes(data)
+        made.append((path, len(data)))
+    assert made[0][0].read_bytes() != made[1][0].read_bytes()
+    for path, size in made:
+        make_reproducible(path)
+        assert path.stat().st_size == size
+        reader = pypdf.PdfReader(path, strict=True)
+        assert len(reader.pages) == 1 and reader.metadata.title == "Brief"
+    assert made[0][0].read_bytes() == made[1][0].read_bytes()
 
 
 # -- the pipeline --------------------------------------------------------------------------------

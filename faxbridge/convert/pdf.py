@@ -11,7 +11,9 @@ Blocking: call it from a worker thread.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import re
 from pathlib import Path
 
 from faxbridge.convert import ConversionError
@@ -64,3 +66,34 @@ def unlock(name: str, source: Path, target: Path) -> int:
         raise ConversionError(f"{name}: the secured PDF cannot be rewritten ({type(exc).__name__})") from None
     target.write_bytes(buffer.getvalue())
     return pages
+
+
+# What differs between two conversions of the same file by LibreOffice: the creation date in the
+# document information, the file identifier (ISO 32000-1, 14.3.3 and 14.4), and LibreOffice's own
+# /DocChecksum in the trailer.
+_DATE = re.compile(rb"(/(?:CreationDate|ModDate)\s*\(D(?::|\\072))(\d{14})")  # ":" may be escaped
+_HEX_IDS = re.compile(rb"(/ID\s*\[\s*<)([0-9A-Fa-f]+)(>\s*<)([0-9A-Fa-f]+)(>)|(/DocChecksum\s*/)([0-9A-Fa-f]+)")
+
+
+def make_reproducible(path: Path) -> None:
+    """Give a PDF a fixed date and identifiers derived from its content, in place.
+
+    The same document then converts to the same bytes, so that a resent Office file is still a
+    recognised duplicate. Each replacement has the length of what it replaces: every offset in the
+    cross-reference table stays right, and the file needs no rewriting.
+    """
+    data = path.read_bytes()
+    dated = _DATE.sub(lambda m: m.group(1) + b"20000101000000", data)
+    digest = hashlib.sha256(_HEX_IDS.sub(lambda m: _fill(m, b"0" * 64), dated)).hexdigest().upper().encode()
+    stable = _HEX_IDS.sub(lambda m: _fill(m, digest), dated)
+    if stable != data:
+        path.write_bytes(stable)
+
+
+def _fill(match: re.Match[bytes], hex_digits: bytes) -> bytes:
+    """The /ID pair or /DocChecksum matched, its hex digits replaced by as many of ``hex_digits``."""
+    if match.group(6) is not None:
+        return match.group(6) + (hex_digits * 2)[: len(match.group(7))]
+    first, second = match.group(2), match.group(4)
+    return (match.group(1) + (hex_digits * 2)[: len(first)] + match.group(3)
+            + (hex_digits * 2)[: len(second)] + match.group(5))

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Final
 from faxbridge import documents
 from faxbridge.convert import ConversionError
 from faxbridge.convert.images import IMAGE_SUFFIXES, ImageOptions, images_to_pdf
-from faxbridge.convert.pdf import is_encrypted, unlock
+from faxbridge.convert.pdf import is_encrypted, make_reproducible, unlock
 from faxbridge.convert.settings import ConvertSettings, ImageGrouping
 from faxbridge.convert.text import FONT_PACKAGE, TEXT_SUFFIXES, TextOptions, find_font, text_to_pdf
 from faxbridge.documents import DocumentLimits
@@ -217,6 +217,7 @@ def _office(name: str, source: Path, target: Path, settings: ConvertSettings) ->
             action="Send the document as a PDF, or ask the administrator to install LibreOffice.",
         )
     converter.convert(source, target)
+    make_reproducible(target)  # LibreOffice dates each PDF and gives it a random /ID
 
 
 def available_formats(settings: ConvertSettings) -> list[str]:
