@@ -267,3 +267,64 @@ def test_an_outlook_winmail_dat_is_unpacked_and_its_files_converted(start_rig, r
     rig.wait_processed(2)
     [report] = [r for r in relay.sink.wait_for(2) if r.message["Subject"] == "Fax NOT sent: Leer"]
     assert "winmail.dat" in report.message.get_content()
+
+
+# -- Office documents (real LibreOffice) -------------------------------------------------------
+
+
+@pytest.mark.timeout(300)
+def test_office_files_dropped_are_faxed_as_pdfs_bad_ones_refused_and_a_resend_is_a_duplicate(
+    tmp_path: Path, folder: Path, simulator: Simulator, start: Any
+) -> None:
+    from test_convert_office import docx_bytes, encrypted_docx_bytes, rtf_bytes, zip_bomb_docx
+
+    start()
+    docx = docx_bytes(["Seite eins: Grüße aus Köln", "Seite zwei: Привет"])
+    (folder / f"{NUMBER}_Angebot.docx").write_bytes(docx)
+    (folder / f"{NUMBER}_gesperrt.docx").write_bytes(encrypted_docx_bytes())
+    (folder / f"{NUMBER}_bombe.docx").write_bytes(zip_bomb_docx(64 * 1024 * 1024))
+    wait_until((folder / "sent" / f"{NUMBER}_Angebot.fax.pdf").exists, timeout=150, what="the DOCX sent")
+    [call] = simulator.calls_for("SendJob")
+    assert call.params["SendFilename1"] == f"{NUMBER}_Angebot.pdf"
+    pages = received_pdf(call).pages
+    assert len(pages) == 2  # the page size is the document's own (this one names none)
+    assert "Grüße aus Köln" in pages[0].extract_text() and "Привет" in pages[1].extract_text()
+    assert simulator.jobs[0].page_count == 2
+    for name in ("gesperrt", "bombe"):
+        error = folder / "failed" / f"{NUMBER}_{name}.error.txt"
+        wait_until(error.exists, timeout=150, what=error.name)
+        assert f"{NUMBER}_{name}.docx: " in error.read_text()
+
+    (folder / f"{NUMBER}_Angebot.docx").write_bytes(docx)  # converted again: the same bytes
+    error = folder / "failed" / f"{NUMBER}_Angebot.error.txt"
+    wait_until(error.exists, timeout=150, what="the resent DOCX refused as a duplicate")
+    assert "submitted as job" in error.read_text()
+
+    (folder / f"{NUMBER}_Brief.rtf").write_bytes(rtf_bytes(["Eins", "Zwei", "Drei"]))
+    wait_until(lambda: len(simulator.calls_for("SendJob")) == 2, timeout=150, what="the next document sent")
+    assert len(received_pdf(simulator.calls_for("SendJob")[1]).pages) == 3
+
+
+@pytest.mark.timeout(300)
+def test_an_office_file_mailed_by_a_script_is_faxed_as_a_pdf(start_rig, relay) -> None:
+    from test_convert_office import rtf_bytes
+
+    rig = start_rig(relay.port)
+    message = mail(attachments=[("Vertrag.rtf", rtf_bytes(["Seite 1", "Seite 2"]), "application/rtf")])
+    with smtplib.SMTP("127.0.0.1", rig.port, timeout=10) as client:
+        client.sendmail(SENDER, [FAX], message.as_bytes(policy=email.policy.SMTP))
+    rig.wait_final(1)
+    [call] = rig.simulator.calls_for("SendJob")
+    assert call.params["SendFilename1"] == "Vertrag.pdf"
+    assert len(received_pdf(call).pages) == 2
+
+
+def test_office_off_refuses_an_office_file_in_plain_words(folder: Path, simulator: Simulator, start: Any) -> None:
+    from test_convert_office import docx_bytes
+
+    start(convert={"office": False})
+    (folder / f"{NUMBER}_Angebot.docx").write_bytes(docx_bytes(["x"]))
+    error = folder / "failed" / f"{NUMBER}_Angebot.error.txt"
+    wait_until(error.exists, what="the DOCX refused")
+    assert "Office documents are not converted here (convert.office is off)" in error.read_text()
+    assert simulator.calls_for("SendJob") == []

@@ -216,7 +216,10 @@ def _office(name: str, source: Path, target: Path, settings: ConvertSettings) ->
             f"{name}: cannot be converted: {converter.missing_reason()}",
             action="Send the document as a PDF, or ask the administrator to install LibreOffice.",
         )
-    converter.convert(source, target)
+    try:
+        converter.convert(source, target)
+    except ConversionError as exc:  # the converter speaks of "the document"; the sender needs its name
+        raise ConversionError(f"{name}: {exc}", action=exc.action or "Send the document as a PDF.") from None
     make_reproducible(target)  # LibreOffice dates each PDF and gives it a random /ID
 
 
@@ -237,10 +240,11 @@ def available_formats(settings: ConvertSettings) -> list[str]:
         lines.append("Office (DOCX, ODT …): NOT available in this build")
     else:
         converter = shared_office(settings)
-        if converter.available():
-            lines.append(f"Office ({suffixes}): converted to PDF by LibreOffice")
-        else:
-            lines.append(f"Office ({suffixes}): NOT available: {converter.missing_reason()}")
+        usable = converter.available_suffixes() if converter.available() else frozenset()
+        if usable:
+            lines.append(f"Office ({' '.join(sorted(usable - {'.doc', '.xls'}))}): converted to PDF by LibreOffice")
+        if converter.missing_reason():
+            lines.append(f"Office: NOT all available: {converter.missing_reason()}")
     doc_xls = [t.upper() for t in ("doc", "xls") if t in settings.as_is]
     converted = [t.upper() for t in ("doc", "xls") if t not in settings.as_is]
     if doc_xls:
