@@ -109,6 +109,7 @@ def find_font() -> Path | None:
 def text_to_pdf(name: str, source: Path, target: Path, options: TextOptions) -> int:
     """Render a text file as monospace pages; returns the page count."""
     from fpdf import FPDF
+    from fpdf.enums import WrapMode, XPos, YPos
 
     data = source.read_bytes()
     if len(data) > MAX_TEXT_BYTES:
@@ -140,7 +141,7 @@ def text_to_pdf(name: str, source: Path, target: Path, options: TextOptions) -> 
         pdf.add_page()
         for line in sheet.split("\n"):
             # Characters, not words: a long line breaks where the page ends, as a printer does.
-            pdf.multi_cell(0, line_height, line, align="L", wrapmode="CHAR", new_x="LMARGIN", new_y="NEXT")
+            pdf.multi_cell(0, line_height, line, align="L", wrapmode=WrapMode.CHAR, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
             if pdf.page > options.max_pages:
                 raise ConversionError(
                     f"{name}: more than {options.max_pages} pages of text (documents.max_pages)",
