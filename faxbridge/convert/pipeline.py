@@ -39,7 +39,6 @@ TEXT: Final = "text"
 OFFICE: Final = "office"
 PDF: Final = "pdf"  # sent as it is unless it is encrypted
 CONVERTED_SUFFIX: Final = ".fax.pdf"  # the converted PDF beside its original: NAME.fax.pdf
-OFFICE_PACKAGE: Final = "libreoffice-core"  # soffice (libreoffice-writer/-calc/-impress: the formats)
 
 
 @dataclass(frozen=True)
