@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
+from PIL import Image, ImageSequence, UnidentifiedImageError
 
 from faxbridge.convert import ConversionError
 from faxbridge.convert.settings import ColourMode, Paper
@@ -43,6 +43,17 @@ FAX_DPI: Final = 200
 MARGIN_MM: Final = 10.0  # fax machines do not print to the edge; 10 mm keeps everything legible
 _PAPER_MM: Final = {Paper.A4: (210.0, 297.0), Paper.LETTER: (215.9, 279.4)}
 _LOSSY_FORMATS: Final = frozenset({"JPEG", "MPO", "HEIF", "AVIF"})
+# EXIF orientation (TIFF 6.0 tag 274) → the transposition that makes the picture upright; the
+# table ImageOps.exif_transpose uses, applied here after reducing (a reduced copy has no EXIF).
+_UPRIGHT: Final = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 @dataclass(frozen=True)
@@ -141,8 +152,14 @@ def _fax_page(name: str, frame: Image.Image, options: ImageOptions) -> bytes:
         )
     lossy = frame.format in _LOSSY_FORMATS
     frame.load()
-    page = ImageOps.exif_transpose(frame)  # all eight orientations, mirrored ones included
-    page = _on_white(page)
+    page = _on_white(frame)
+    factor = min(page.size[0] // box[0], page.size[1] // box[1])
+    if factor >= 2 and page.mode in ("L", "RGB"):
+        # A box-filter reduction first (cheap): turning the picture then copies a small one, so a
+        # 12 MP PNG or HEIC costs one full-size buffer, not three.
+        page = page.reduce(factor)
+    if orientation in _UPRIGHT:
+        page = page.transpose(_UPRIGHT[orientation])  # all eight orientations, mirrored ones included
     box = _printable_pixels(options.paper, page.size)
     # Within a tenth of the page's fax resolution is close enough (fine mode is 204 dpi): JPEG's own
     # 1/2 scale often lands there, and a resample to shave off 2 % cost more than the decode.
