@@ -6,6 +6,7 @@ import io
 import os
 import shutil
 import struct
+import subprocess
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -98,6 +99,32 @@ def ole_compound_file(streams: dict[str, bytes]) -> bytes:
               + struct.pack("<I", 0) + struct.pack("<I", free) * 108)
     fat_bytes = struct.pack(f"<{len(fat)}I", *fat) + struct.pack("<I", free) * (128 - len(fat))
     return header + fat_bytes + directory + body
+
+
+ODF_NAMESPACES = " ".join(f'xmlns:{prefix}="urn:oasis:names:tc:opendocument:xmlns:{name}:1.0"' for prefix, name in [
+    ("office", "office"), ("style", "style"), ("fo", "xsl-fo-compatible"), ("text", "text"),
+    ("table", "table"), ("draw", "drawing"), ("svg", "svg-compatible"), ("presentation", "presentation")])
+
+
+def flat_odf(kind: str, pages: list[str]) -> str:
+    """A flat (single-XML) OpenDocument text, spreadsheet or presentation: one page, sheet or slide per entry."""
+    styles = ""
+    if kind == "text":
+        styles = ('<office:automatic-styles><style:style style:name="NewPage" style:family="paragraph">'
+                  '<style:paragraph-properties fo:break-before="page"/></style:style></office:automatic-styles>')
+        body = "".join(f'<text:p text:style-name="{"NewPage" if number else "Standard"}">{text}</text:p>'
+                       for number, text in enumerate(pages))
+    elif kind == "spreadsheet":
+        body = "".join(f'<table:table table:name="Blatt{number}"><table:table-row><table:table-cell '
+                       f'office:value-type="string"><text:p>{text}</text:p></table:table-cell></table:table-row>'
+                       f'</table:table>' for number, text in enumerate(pages, start=1))
+    else:
+        body = "".join(f'<draw:page draw:name="Folie{number}"><draw:frame svg:x="2cm" svg:y="2cm" svg:width="20cm" '
+                       f'svg:height="4cm"><draw:text-box><text:p>{text}</text:p></draw:text-box></draw:frame>'
+                       f'</draw:page>' for number, text in enumerate(pages, start=1))
+    return (f'<?xml version="1.0" encoding="UTF-8"?><office:document {ODF_NAMESPACES} office:version="1.2" '
+            f'office:mimetype="application/vnd.oasis.opendocument.{kind}">{styles}'
+            f'<office:body><office:{kind}>{body}</office:{kind}></office:body></office:document>')
 
 
 def encrypted_docx_bytes() -> bytes:
@@ -235,6 +262,42 @@ def test_real_documents_become_pdfs_with_their_pages_and_words(
     assert len(pages) == 2
     assert "Grüße aus Köln" in pages[0] and "Привет" in pages[1]
     assert source.exists()  # the original is the converter's input, never consumed
+
+
+PAGES = ["Seite eins: Grüße aus Köln", "Seite zwei: Привет"]
+
+
+@pytest.fixture(scope="module")
+def saved_by_libreoffice(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """.odt .doc .ods .xlsx .xls .odp .pptx files as LibreOffice saves them, made from flat ODF written here."""
+    directory = tmp_path_factory.mktemp("saved-by-libreoffice")
+    profile = (directory / "profile").as_uri()
+    files = {}
+    for kind, flat_suffix, targets in [("text", ".fodt", [".odt", ".doc"]), ("spreadsheet", ".fods", [".ods", ".xlsx", ".xls"]),
+                                       ("presentation", ".fodp", [".odp", ".pptx"])]:
+        flat = directory / f"{kind}{flat_suffix}"
+        flat.write_text(flat_odf(kind, PAGES))
+        for target in targets:
+            subprocess.run([REAL_SOFFICE, f"-env:UserInstallation={profile}", "--headless", "--convert-to",
+                            target[1:], "--outdir", str(directory), str(flat)],
+                           check=True, capture_output=True, timeout=150)
+            files[target] = directory / f"{kind}{target}"
+    return files
+
+
+@pytest.mark.timeout(400)
+@pytest.mark.parametrize("suffix", [".odt", ".doc", ".ods", ".xlsx", ".xls", ".odp", ".pptx"])
+def test_every_office_format_becomes_a_pdf_with_its_pages(
+        converter: OfficeConverter, saved_by_libreoffice: dict[str, Path], tmp_path: Path, suffix: str) -> None:
+    target = tmp_path / "out.pdf"
+    converter.convert(saved_by_libreoffice[suffix], target)
+    reader = PdfReader(target)
+    assert len(reader.pages) == 2  # a page, sheet or slide each
+    assert "Grüße aus Köln" in reader.pages[0].extract_text()
+    assert "Привет" in reader.pages[1].extract_text()
+    if suffix in {".odp", ".pptx"}:
+        box = reader.pages[0].mediabox
+        assert box.width > box.height  # slides stay landscape
 
 
 @pytest.mark.timeout(240)
