@@ -198,7 +198,7 @@ class FakeSoffice:
         self.mode_file = directory / "mode"
         self.path.write_text(
             "#!/bin/sh\n"
-            f'echo $$ >> "{self.calls}"\n'
+            f'echo "$1" >> "{self.calls}"\n'  # -env:UserInstallation=<the profile>
             f'case "$(cat "{self.mode_file}")" in\n'
             f'  hang) sleep 600 & echo "$$ $!" > "{self.child}.part"; mv "{self.child}.part" "{self.child}"; wait ;;\n'
             "  crash) kill -SEGV $$ ;;\n"
@@ -213,6 +213,9 @@ class FakeSoffice:
 
     def call_count(self) -> int:
         return len(self.calls.read_text().split()) if self.calls.exists() else 0
+
+    def profiles(self) -> list[str]:
+        return self.calls.read_text().split() if self.calls.exists() else []
 
     def hung_pids(self) -> list[int]:
         return [int(pid) for pid in self.child.read_text().split()]
@@ -389,12 +392,16 @@ def test_a_hung_conversion_is_killed_whole_and_the_next_converts(tmp_path: Path)
     office = OfficeConverter(tmp_path / "work", soffice=str(script.path), timeout=20)
     source = tmp_path / "letter.docx"
     source.write_bytes(docx_bytes(["Zweiter Versuch"]))
+    office.convert(source, tmp_path / "first.pdf")
+    profile = Path(script.profiles()[0].removeprefix("-env:UserInstallation=file://"))
+    assert profile.is_dir()
     script.mode("hang")
     with pytest.raises(ConversionError, match="did not finish converting the document within 20 seconds"):
         office.convert(source, tmp_path / "letter.pdf")
     shell, sleeper = script.hung_pids()
     assert gone(shell) and gone(sleeper)  # the script and the child it started: the whole group
     assert not (tmp_path / "letter.pdf").exists()
+    assert not profile.exists()  # a killed run's profile may be half-written: the slot starts afresh
 
     script.mode("real")
     office.convert(source, tmp_path / "letter.pdf")
@@ -447,3 +454,24 @@ def test_close_stops_a_running_conversion_and_reaps_it(tmp_path: Path) -> None:
     assert all(gone(pid) for pid in script.hung_pids())
     with pytest.raises(ConversionError, match="shutting down"):
         office.convert(source, tmp_path / "letter.pdf")
+
+
+def test_converters_on_one_work_dir_never_share_a_profile(tmp_path: Path) -> None:
+    script = FakeSoffice(tmp_path / "bin")
+    script.mode("noload")  # soffice is run (and records its profile) but converts nothing: quick
+    source = tmp_path / "letter.docx"
+    source.write_bytes(docx_bytes(["Hallo"]))
+    daemon = OfficeConverter(tmp_path / "work", soffice=str(script.path))
+    cli = OfficeConverter(tmp_path / "work", soffice=str(script.path))
+    for office in (daemon, cli):
+        with pytest.raises(ConversionError):
+            office.convert(source, tmp_path / "letter.pdf")
+    first, second = script.profiles()
+    assert first != second
+    daemon.close()
+    cli.close()
+    restarted = OfficeConverter(tmp_path / "work", soffice=str(script.path))
+    with pytest.raises(ConversionError):
+        restarted.convert(source, tmp_path / "letter.pdf")
+    restarted.close()
+    assert script.profiles()[-1] == first  # the profiles a converter made stay warm for the next one

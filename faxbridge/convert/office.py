@@ -13,6 +13,8 @@ crashed starts again with a fresh profile.
 
 from __future__ import annotations
 
+import fcntl
+import itertools
 import logging
 import os
 import queue
@@ -61,7 +63,10 @@ class OfficeConverter:
     """Converts Office files to PDF with at most ``workers`` LibreOffice processes at once.
 
     ``convert`` blocks and is meant for worker threads; it is thread-safe. ``work_dir`` holds each
-    slot's LibreOffice profile and each conversion's scratch directory.
+    slot's LibreOffice profile and each conversion's scratch directory, under an instance directory
+    that this converter holds an flock on: a second converter on the same work_dir (the CLI's `send`
+    beside the daemon) takes the next one, because two soffice runs on one profile hand the document to
+    each other over LibreOffice's pipe instead of converting it themselves.
     """
 
     def __init__(self, work_dir: Path, *, soffice: str | None = None, timeout: float = 120.0,
@@ -77,6 +82,8 @@ class OfficeConverter:
         self._running: dict[int, subprocess.Popen[bytes]] = {}  # pid → run, for close()
         self._lock = threading.Lock()
         self._closed = False
+        self._instance: Path | None = None  # this converter's directory under work_dir/office, once claimed
+        self._instance_lock: int | None = None
 
     def available(self) -> bool:
         """Whether a LibreOffice executable was found."""
@@ -125,6 +132,10 @@ class OfficeConverter:
             running = list(self._running.values())
         for process in running:
             _kill_group(process)
+        with self._lock:
+            if self._instance_lock is not None:
+                os.close(self._instance_lock)  # releases the flock: the next converter may keep the profiles
+                self._instance_lock = None
 
     # -- the pool ----------------------------------------------------------------------------------
 
@@ -137,10 +148,33 @@ class OfficeConverter:
             raise ConversionError("the document converter is shutting down")
         return slot
 
+    def _claim_instance(self) -> Path:
+        """The first instance directory no other converter holds; its profiles stay warm across restarts."""
+        with self._lock:
+            if self._closed:
+                raise ConversionError("the document converter is shutting down")
+            if self._instance is None:
+                self._root.mkdir(parents=True, exist_ok=True)
+                for number in itertools.count():
+                    descriptor = os.open(self._root / f"instance-{number}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+                    try:
+                        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        os.close(descriptor)
+                        continue
+                    self._instance_lock = descriptor
+                    self._instance = self._root / f"instance-{number}"
+                    # Scratch left by a holder that died mid-conversion; nobody else can be using it now.
+                    shutil.rmtree(self._instance / "jobs", ignore_errors=True)
+                    break
+            assert self._instance is not None
+            return self._instance
+
     def _convert_in_slot(self, slot: int, source: Path, suffix: str, target_pdf: Path) -> None:
-        slot_dir = self._root / f"slot-{slot}"
+        instance = self._claim_instance()
+        slot_dir = instance / f"slot-{slot}"
         profile = slot_dir / "profile"
-        scratch_root = self._root / "jobs"
+        scratch_root = instance / "jobs"
         scratch_root.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f"slot{slot}-", dir=scratch_root))
         try:
@@ -157,7 +191,12 @@ class OfficeConverter:
             env = dict(os.environ, HOME=str(slot_dir), TMPDIR=str(scratch))
             slot_dir.mkdir(parents=True, exist_ok=True)
             started = time.monotonic()
-            returncode, output = self._run(args, env, scratch)
+            try:
+                returncode, output = self._run(args, env, scratch)
+            except ConversionError:
+                # Killed on timeout or by close(): the profile may be half-written; start it afresh.
+                shutil.rmtree(profile, ignore_errors=True)
+                raise
             produced = outdir / "document.pdf"
             if returncode != 0 or not produced.is_file():
                 if returncode != 0:
