@@ -21,6 +21,8 @@ ATT_ATTACH_TITLE = 0x00018010
 ATT_ATTACH_DATA = 0x0006800F
 ATT_ATTACHMENT = 0x00069005
 PT_STRING8, PR_ATTACH_LONG_FILENAME = 0x001E, 0x3707
+PT_OBJECT, PR_ATTACH_DATA_OBJ = 0x000D, 0x3701
+IMESSAGE = bytes.fromhex("0703020000000000c000000000000046")  # the IID of an embedded message ([MS-OXTNEF] 2.1.3.3.15)
 
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
@@ -35,6 +37,16 @@ def long_filename_props(name: str) -> bytes:
     value = name.encode("cp1252") + b"\x00"
     padded = value + b"\x00" * (-len(value) % 4)
     return struct.pack("<IHHII", 1, PT_STRING8, PR_ATTACH_LONG_FILENAME, 1, len(value)) + padded
+
+
+def embedded_message(inner: bytes) -> bytes:
+    """An attachment that is an attached Outlook message: rendering data, title, and the message's own
+    TNEF stream in PR_ATTACH_DATA_OBJ behind the IMessage IID."""
+    value = IMESSAGE + inner
+    props = struct.pack("<IHHII", 1, PT_OBJECT, PR_ATTACH_DATA_OBJ, 1, len(value)) + value + b"\x00" * (-len(value) % 4)
+    return (attribute(LVL_ATTACHMENT, ATT_ATTACH_REND_DATA, struct.pack("<HIHHI", 1, 0xFFFFFFFF, 0, 0, 0))
+            + attribute(LVL_ATTACHMENT, ATT_ATTACH_TITLE, b"Weitergeleitet.msg\x00")
+            + attribute(LVL_ATTACHMENT, ATT_ATTACHMENT, props))
 
 
 def winmail(files: list[tuple[str, str, bytes]], body: bytes = b"") -> bytes:
@@ -68,6 +80,24 @@ def test_a_name_cannot_steer_a_path() -> None:
     assert name.endswith("name.pdf")
 
 
+def test_files_of_an_attached_outlook_message_count_too() -> None:
+    # tnefparse strips trailing NUL bytes from object data, so the inner stream must not end in one:
+    # a message attribute (its checksum ends in 0x07) closes it
+    inner = winmail([("RECHNU~1.PDF", "Rechnung.pdf", PDF)]) + attribute(
+        LVL_MESSAGE, ATT_MESSAGE_CLASS, b"IPM.Microsoft Mail.Note\x00")
+    outer = winmail([("A.PDF", "Anschreiben.pdf", PDF)]) + embedded_message(inner)
+    assert [name for name, _ in unpack(outer)] == ["Anschreiben.pdf", "Rechnung.pdf"]
+
+
+def test_messages_nested_without_end_are_refused() -> None:
+    message = winmail([("A.PDF", "a.pdf", PDF)])
+    for _ in range(600):
+        message = winmail([]) + embedded_message(message + attribute(
+            LVL_MESSAGE, ATT_MESSAGE_CLASS, b"IPM.Microsoft Mail.Note\x00"))
+    with pytest.raises(ConversionError, match="damaged"):
+        unpack(message)
+
+
 def test_the_body_alone_is_not_a_file_to_fax() -> None:
     with pytest.raises(ConversionError, match="contains no files"):
         unpack(winmail([], body=b"Hello, the offer is attached.\x00"))
@@ -82,8 +112,12 @@ def test_the_body_alone_is_not_a_file_to_fax() -> None:
         (winmail([("A.PDF", "a.pdf", PDF * 20)])[:-300], "damaged"),
         # one byte of the attachment changed after the checksum was written
         (winmail([("A.PDF", "a.pdf", PDF)]).replace(b"%PDF-1.4", b"%PDF-1.5"), "damaged"),
+        # attachment data before any attAttachRendData began an attachment
+        (struct.pack("<IH", SIGNATURE, 1) + attribute(LVL_ATTACHMENT, ATT_ATTACH_DATA, PDF), "damaged"),
+        # a string attribute before the codepage that says how to read it
+        (struct.pack("<IH", SIGNATURE, 1) + attribute(LVL_MESSAGE, ATT_MESSAGE_CLASS, b"IPM.Note\x00"), "damaged"),
     ],
-    ids=["empty", "zip", "truncated", "flipped-byte"],
+    ids=["empty", "zip", "truncated", "flipped-byte", "data-outside-attachment", "no-codepage"],
 )
 def test_damaged_winmail_dat_is_refused_in_plain_words(data: bytes, reason: str) -> None:
     with pytest.raises(ConversionError, match=reason) as caught:

@@ -34,8 +34,10 @@ def unpack(data: bytes) -> list[tuple[str, bytes]]:
     try:
         tnef = TNEF(data, do_checksum=True)
         files = _files(tnef, depth=0)
-    except (ValueError, LookupError, struct.error, UnicodeError) as exc:
-        # tnefparse reports a cut-off or malformed stream as whichever of these its parser hit first.
+    except Exception as exc:  # noqa: BLE001 - see below
+        # tnefparse reports a cut-off or malformed stream as whatever its parser hit first: struct.error,
+        # ValueError, a TypeError (a string before the codepage), an UnboundLocalError (attachment data
+        # before an attachment began), a RecursionError (messages nested without end) — all mean damaged.
         log.info("winmail.dat unreadable: %s: %s", type(exc).__name__, exc)
         raise ConversionError("the winmail.dat attachment is damaged and cannot be read") from None
     if not files:
