@@ -159,6 +159,17 @@ def encrypted_odt_bytes() -> bytes:
     return buffer.getvalue()
 
 
+def zip_encrypted_docx() -> bytes:
+    """A .docx whose zip members are marked encrypted (general purpose flag bit 0), as `zip -e` makes them."""
+    data = bytearray(docx_bytes(["Hallo"]))
+    for signature, flag_offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        position = data.find(signature)
+        while position != -1:
+            data[position + flag_offset] |= 0x01
+            position = data.find(signature, position + 4)
+    return bytes(data)
+
+
 def zip_bomb_docx(size: int) -> bytes:
     """A .docx whose document part is ``size`` bytes of zeros (deflate makes that ~1000× smaller)."""
     buffer = io.BytesIO()
@@ -362,9 +373,10 @@ def test_a_format_that_is_not_office_is_refused(tmp_path: Path) -> None:
         ("liar.docx", lying_zip_bomb_docx, "damaged"),
         ("secret.docx", encrypted_docx_bytes, "password-protected"),
         ("secret.odt", encrypted_odt_bytes, "password-protected"),
+        ("zip-secret.docx", zip_encrypted_docx, "password-protected"),
         ("broken.xlsx", lambda: b"PK\x03\x04 this zip ends here", "damaged"),
     ],
-    ids=["zip-bomb", "lying-zip-bomb", "password-docx", "password-odt", "not-a-zip"],
+    ids=["zip-bomb", "lying-zip-bomb", "password-docx", "password-odt", "encrypted-zip", "not-a-zip"],
 )
 def test_bad_containers_are_refused_without_running_libreoffice_and_the_next_converts(
         fake: tuple[FakeSoffice, OfficeConverter], tmp_path: Path, name: str, make: object, reason: str) -> None:

@@ -263,7 +263,7 @@ def check_container(source: Path, suffix: str) -> None:
     try:
         with zipfile.ZipFile(source) as archive:
             _check_zip(archive, suffix)
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError) as exc:
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, ValueError, RuntimeError) as exc:
         log.info("%s is no readable zip: %s", source.name, exc)
         raise ConversionError(f"the {suffix} file is damaged (it is not a readable {suffix} document)") from None
 
@@ -280,7 +280,9 @@ def _check_zip(archive: zipfile.ZipFile, suffix: str) -> None:
     for member in members:
         if member.file_size > RATIO_CHECKED_FROM and member.file_size > MAX_RATIO * max(member.compress_size, 1):
             raise bomb
-    if suffix in _ODF and _odf_encrypted(archive):
+    # Office never encrypts the zip itself (it encrypts the package, above), but a zip can be: reading
+    # such a member needs its password.
+    if any(member.flag_bits & 0x1 for member in members) or (suffix in _ODF and _odf_encrypted(archive)):
         raise ConversionError("the document is password-protected; please send it without a password")
     # The sizes above are what the zip claims. Reading every member proves them: zipfile stops at the
     # declared size and checks the CRC, so a member that unpacks to more than it declares is an error.
