@@ -136,9 +136,10 @@ def test_a_bundle_of_photos_becomes_one_pdf_in_the_order_listed(
     tmp_path: Path, folder: Path, simulator: Simulator, start: Any
 ) -> None:
     start()
-    jpeg(folder / "b.jpg", upright(800, 600), 1)  # landscape
-    jpeg(folder / "a.jpg", upright(), 8)  # portrait after EXIF
+    # The sidecar first: it waits for the files it lists (a photo alone would go without it).
     (folder / "Seiten.yaml").write_text(f'recipient: "{NUMBER}"\nfiles: [b.jpg, a.jpg]\n')
+    jpeg(tmp_path / "b.jpg", upright(800, 600), 1).rename(folder / "b.jpg")  # landscape
+    jpeg(tmp_path / "a.jpg", upright(), 8).rename(folder / "a.jpg")  # portrait after EXIF
     wait_until(lambda: simulator.calls_for("SendJob"), what="the bundle sent")
     [call] = simulator.calls_for("SendJob")
     assert call.params["SendFilename1"] == "b (+1 images).pdf" and call.params["SendFilename2"] == ""
