@@ -261,3 +261,21 @@ def test_a_photo_sent_inline_by_a_phone_is_faxed_but_a_cid_logo_is_not(tmp_path)
     [part] = result.parts
     assert [d.filename for d in part.request.documents] == ["IMG_0001.pdf"]
     assert any("logo.jpeg" in n for n in result.notes)
+
+
+def test_attachments_without_a_file_name_are_converted_by_their_content_type(tmp_path) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    photo = io.BytesIO()
+    Image.new("RGB", (300, 400), "red").save(photo, format="JPEG")
+    data = raw_mail(
+        "Content-Type: text/plain\r\n\r\nHallo",
+        "Content-Type: image/jpeg\r\nContent-Disposition: attachment\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.b64encode(photo.getvalue()).decode(),
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Disposition: attachment\r\n\r\nGrüße",
+    )
+    [part] = plan(data, tmp_path).parts
+    assert [d.filename for d in part.request.documents] == ["attachment-1.pdf", "attachment-2.pdf"]

@@ -65,6 +65,21 @@ _EXTENSION_FOR_TYPE: Final[dict[str, str]] = {
     "application/msword": ".doc",
     "application/vnd.ms-excel": ".xls",
     "text/html": ".html",
+    # converted to PDF (convert.pipeline)
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/gif": ".gif",
+    "image/webp": ".webp",
+    "image/heic": ".heic",
+    "image/heif": ".heif",
+    "text/plain": ".txt",
+    "application/rtf": ".rtf",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ".docx",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": ".pptx",
+    "application/vnd.oasis.opendocument.text": ".odt",
+    "application/vnd.oasis.opendocument.spreadsheet": ".ods",
+    "application/vnd.oasis.opendocument.presentation": ".odp",
 }
 # Cryptographic signatures are not content: never faxed, never a reason to refuse a mail.
 _SIGNATURE_TYPES: Final = frozenset(
@@ -358,7 +373,7 @@ def _attachment(part: Message, number: int) -> _Attachment:
     raw_name = part.get_filename() or ""
     name = safe_filename(raw_name, fallback=f"attachment-{number}")
     if documents.file_type(name) is None and ctype in _EXTENSION_FOR_TYPE and "." not in name:
-        name += _EXTENSION_FOR_TYPE[ctype]  # "scan" sent as application/pdf
+        name += _EXTENSION_FOR_TYPE[ctype]  # "scan" sent as application/pdf, a photo as image/jpeg
     if ctype == "message/rfc822":
         inner = part.get_payload()
         data = inner[0].as_bytes() if isinstance(inner, list) and inner else part.as_bytes()
