@@ -449,3 +449,16 @@ def test_convert_config_errors_name_the_key(tmp_path, section, problem) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config({**FAXDE, "convert": section}, tmp_path, environ={"PW": "x"})
     assert str(caught.value).startswith(problem)
+
+
+def test_an_iphone_heic_turned_by_exif_comes_out_upright_once(tmp_path) -> None:
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # pillow-heif stores it as the HEIF rotation and reads it back applied
+    path = tmp_path / "IMG_0003.HEIC"
+    STORED[6](upright()).save(path, format="HEIF", exif=exif.tobytes(), quality=90)
+    [(page, image)] = page_images(convert(tmp_path, path))
+    assert size_of(page) == A4
+    assert_upright(image)
