@@ -450,7 +450,7 @@ def parse_config(
     faxde = _faxde(top["faxde"], "faxde", ctx)
     journal = _journal(top.get("journal"), "journal")
     documents = _documents(top.get("documents"), "documents")
-    convert = _convert(top.get("convert"), "convert", ConvertSettings())
+    convert = _convert(top.get("convert"), "convert", ConvertSettings(work_dir=state_dir / "convert"))
     hotfolders = _hotfolders(top.get("hotfolders"), "hotfolders", ctx, policy, convert)
     status = _status(top.get("status"), "status")
     inbound, inbound_enabled = (

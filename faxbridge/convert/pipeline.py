@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import shutil
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -167,10 +168,12 @@ def _images(
 
 
 # --------------------------------------------------------------------------------------------------
-# LibreOffice: one converter for the process (its soffice is slow to start), made when first needed.
+# LibreOffice: one converter per work folder for the process (a fresh profile costs seconds), made
+# when first needed and closed at exit.
 
 _office_lock = threading.Lock()
-_office_converter: OfficeConverter | None = None
+_office_converters: dict[Path | None, OfficeConverter] = {}
+_temporary_dirs: list[Path] = []  # work folders made for converters without one: removed at close
 
 
 def _office_suffixes() -> frozenset[str]:
@@ -182,25 +185,37 @@ def _office_suffixes() -> frozenset[str]:
 
 
 def shared_office(settings: ConvertSettings) -> OfficeConverter:
-    """The process's LibreOffice converter (closed at exit), each with a profile of its own."""
-    global _office_converter
+    """The LibreOffice converter for ``settings.work_dir`` (the daemon's and ``faxbridge send``'s
+    is <state_dir>/convert: the converter locks an instance folder per process there, so both can
+    run at once); without one, a temporary folder."""
     from faxbridge.convert.office import OfficeConverter
 
     with _office_lock:
-        if _office_converter is None:
-            work_dir = Path(tempfile.mkdtemp(prefix="faxbridge-office-"))
-            _office_converter = OfficeConverter(work_dir, timeout=settings.office_timeout)
-            atexit.register(close_office)
-        return _office_converter
+        converter = _office_converters.get(settings.work_dir)
+        if converter is None:
+            work_dir = settings.work_dir
+            if work_dir is None:
+                work_dir = Path(tempfile.mkdtemp(prefix="faxbridge-office-"))
+                _temporary_dirs.append(work_dir)
+            if not _office_converters:
+                atexit.register(close_office)
+            converter = _office_converters[settings.work_dir] = OfficeConverter(
+                work_dir, timeout=settings.office_timeout
+            )
+        return converter
 
 
 def close_office() -> None:
-    """Stop the shared LibreOffice converter (the daemon at shutdown; atexit otherwise)."""
-    global _office_converter
+    """Stop every LibreOffice converter of the process and reap its runs (atexit)."""
     with _office_lock:
-        converter, _office_converter = _office_converter, None
-    if converter is not None:
+        converters = list(_office_converters.values())
+        _office_converters.clear()
+        temporary = list(_temporary_dirs)
+        _temporary_dirs.clear()
+    for converter in converters:
         converter.close()
+    for work_dir in temporary:
+        shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def _office(name: str, source: Path, target: Path, settings: ConvertSettings) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final
 
 
@@ -38,3 +39,6 @@ class ConvertSettings:
     office: bool = True  # LibreOffice converts .docx, .odt … when it is installed
     office_timeout: float = 120.0  # a conversion that takes longer is killed
     as_is: frozenset[str] = field(default_factory=lambda: CONVERTIBLE_AS_IS)
+    # Not a config key: <state_dir>/convert, where LibreOffice keeps its profiles between
+    # conversions and restarts (a fresh profile costs seconds); None: a temporary folder.
+    work_dir: Path | None = field(default=None, compare=False, metadata={"derived": True})
