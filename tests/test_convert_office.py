@@ -383,8 +383,10 @@ def test_bad_containers_are_refused_without_running_libreoffice_and_the_next_con
     script, office = fake
     source = tmp_path / name
     source.write_bytes(make())  # type: ignore[operator]
-    with pytest.raises(ConversionError, match=reason):
+    with pytest.raises(ConversionError, match=reason) as caught:
         office.convert(source, tmp_path / "refused.pdf")
+    if reason == "password-protected":
+        assert "without a password" in caught.value.action
     assert script.call_count() == 0
     assert not (tmp_path / "refused.pdf").exists()
 

@@ -55,6 +55,7 @@ RATIO_CHECKED_FROM = 16 * 1024 * 1024  # small members may compress well (empty 
 # ([MS-OFFCRYPTO] 2.3.4.4); its directory names the stream in UTF-16LE.
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
 _ENCRYPTED_PACKAGE = "EncryptedPackage".encode("utf-16-le")
+_WITHOUT_PASSWORD = "Save the document again without a password (or as a PDF) and send it again."
 # How long a killed run's process group may take to disappear before we stop waiting for it.
 _REAP_SECONDS = 5.0
 
@@ -256,7 +257,8 @@ def check_container(source: Path, suffix: str) -> None:
         raise ConversionError(f"the document cannot be read ({exc.strerror})") from None
     if suffix in _OOXML and head == _OLE_MAGIC:
         if _ENCRYPTED_PACKAGE in source.read_bytes():
-            raise ConversionError("the document is password-protected; please send it without a password")
+            raise ConversionError("the document is password-protected; please send it without a password",
+                                  action=_WITHOUT_PASSWORD)
         return  # an older binary Office file with a new name: LibreOffice reads it by its content
     if suffix not in _OOXML | _ODF:
         return
@@ -283,7 +285,8 @@ def _check_zip(archive: zipfile.ZipFile, suffix: str) -> None:
     # Office never encrypts the zip itself (it encrypts the package, above), but a zip can be: reading
     # such a member needs its password.
     if any(member.flag_bits & 0x1 for member in members) or (suffix in _ODF and _odf_encrypted(archive)):
-        raise ConversionError("the document is password-protected; please send it without a password")
+        raise ConversionError("the document is password-protected; please send it without a password",
+                              action=_WITHOUT_PASSWORD)
     # The sizes above are what the zip claims. Reading every member proves them: zipfile stops at the
     # declared size and checks the CRC, so a member that unpacks to more than it declares is an error.
     unpacked = 0
