@@ -19,7 +19,7 @@ from faxbridge.config import ConfigError, parse_config
 from faxbridge.convert import ConversionError
 from faxbridge.convert.images import ImageOptions, images_to_pdf
 from faxbridge.convert.pdf import make_reproducible, unlock
-from faxbridge.convert.pipeline import AS_IS, IMAGE, OFFICE, PDF, TEXT, convert_documents, kind_of
+from faxbridge.convert.pipeline import AS_IS, IMAGE, OFFICE, PDF, TEXT, WINMAIL, convert_documents, kind_of
 from faxbridge.convert.settings import ColourMode, ConvertSettings, ImageGrouping, Paper
 from faxbridge.convert.text import TextOptions, decode_text, text_to_pdf
 from faxbridge.documents import DocumentLimits
@@ -369,6 +369,8 @@ def test_a_dated_pdf_with_a_random_id_is_made_reproducible_in_place(tmp_path) ->
         ("IMG_0001.HEIC", ConvertSettings(), IMAGE),
         ("a.webp", ConvertSettings(), IMAGE),
         ("a.txt", ConvertSettings(), TEXT),
+        ("WINMAIL.DAT", ConvertSettings(), WINMAIL),
+        ("other.dat", ConvertSettings(), None),
         ("a.zip", ConvertSettings(), None),
         ("a", ConvertSettings(), None),
     ],

@@ -329,3 +329,20 @@ def test_office_off_refuses_an_office_file_in_plain_words(folder: Path, simulato
     wait_until(error.exists, what="the DOCX refused")
     assert "Office documents are not converted here (convert.office is off)" in error.read_text()
     assert simulator.calls_for("SendJob") == []
+
+
+def test_a_winmail_dat_dropped_into_a_hotfolder_is_unpacked_and_faxed(
+    tmp_path: Path, folder: Path, simulator: Simulator, start: Any
+) -> None:
+    from test_convert_tnef import winmail
+
+    start(recipient=NUMBER)
+    photo = jpeg(tmp_path / "p.jpg", upright(), 3).read_bytes()
+    tnef = winmail([("FOTO~1.JPG", "Foto.jpg", photo), ("NOTIZ.TXT", "Notiz.txt", "Bitte zurückrufen.\r\n".encode("cp1252"))])
+    (folder / "winmail.dat").write_bytes(tnef)
+    wait_until((folder / "sent" / "winmail.dat").exists, what="the winmail.dat sent")
+    [call] = simulator.calls_for("SendJob")
+    assert [call.params[f"SendFilename{i}"] for i in (1, 2)] == ["Foto.pdf", "Notiz.pdf"]
+    assert_upright(picture(received_pdf(call, 1).pages[0]))
+    assert "Bitte zurückrufen." in received_pdf(call, 2).pages[0].extract_text()
+    assert {p.name for p in (folder / "sent").glob("*.fax.pdf")} == {"Foto.fax.pdf", "Notiz.fax.pdf"}

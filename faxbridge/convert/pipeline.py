@@ -39,6 +39,7 @@ IMAGE: Final = "image"
 TEXT: Final = "text"
 OFFICE: Final = "office"
 PDF: Final = "pdf"  # sent as it is unless it is encrypted
+WINMAIL: Final = "winmail"  # Outlook's winmail.dat: the files inside it, each converted as it needs
 CONVERTED_SUFFIX: Final = ".fax.pdf"  # the converted PDF beside its original: NAME.fax.pdf
 
 
@@ -56,6 +57,8 @@ class Converted:
 
 def kind_of(filename: str, settings: ConvertSettings) -> str | None:
     """How a document of this name is made fax-ready; None: faxbridge cannot send it at all."""
+    if is_winmail(filename):
+        return WINMAIL
     suffix = Path(filename).suffix.lower()
     fax_type = documents.file_type(filename)
     if fax_type == "pdf":
@@ -88,6 +91,10 @@ def convert_documents(
     image_slot = -1
     out_dir.mkdir(parents=True, exist_ok=True)
     targets = _Targets(out_dir)
+    try:
+        arrived = _unpack_winmail(arrived, out_dir / "unpacked")
+    except ConversionError as exc:
+        return [], [_sentence(exc)]
     for document in arrived:
         kind = kind_of(document.filename, settings)
         try:
@@ -110,6 +117,34 @@ def convert_documents(
     if problems:
         return [], problems
     return [r for r in results if r is not None], []
+
+
+def is_winmail(filename: str) -> bool:
+    """Outlook's TNEF attachment, as it arrives by mail or is saved from one."""
+    return Path(filename).name.lower() == "winmail.dat"
+
+
+def _unpack_winmail(arrived: Sequence[Document], folder: Path) -> list[Document]:
+    """Each winmail.dat replaced by the files inside it (convert.tnef), in their place and order."""
+    if not any(is_winmail(d.filename) for d in arrived):
+        return list(arrived)
+    from faxbridge.convert import tnef
+
+    result: list[Document] = []
+    for document in arrived:
+        if not is_winmail(document.filename):
+            result.append(document)
+            continue
+        try:
+            inner = tnef.unpack(document.path.read_bytes())
+        except ConversionError as exc:
+            raise ConversionError(f"{document.filename}: {exc}", action=exc.action) from None
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in inner:
+            path = folder / f"{len(result) + 1}{Path(name).suffix.lower()}"  # its own name may repeat another's
+            path.write_bytes(data)
+            result.append(Document(documents.safe_filename(name), path))
+    return result
 
 
 def _sentence(exc: ConversionError) -> str:
@@ -150,9 +185,11 @@ def _convert_one(
     elif kind == TEXT:
         target = targets.for_stem(stem)
         text_to_pdf(name, document.path, target, TextOptions(paper=settings.paper, max_pages=limits.max_pages))
-    else:
+    elif kind == OFFICE:
         target = targets.for_stem(stem)
         _office(name, document.path, target, settings)
+    else:  # a winmail.dat found inside a winmail.dat
+        raise ConversionError(f"{name}: an Outlook winmail.dat inside another cannot be faxed")
     return Converted(Document(f"{stem}.pdf", target), (document,))
 
 
