@@ -321,6 +321,8 @@ def _fax_ready(originals: list[Document], outbox: Path | None, config: Config, l
     converted, problems = convert_documents(originals, outbox / "converted", config.convert, limits)
     if problems:
         raise ConversionError("\n".join(problems))
+    if len(converted) > 3:  # a winmail.dat may hold more files than FAX.de takes
+        raise ConversionError(f"{len(converted)} documents after unpacking; FAX.de takes at most 3 per job")
     for c in converted:
         inspect(c.document.path, c.document.filename, limits)
     return [c.document for c in converted]

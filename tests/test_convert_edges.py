@@ -346,3 +346,17 @@ def test_a_winmail_dat_dropped_into_a_hotfolder_is_unpacked_and_faxed(
     assert_upright(picture(received_pdf(call, 1).pages[0]))
     assert "Bitte zurückrufen." in received_pdf(call, 2).pages[0].extract_text()
     assert {p.name for p in (folder / "sent").glob("*.fax.pdf")} == {"Foto.fax.pdf", "Notiz.fax.pdf"}
+
+
+def test_a_winmail_dat_with_more_files_than_fax_de_takes_is_refused(
+    tmp_path: Path, folder: Path, simulator: Simulator, start: Any
+) -> None:
+    from test_convert_tnef import winmail
+
+    start(recipient=NUMBER)
+    texts = [(f"N{i}.TXT", f"Notiz {i}.txt", f"Notiz {i}\n".encode()) for i in range(4)]
+    (folder / "winmail.dat").write_bytes(winmail(texts))
+    error = folder / "failed" / "winmail.error.txt"
+    wait_until(error.exists, what="the winmail.dat refused")
+    assert "4 documents after unpacking; FAX.de takes at most 3 per job" in error.read_text()
+    assert simulator.calls_for("SendJob") == []

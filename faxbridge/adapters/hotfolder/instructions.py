@@ -314,6 +314,9 @@ def prepare_request(
         )
         if problems:
             raise Refusal("\n".join(problems), "Send the document as a PDF, or correct it and drop it in again.")
+        if len(converted) > 3:  # a winmail.dat may hold more files than FAX.de takes
+            raise Refusal(f"{len(converted)} documents after unpacking; FAX.de takes at most 3 per job (SendFile1..3)",
+                          "Send the files in several drops, or as one PDF.")
         documents = [c.document for c in converted]
     request = SendRequest(
         job_type=job_type,
