@@ -261,7 +261,12 @@ def cmd_send(args: argparse.Namespace) -> int:
         for to in args.to
     )
     # The job sends copies: the caller may delete its files once this command returns.
-    outbox, originals = cli_outbox.take_copies(config.state_dir, args.files) if args.files else (None, [])
+    try:
+        outbox, originals = cli_outbox.take_copies(config.state_dir, args.files) if args.files else (None, [])
+    except OSError as exc:  # a file that cannot be read, or a state_dir that cannot be written
+        if exc.filename is not None and Path(exc.filename) in args.files:
+            raise FaxbridgeError(f"{Path(exc.filename).name}: cannot be read ({exc.strerror or exc})") from None
+        raise FaxbridgeError(f"cannot copy the documents into {config.state_dir}: {exc.strerror or exc}") from None
     try:
         # Photos, text and Office files become PDFs here, before the loop runs (conversions block).
         documents = _fax_ready(originals, outbox, config, limits)

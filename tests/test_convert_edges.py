@@ -360,3 +360,10 @@ def test_a_winmail_dat_with_more_files_than_fax_de_takes_is_refused(
     wait_until(error.exists, what="the winmail.dat refused")
     assert "4 documents after unpacking; FAX.de takes at most 3 per job" in error.read_text()
     assert simulator.calls_for("SendJob") == []
+
+
+def test_cli_send_of_a_missing_file_says_so_in_one_line(make_config, simulator, tmp_path) -> None:
+    out = faxbridge("send", "-c", str(make_config()), "--to", "+49 40 123456", str(tmp_path / "weg.jpg"), check=False)
+    assert out.returncode == 1
+    assert out.stderr.strip() == "faxbridge: weg.jpg: cannot be read (No such file or directory)"
+    assert simulator.calls_for("SendJob") == []
