@@ -5,10 +5,11 @@ neither the daemon's Python (3.11 in its venv) nor this machine's system Python 
 unoserver needs too. A kept `soffice --accept=...` can still be handed a `--convert-to` by a second
 `soffice` over its pipe, but LibreOffice 7.4 then terminates the listener after that one conversion. What
 makes a conversion cold is the profile LibreOffice creates on first start: each pool slot keeps its own
-profile directory (`-env:UserInstallation`), so only a slot's first conversion pays for it (measured in
-bench/office_convert.py: about 1.8 s cold, 1.0 s warm for a small DOCX), and two conversions never share a
-profile. Every run is its own process group, killed whole on timeout; a slot whose run was killed or
-crashed starts again with a fresh profile.
+profile directory (`-env:UserInstallation`), so only a slot's first conversion pays for it, and two
+conversions never share a profile. The profile turned out cheap here (0–0.3 s, bench/office_convert.py);
+the ~1.1 s a run costs at best is LibreOffice starting, which only a UNO-driven listener would save.
+Every run is its own process group, killed whole on timeout; a slot whose run was killed or crashed
+starts again with a fresh profile.
 """
 
 from __future__ import annotations
