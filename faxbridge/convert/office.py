@@ -83,6 +83,8 @@ class OfficeConverter:
             self._slots.put(slot)
         self._running: dict[int, subprocess.Popen[bytes]] = {}  # pid → run, for close()
         self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified when the last conversion in flight ends
+        self._in_flight = 0
         self._closed = False
         self._instance: Path | None = None  # this converter's directory under work_dir/office, once claimed
         self._instance_lock: int | None = None
@@ -122,10 +124,15 @@ class OfficeConverter:
                 raise ConversionError(f"{suffix} files cannot be converted: install the Debian package {package}")
         check_container(source, suffix)
         slot = self._take_slot()
+        with self._lock:
+            self._in_flight += 1
         try:
             self._convert_in_slot(slot, source, suffix, target_pdf)
         finally:
             self._slots.put(slot)
+            with self._lock:
+                self._in_flight -= 1
+                self._idle.notify_all()
 
     def close(self) -> None:
         """Stops every running conversion and reaps its processes; later conversions are refused."""
@@ -135,6 +142,9 @@ class OfficeConverter:
         for process in running:
             _kill_group(process)
         with self._lock:
+            # A killed conversion still throws away its profile and scratch: only then may the next
+            # converter take this instance directory.
+            self._idle.wait_for(lambda: self._in_flight == 0, timeout=2 * _REAP_SECONDS)
             if self._instance_lock is not None:
                 os.close(self._instance_lock)  # releases the flock: the next converter may keep the profiles
                 self._instance_lock = None
