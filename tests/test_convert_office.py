@@ -9,7 +9,7 @@ import struct
 import subprocess
 import threading
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -267,9 +267,9 @@ def fake(tmp_path: Path) -> Iterator[tuple[FakeSoffice, OfficeConverter]]:
 @pytest.mark.parametrize(
     ("suffix", "make"), [(".docx", docx_bytes), (".rtf", rtf_bytes)], ids=["docx", "rtf"])
 def test_real_documents_become_pdfs_with_their_pages_and_words(
-        converter: OfficeConverter, tmp_path: Path, suffix: str, make: object) -> None:
+        converter: OfficeConverter, tmp_path: Path, suffix: str, make: Callable[[list[str]], bytes]) -> None:
     source = tmp_path / f"-Angebot Müller{suffix}"  # a leading '-' must not reach soffice as an option
-    source.write_bytes(make(["Seite eins: Grüße aus Köln", "Seite zwei: Привет"]))  # type: ignore[operator]
+    source.write_bytes(make(PAGES))
     target = tmp_path / "out" / "Angebot.fax.pdf"
     converter.convert(source, target)
     pages = pdf_pages_text(target)
@@ -379,10 +379,11 @@ def test_a_format_that_is_not_office_is_refused(tmp_path: Path) -> None:
     ids=["zip-bomb", "lying-zip-bomb", "password-docx", "password-odt", "encrypted-zip", "not-a-zip"],
 )
 def test_bad_containers_are_refused_without_running_libreoffice_and_the_next_converts(
-        fake: tuple[FakeSoffice, OfficeConverter], tmp_path: Path, name: str, make: object, reason: str) -> None:
+        fake: tuple[FakeSoffice, OfficeConverter], tmp_path: Path, name: str, make: Callable[[], bytes],
+        reason: str) -> None:
     script, office = fake
     source = tmp_path / name
-    source.write_bytes(make())  # type: ignore[operator]
+    source.write_bytes(make())
     with pytest.raises(ConversionError, match=reason) as caught:
         office.convert(source, tmp_path / "refused.pdf")
     if reason == "password-protected":
