@@ -820,7 +820,7 @@ def test_example_config_loads() -> None:
     assert config.inbound is None  # enabled: false in the example, so copying it collects nothing
     # Its values are the defaults, so it documents them truthfully.
     defaults = parse("")
-    for section in ("journal", "documents", "status", "numbers", "metrics", "logging"):
+    for section in ("journal", "documents", "convert", "status", "numbers", "metrics", "logging"):
         assert getattr(config, section) == getattr(defaults, section), section
     assert config.faxde.retry == defaults.faxde.retry
     assert dataclasses.replace(config.faxde, account="12345") == defaults.faxde

@@ -226,6 +226,7 @@ class SmtpEdge:
             trim_body=config.trim_body,
             multi_recipient=config.multi_recipient,
             limits=services.config.documents.limits(),
+            convert=services.config.convert,
         )
         policy = services.config.numbers.policy()
         authenticator = Authenticator(config.auth.users)
