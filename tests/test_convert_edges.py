@@ -183,15 +183,8 @@ def test_mail_from_a_script_with_sendmail_converts_text_and_heic(start_rig, rela
     # Python's everyday idiom sends bare LF line ends (as_bytes()); an MTA sends CRLF.
     data = message.as_bytes() if line_ends == "bare-lf" else message.as_bytes(policy=email.policy.SMTP)
     rig = start_rig(relay.port)
-    if line_ends == "bare-lf":
-        try:
-            with smtplib.SMTP("127.0.0.1", rig.port, timeout=10) as client:
-                client.sendmail(SENDER, [FAX], data)
-        except smtplib.SMTPDataError as exc:  # bare LF in DATA: the smtp branch accepts it (issue 16)
-            pytest.xfail(f"bare-LF DATA not accepted yet: {exc.smtp_code} {exc.smtp_error!r}")
-    else:
-        with smtplib.SMTP("127.0.0.1", rig.port, timeout=10) as client:
-            client.sendmail(SENDER, [FAX], data)
+    with smtplib.SMTP("127.0.0.1", rig.port, timeout=10) as client:
+        client.sendmail(SENDER, [FAX], data)
     rig.wait_final(1)
     [call] = rig.simulator.calls_for("SendJob")
     assert call.params["SendFilename1"] == "Счёт.pdf"
