@@ -110,8 +110,7 @@ class Services:
     async def __aexit__(self, *exc: object) -> None:
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        # Thread seam: joining the provider pool blocks until its calls return.
-        await asyncio.to_thread(self.calls.close)
+        await self.calls.close()
         self.journal.close()
 
     async def wait_until_final(self, job_id: int, poll_every: float | None = None) -> Job:
