@@ -167,9 +167,8 @@ class _Watched:
                 if self.deadline is not None:
                     self.deadline.reschedule(loop.time() + self._read_timeout)
                 yield block
-        except (Exception, asyncio.CancelledError) as exc:
-            if not isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
-                self.failure = exc
+        except Exception as exc:
+            self.failure = exc
             raise
         if self.deadline is not None:  # all written: aiohttp's sock_read times the answer
             self.deadline.reschedule(None)
