@@ -214,6 +214,45 @@ def test_a_server_that_never_answers_times_out_as_maybe_sent() -> None:
     on_loop(main)
 
 
+def test_a_server_that_stops_taking_the_body_times_out_as_maybe_sent() -> None:
+    # aiohttp times only the answer; a server that stops reading a large body must not hold the
+    # call for ever. The socket buffers fill, then no block goes out within the read timeout.
+    async def main() -> None:
+        done = asyncio.Event()
+
+        async def deaf(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            await done.wait()  # reads nothing more, answers nothing
+            writer.close()
+            await writer.wait_closed()
+
+
+        server = await asyncio.start_server(deaf, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = http(timeout=0.3)(f"http://127.0.0.1:{port}/soap")
+        size, block = 256 * 1024 * 1024, b"x" * (256 * 1024)
+        sent = 0
+
+        async def body():
+            nonlocal sent
+            while sent < size:
+                sent += len(block)
+                yield block
+
+        try:
+            with pytest.raises(HTTPFailure) as err:
+                await client.post({"Content-Length": str(size)}, body())
+            assert err.value.maybe_sent and "no answer within 0.3 s" in str(err.value)
+            assert sent < size  # it stopped on the way, not after the whole body
+        finally:
+            await client.close()
+            done.set()
+            server.close()
+            await server.wait_closed()
+
+    on_loop(main)
+
+
 def test_https_checks_the_certificate_and_keeps_the_connection(tmp_path: Path) -> None:
     if shutil.which("openssl") is None:
         pytest.skip("needs the openssl command to make a certificate")
