@@ -126,7 +126,7 @@ class LoopHTTP:
         tracing.on_connection_create_end.append(self._count_connection)
         connector = aiohttp.TCPConnector(
             limit=self._keep, keepalive_timeout=IDLE_REUSE_SECONDS,
-            ssl=self._tls if self._tls is not None else True,
+            ssl=self._tls if self._tls is not None else True,  # True: aiohttp's verified default
         )
         self._session = aiohttp.ClientSession(
             connector=connector, trace_configs=[tracing],
@@ -231,6 +231,6 @@ def _abandon(session: aiohttp.ClientSession) -> None:
     if connector is None:
         return
     try:
-        connector._close(abort_ssl=True)  # noqa: SLF001 — the public close() needs its (gone) loop
+        connector._close(abort_ssl=True)  # the public close() needs its (gone) loop
     except RuntimeError:  # "Event loop is closed": the transports go with it
         pass

@@ -14,9 +14,13 @@ from typing import Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
 from faxbridge.journal import Journal
 from faxbridge.model import JobState, JobType
@@ -116,8 +120,8 @@ def _journal_metrics(services: RunningServices) -> Iterator[Metric]:
                             value=1.0 if services.outbound.paused else 0.0)
     inbound = GaugeMetricFamily("faxbridge_inbound_faxes", "Received faxes in the journal by state.",
                                 labels=["state"])
-    for state, n in sorted(journal.inbound.counts_by_state().items()):
-        inbound.add_metric([state], n)
+    for inbound_state, n in sorted(journal.inbound.counts_by_state().items()):
+        inbound.add_metric([inbound_state], n)
     yield inbound
 
 
@@ -136,6 +140,6 @@ def _provider_metrics(services: RunningServices) -> Iterator[Metric]:
     latency = HistogramMetricFamily("faxbridge_provider_call_duration_seconds", "FAX.de call latency.",
                                     labels=["operation"])
     for operation, buckets in sorted(stats.buckets.items()):
-        bounds = [floatToGoString(bound) for bound in LATENCY_BUCKETS] + ["+Inf"]
+        bounds = [str(float(bound)) for bound in LATENCY_BUCKETS] + ["+Inf"]  # as prometheus_client writes them
         latency.add_metric([operation], list(zip(bounds, buckets)), sum_value=stats.latency_sum[operation])
     yield latency
