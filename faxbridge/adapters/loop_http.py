@@ -130,7 +130,7 @@ class LoopHTTP:
         )
         self._session = aiohttp.ClientSession(
             connector=connector, trace_configs=[tracing],
-            # The old client kept no cookies, and FAX.de's SOAP service sets none worth keeping.
+            # FAX.de's SOAP service needs no cookies: none are kept.
             cookie_jar=aiohttp.DummyCookieJar(),
             # connect: opening the connection (TCP and TLS, or the proxy's tunnel); sock_read:
             # silence while the answer is awaited and read. No total: a 20 MB SendJob that keeps
