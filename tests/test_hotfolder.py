@@ -490,8 +490,13 @@ def test_the_watcher_survives_bad_names_and_failing_handlers(
     assert failed_once == {"event", "claim"}
 
 
-def test_polling_mode_for_folders_without_inotify(folder: Path, simulator: Simulator, start: Any) -> None:
-    start(polling=True, poll_interval="100ms")
+@pytest.mark.parametrize("keys", [{"polling": True}, {"watch": "poll"}])
+def test_polling_mode_for_folders_without_inotify(
+    folder: Path, simulator: Simulator, start: Any, keys: dict[str, Any]
+) -> None:
+    daemon = start(poll_interval="100ms", **keys)
+    [edge] = [e for e in daemon.daemon.edges if e.name == "hotfolders"]
+    assert edge.watchers[0].watch.description == "polling every 0.1 s"
     drop(folder / f"{NUMBER}_polled.pdf", make_pdf(1, tag="polled"))
     wait_until((folder / "sent" / f"{NUMBER}_polled.pdf").exists, what="the file in sent/")
     assert len(sendjobs(simulator)) == 1
