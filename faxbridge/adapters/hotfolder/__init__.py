@@ -5,7 +5,7 @@ native observers), watcher (one folder: when a file is complete, which files for
 (grouping documents and sidecars, pure), names (what a file name means, pure), instructions
 (sidecar YAML, CSV lists, file-name numbers → SendRequest), files (claiming and moving files),
 outcome (sent/, failed/, NAME.error.txt, NAME.status.csv).
-The folder conventions are documented in README-hotfolders.md.
+The folder conventions are documented in README.md ("Hotfolders").
 """
 
 from faxbridge.adapters.hotfolder.edge import HotfolderEdge, build
