@@ -22,7 +22,6 @@ import asyncio
 import functools
 import logging
 import os
-import select
 import sys
 from collections.abc import Callable
 from typing import Any, Final, Protocol
@@ -151,10 +150,6 @@ class InotifyWatch:
         # at once), as the hotfolders' own binding did; a reading thread of its own only took
         # turns at the GIL with the loop in a burst (bench/README.md).
         self._fd = self._inotify.fd
-        # read_events waits in poll() without a timeout; on the loop it must only be called when
-        # an event is there, so each wake-up checks first (a zero timeout: never waits).
-        self._readable = select.poll()
-        self._readable.register(self._fd, select.POLLIN)
         loop.add_reader(self._fd, self._read)
 
     def alive(self) -> bool:
@@ -176,8 +171,6 @@ class InotifyWatch:
 
     def _read(self) -> None:
         # On the loop. Never raises: asyncio would only log it, and the reader stay registered.
-        if self._closing or not self._readable.poll(0):
-            return
         try:
             events = self._inotify.read_events(event_buffer_size=_READ_SIZE)
         except Exception as exc:  # noqa: BLE001 - the rescan watches anew
