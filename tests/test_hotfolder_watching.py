@@ -132,14 +132,18 @@ def test_an_overflowed_inotify_queue_is_reported_once_the_reader_caught_up(tmp_p
     # reads that follow it, and says "events were lost" once it has caught up.
     count = 9000  # two events each (created, closed): more than the kernel's queue of 16 384
 
+    started: list[watching.InotifyWatch] = []
+
     def start(folder: str, loop: Any, deliver: Any, lost: Any) -> watching.FolderWatch:
         watch = watching.InotifyWatch(folder, loop, deliver, lost)
-        for i in range(count):  # on the loop, which cannot read meanwhile: the kernel's queue fills
-            open(os.path.join(folder, f"{i:05d}.pdf"), "wb").close()
+        watch._inotify._lock.acquire()  # noqa: SLF001 - the reader waits: the kernel's queue fills
+        started.append(watch)
         return watch
 
     def act(folder: Path) -> None:
-        pass
+        for i in range(count):
+            open(folder / f"{i:05d}.pdf", "wb").close()
+        started[0]._inotify._lock.release()  # noqa: SLF001
 
     events, losses = _collect(tmp_path, start, act, lambda _, lost: bool(lost))
     assert len(losses) == 1

@@ -1,19 +1,18 @@
 """File events of one hotfolder from watchdog, handed to the event loop as (kind, name).
 
 Three ways to watch a folder, all watchdog's:
-* Linux: its inotify layer (``watchdog.observers.inotify_c.Inotify``), read on the event loop
-  whenever its descriptor is readable. Not its ``InotifyObserver``: that one's ``InotifyBuffer``
-  holds every IN_MOVED_FROM back 0.5 s to pair it with an IN_MOVED_TO, and the events behind it
-  wait too; every claim is such a move, so a file dropped after a claim was seen up to half a
-  second late (issue 7). A hotfolder needs no pairing: a move out is "gone", a move in is
-  "moved_in". inotify reports closes, so a file counts as complete when its writer closes it.
+* Linux: its inotify layer (``watchdog.observers.inotify_c.Inotify``) read by a thread of our own.
+  Not its ``InotifyObserver``: that one's ``InotifyBuffer`` holds every IN_MOVED_FROM back 0.5 s
+  to pair it with an IN_MOVED_TO, and the events behind it wait too; every claim is such a move,
+  so a file dropped after a claim was seen up to half a second late (issue 7). A hotfolder needs
+  no pairing: a move out is "gone", a move in is "moved_in". inotify reports closes, so a file
+  counts as complete when its writer closes it.
 * Network shares (``watch: poll``): its ``PollingObserver``, listing the folder every poll interval.
 * Elsewhere (macOS, BSD, Windows): its native observer (FSEvents, kqueue, ReadDirectoryChangesW).
 With the last two, no close is reported: the watcher judges a file complete by looking (unchanged
 over the settle time, in polling mode at least one poll interval).
 
-Thread seam: the observers' threads only hand events to the loop with ``loop.call_soon_threadsafe``
-(inotify needs no thread).
+Thread seam: watchdog's threads only hand events to the loop with ``loop.call_soon_threadsafe``.
 """
 
 from __future__ import annotations
@@ -23,6 +22,7 @@ import functools
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 
@@ -85,7 +85,7 @@ def watch_by_polling(folder: str, interval: float, loop: asyncio.AbstractEventLo
     return ObserverWatch(PollingObserver(timeout=interval), folder, loop, deliver, f"polling every {interval:g} s")
 
 
-# -- Linux: watchdog's inotify layer, read on the loop -------------------------------------------
+# -- Linux: watchdog's inotify layer, read by a thread -------------------------------------------
 
 # Bytes per read(2). inotify's queue holds 16 384 events by default (fs.inotify.max_queued_events);
 # an event of a file in the folder takes at least 32 bytes (struct inotify_event and its name,
@@ -121,7 +121,7 @@ def _inotify_kinds() -> tuple[int, tuple[tuple[int, str], ...]]:
 
 
 class InotifyWatch:
-    """watchdog's ``Inotify`` for one folder, read on the loop whenever its descriptor is readable."""
+    """watchdog's ``Inotify`` for one folder, read by a thread that hands each batch to the loop."""
 
     closes = True
     description = "inotify"
@@ -144,69 +144,73 @@ class InotifyWatch:
         self._lost = lost
         self._alive = True
         self._closing = False
-        self._behind = False
-        self._read_once = False
-        # No thread: the loop reads when the kernel has events (read_events' poll() then returns
-        # at once), as the hotfolders' own binding did; a reading thread of its own only took
-        # turns at the GIL with the loop in a burst (bench/README.md).
-        self._fd = self._inotify.fd
-        loop.add_reader(self._fd, self._read)
+        self._thread = threading.Thread(target=self._read_all, name="hotfolder-inotify", daemon=True)
+        self._thread.start()
 
     def alive(self) -> bool:
         return self._alive and not self._closing
 
     def close(self) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        self._loop.remove_reader(self._fd)
-        self._inotify.close()
-        if not self._read_once:
-            # watchdog leaves closing the descriptors to a reader that is blocked in
-            # read_events; none has read yet, so nobody would.
-            self._inotify._close_resources()  # noqa: SLF001
+        if not self._closing:
+            self._closing = True
+            self._inotify.close()  # wakes the thread, which then closes the descriptors
 
     def join(self, timeout: float) -> None:
-        """Nothing to wait for: no thread reads."""
+        self._thread.join(timeout)
 
-    def _read(self) -> None:
-        # On the loop. Never raises: asyncio would only log it, and the reader stay registered.
+    def _read_all(self) -> None:
+        # Thread seam: this thread only reads inotify and hands what it read to the loop.
+        behind = False
+        while not self._closing:
+            try:
+                events = self._inotify.read_events(event_buffer_size=_READ_SIZE)
+            except Exception as exc:  # noqa: BLE001 - reported on the loop; the rescan watches anew
+                self._alive = False
+                self._call(log.error, "hotfolder %s: reading inotify events failed: %s", self._folder, exc)
+                return
+            if self._closing:
+                return
+            batch: list[tuple[str, str]] = []
+            size = 0
+            for event in events:
+                name = event.name
+                size += 16 + ((len(name) + 16) // 16 * 16 if name else 0)
+                if not name:  # the folder itself: removed or moved away, its watch is over
+                    if event.is_delete_self or event.is_move_self or event.is_ignored:
+                        self._alive = False
+                    continue
+                kind = inotify_kind(event.mask)
+                if kind is not None:
+                    batch.append((kind, os.fsdecode(name)))
+            # watchdog drops inotify's IN_Q_OVERFLOW (its descriptor is -1), so a lost event is
+            # recognised another way: an overflow leaves 16 384 events queued, and the next read
+            # fills the buffer. Once a read comes back short again the reader has caught up, and
+            # the folder is looked at once, to find whatever the overflow lost.
+            # (A read of nothing but events watchdog drops is the overflow notice itself.)
+            full = size > _READ_SIZE - _MAX_EVENT - 16
+            self._inotify.clear_move_records()  # no pairing here; watchdog would keep each move
+            if batch:
+                self._call(self._hand_over, batch)
+            if full:
+                behind = True
+            elif behind or not events:
+                behind = False
+                self._call(self._lost)
+            if not self._alive:
+                self._call(self._lost)  # the watcher scans; the rescan watches a new folder anew
+                return
+
+    def _call(self, fn: Callable[..., Any], *args: Any) -> None:
         try:
-            events = self._inotify.read_events(event_buffer_size=_READ_SIZE)
-        except Exception as exc:  # noqa: BLE001 - the rescan watches anew
-            log.error("hotfolder %s: reading inotify events failed: %s", self._folder, exc)
-            self._alive = False
-            self._loop.remove_reader(self._fd)
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the loop is closed: the daemon is gone
+            self._closing = True
+
+    def _hand_over(self, batch: list[tuple[str, str]]) -> None:
+        if self._closing:
             return
-        self._read_once = True
-        size = 0
-        for event in events:
-            name = event.name
-            size += 16 + ((len(name) + 16) // 16 * 16 if name else 0)
-            if not name:  # the folder itself: removed or moved away, its watch is over
-                if event.is_delete_self or event.is_move_self or event.is_ignored:
-                    self._alive = False
-                continue
-            kind = inotify_kind(event.mask)
-            if kind is not None:
-                try:
-                    self._deliver(kind, os.fsdecode(name))
-                except Exception:
-                    log.exception("hotfolder %s: handling a file-system event failed", self._folder)
-        self._inotify.clear_move_records()  # no pairing here; watchdog would keep each move
-        # watchdog drops inotify's IN_Q_OVERFLOW (its descriptor is -1), so a lost event is
-        # recognised another way: an overflow leaves 16 384 events queued, and the next read
-        # fills the buffer. Once a read comes back short again the reader has caught up, and
-        # the folder is looked at once, to find whatever the overflow lost. (A read of nothing
-        # but events watchdog drops is the overflow notice itself.)
-        if size > _READ_SIZE - _MAX_EVENT - 16:
-            self._behind = True
-        elif self._behind or not events:
-            self._behind = False
-            self._lost()
-        if not self._alive:
-            self._loop.remove_reader(self._fd)
-            self._lost()  # the watcher scans; the rescan watches a new folder anew
+        for kind, name in batch:
+            self._deliver(kind, name)
 
 
 # -- elsewhere, and polling: a watchdog observer ------------------------------------------------
