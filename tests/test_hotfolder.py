@@ -570,28 +570,18 @@ def test_files_whose_events_the_kernel_dropped_are_found_without_a_rescan(
 ) -> None:
     # inotify's queue holds 16 384 events; past that the kernel drops them and says so once, and
     # watchdog drops that notice. The watch recognises the overflow and the folder is looked at.
-    import threading
-
     daemon = start(recipient=NUMBER, rescan_interval="0s", settle_time="0s")
+    [edge] = [e for e in daemon.daemon.edges if e.name == "hotfolders"]
     staging = tmp_path / "staging"
     staging.mkdir()
     for i in range(3):
         (staging / f"late {i}.pdf").write_bytes(make_pdf(1, tag=f"late {i}"))
-    blocked, release = threading.Event(), threading.Event()
-
-    def block() -> None:  # the loop is busy elsewhere: nobody reads the events meanwhile
-        blocked.set()
-        release.wait(30)
-
-    daemon.loop.call_soon_threadsafe(block)
-    assert blocked.wait(10)
-    try:
+    reading = edge.watchers[0].watch._inotify._lock  # held, the reading thread waits: the queue fills
+    with reading:
         for i in range(9000):  # created and closed: two events each, ignored names
             open(folder / f"{i:05d}.part", "wb").close()
         for i in range(3):  # their events are dropped
             os.rename(staging / f"late {i}.pdf", folder / f"late {i}.pdf")
-    finally:
-        release.set()
     wait_until(lambda: len(pdfs(folder / "sent")) == 3, what="the three in sent/", timeout=30)
     assert len(sendjobs(simulator)) == 3
 
