@@ -179,6 +179,14 @@ class MultiRecipient(enum.StrEnum):
     COMBINED = "combined"
 
 
+class WatchMode(enum.StrEnum):
+    """How a hotfolder learns of new files."""
+
+    AUTO = "auto"  # the platform's file events (inotify, FSEvents, …); polling where they fail
+    EVENTS = "events"  # file events only; a folder that cannot have them waits for the rescan
+    POLL = "poll"  # list the folder every poll_interval (network shares: NFS, SMB)
+
+
 class LogLevel(enum.StrEnum):
     DEBUG = "debug"
     INFO = "info"
@@ -259,7 +267,8 @@ class HotfolderConfig:
     sent_dir: Path = Path("sent")  # relative: inside path
     failed_dir: Path = Path("failed")
     settle_time: float = 2.0  # wait this long for a sidecar file after the document
-    polling: bool = False  # a polling observer, for network shares without inotify
+    watch: WatchMode = WatchMode.AUTO
+    polling: bool = False  # the older spelling of watch: poll (read, and kept equal to it)
     poll_interval: float = 5.0
     rescan_interval: float = 300.0  # periodic full rescan; 0 disables it
     text: str = ""  # default fax note / SMS text
@@ -739,6 +748,7 @@ def _hotfolder(
         sent_dir=_opt(data, "sent_dir", path, HotfolderConfig, lambda v, p: _path(v, p, folder)),
         failed_dir=_opt(data, "failed_dir", path, HotfolderConfig, lambda v, p: _path(v, p, folder)),
         settle_time=_opt(data, "settle_time", path, HotfolderConfig, _duration),
+        watch=_watch_mode(data, path),
         polling=_opt(data, "polling", path, HotfolderConfig, _bool),
         poll_interval=_opt(data, "poll_interval", path, HotfolderConfig, _positive_duration),
         rescan_interval=_opt(data, "rescan_interval", path, HotfolderConfig, _duration),
@@ -750,6 +760,7 @@ def _hotfolder(
         hotfolder,
         sent_dir=_under(folder, hotfolder.sent_dir),
         failed_dir=_under(folder, hotfolder.failed_dir),
+        polling=hotfolder.watch is WatchMode.POLL,
     )
     if hotfolder.sent_dir == hotfolder.failed_dir:
         raise ConfigError(_join(path, "failed_dir"), f"same folder as sent_dir ({hotfolder.sent_dir})")
@@ -757,6 +768,17 @@ def _hotfolder(
         if getattr(hotfolder, key) == folder:
             raise ConfigError(_join(path, key), "is the hotfolder itself: files would be sent again")
     return hotfolder
+
+
+def _watch_mode(data: Mapping[str, Any], path: str) -> WatchMode:
+    """``watch``; ``polling: true`` (the older key) means ``watch: poll`` and may not contradict it."""
+    polling = _opt(data, "polling", path, HotfolderConfig, _bool)
+    if "watch" not in data:
+        return WatchMode.POLL if polling else WatchMode.AUTO
+    mode = _enum(WatchMode)(data["watch"], _join(path, "watch"))
+    if polling and mode is not WatchMode.POLL:
+        raise ConfigError(_join(path, "polling"), f"true contradicts watch: {mode} (polling: true is watch: poll)")
+    return mode
 
 
 def _recipient(value: Any, path: str, job_type: JobType, numbers: NumberPolicy) -> str:
