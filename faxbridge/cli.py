@@ -249,18 +249,23 @@ def cmd_health(args: argparse.Namespace) -> int:
     from faxbridge.errors import ProviderError
 
     provider = make_provider(config)
+
+    async def probe() -> None:
+        try:
+            await provider.job_status(0)
+        finally:
+            await provider.close()
+
     try:
         # JobStatus of a job that cannot exist: "job id not found" (5) proves that FAX.de is
         # reachable and takes the account and password; nothing is sent or fetched.
-        provider.job_status(0)
+        asyncio.run(probe())
     except ProviderError as exc:
         if exc.code == 5:
             print(f"FAX.de reachable at {provider.endpoint}; account and password accepted")
             return EXIT_OK
         print(f"unhealthy: {exc}")
         return EXIT_ERROR
-    finally:
-        provider.close()
     print(f"FAX.de reachable at {provider.endpoint}")
     return EXIT_OK
 

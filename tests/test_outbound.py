@@ -42,7 +42,7 @@ def run(simulator: Simulator, tmp_path: Path, body: Callable[[Outbound], Awaitab
                 return await body(outbound)
             finally:
                 await outbound.stop(5)
-                calls.close()
+                await calls.close()
 
     return asyncio.run(main())
 
