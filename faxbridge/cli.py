@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("run", cmd_run, "run the daemon (hotfolders, SMTP, status, inbound)")
 
+    command("hash-password", cmd_hash_password,
+            "read a password on standard input; print its hash for console.users[].password_hash", config=False)
+
     p = command("send", cmd_send, "send documents or a text now")
     p.add_argument("--to", action="append", default=[], metavar="NUMBER",
                    help="recipient (repeat for several); omit for iletter/qsign")
@@ -286,6 +289,22 @@ def cmd_cups_uninstall(args: argparse.Namespace) -> int:
 
     cups.uninstall(args.queue, backend_dir=args.backend_dir)
     print(f"queue {args.queue} removed")
+    return EXIT_OK
+
+
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    from faxbridge.adapters.console.auth import hash_password
+
+    # A terminal asks without echoing; a pipe (printf … | faxbridge hash-password) is read as is.
+    if sys.stdin.isatty():
+        import getpass
+
+        password = getpass.getpass("password: ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise FaxbridgeError("no password on standard input")
+    print(hash_password(password))
     return EXIT_OK
 
 

@@ -45,6 +45,9 @@ __all__ = [
     "AuthConfig",
     "BodyMode",
     "Config",
+    "ConsoleConfig",
+    "ConsoleRole",
+    "ConsoleUser",
     "FrozenDict",
     "DocumentsConfig",
     "FaxdeConfig",
@@ -391,6 +394,39 @@ class MetricsConfig:
     listen: HostPort | None = None  # None: no metrics endpoint
 
 
+class ConsoleRole(enum.StrEnum):
+    """What a console user may do; each role may do everything the ones before it may."""
+
+    VIEWER = "viewer"
+    SENDER = "sender"
+    APPROVER = "approver"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return list(ConsoleRole).index(self)
+
+
+@dataclass(frozen=True)
+class ConsoleUser:
+    name: str
+    password_hash: Secret  # $scrypt$… from `faxbridge hash-password`
+    role: ConsoleRole = ConsoleRole.VIEWER
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    """The web console (issue 17), served by the daemon on its own address."""
+
+    listen: HostPort = HostPort("127.0.0.1", 8025)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    users: tuple[ConsoleUser, ...] = ()
+    session_lifetime: float = 8 * 3600.0  # a login lasts this long
+
+    def user(self, name: str) -> ConsoleUser | None:
+        return next((user for user in self.users if user.name == name), None)
+
+
 @dataclass(frozen=True)
 class LoggingConfig:
     level: LogLevel = LogLevel.INFO
@@ -409,6 +445,7 @@ class Config:
     smtp: SmtpConfig | None = None  # None: no SMTP server
     print: PrintConfig | None = None  # None: no print queue channel
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    console: ConsoleConfig | None = None  # None: no web console
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     source: Path | None = field(default=None, metadata=_derived())  # the file it was loaded from
     warnings: tuple[str, ...] = field(default=(), metadata=_derived())  # for the CLI to print
@@ -420,6 +457,8 @@ class Config:
             if self.smtp.relay is not None and self.smtp.relay.password is not None:
                 found.append(self.smtp.relay.password)
             found.extend(self.smtp.auth.users.values())
+        if self.console is not None:
+            found.extend(user.password_hash for user in self.console.users)
         return tuple(found)
 
 
@@ -473,9 +512,14 @@ def parse_config(
     smtp = _smtp(top["smtp"], "smtp", ctx, state_dir) if "smtp" in top else None
     print_ = _print(top["print"], "print", ctx, state_dir) if "print" in top else None
     metrics = _metrics(top.get("metrics"), "metrics")
+    console = _console(top["console"], "console", ctx) if "console" in top else None
     logging_ = _logging(top.get("logging"), "logging")
 
     _check_folders(hotfolders, inbound)
+    if console is not None:
+        for other, address in (("metrics.listen", metrics.listen), ("smtp.listen", smtp and smtp.listen)):
+            if address is not None and address == console.listen and console.listen.port != 0:
+                raise ConfigError("console.listen", f"same address as {other} ({console.listen})")
     if inbound is not None and inbound_enabled and (smtp is None or smtp.relay is None):
         for i, route in enumerate(inbound.routes):
             if route.mail_to:
@@ -512,6 +556,7 @@ def parse_config(
         smtp=smtp,
         print=print_,
         metrics=metrics,
+        console=console,
         logging=logging_,
         warnings=tuple(ctx.warnings),
     )
@@ -1047,6 +1092,56 @@ def _metrics(value: Any, path: str) -> MetricsConfig:
     data = _mapping(value, path)
     _check_keys(data, _keys(MetricsConfig), path)
     return MetricsConfig(listen=_opt(data, "listen", path, MetricsConfig, _optional(_listen)))
+
+
+# faxbridge.adapters.console.auth.hash_password's format: $scrypt$n=N,r=R,p=P$SALT$HASH (base64).
+_CONSOLE_HASH_RE: Final = re.compile(r"\$scrypt\$n=\d+,r=\d+,p=\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+")
+
+
+def _console(value: Any, path: str, ctx: _Context) -> ConsoleConfig:
+    data = _mapping(value, path)
+    _check_keys(data, _keys(ConsoleConfig), path)
+    listen = _opt(data, "listen", path, ConsoleConfig, _listen)
+    tls = _tls(data["tls"], _join(path, "tls"), ctx) if data.get("tls") is not None else TlsConfig()
+    users = _opt(data, "users", path, ConsoleConfig, _list_of(_console_user))
+    seen: set[str] = set()
+    for i, user in enumerate(users):
+        if user.name in seen:
+            raise ConfigError(f"{path}.users[{i}].name", f"user {user.name!r} is defined twice")
+        seen.add(user.name)
+    if not users:
+        ctx.warnings.append(f"{path}.users: no users, so nobody can log in to the console")
+    if not tls.enabled and not listen.is_loopback:
+        ctx.warnings.append(
+            f"{path}: passwords would cross the network in clear text on {listen}; configure"
+            f" {path}.tls or serve it behind a TLS reverse proxy on the same host"
+        )
+    return ConsoleConfig(
+        listen=listen,
+        tls=tls,
+        users=users,
+        session_lifetime=_opt(data, "session_lifetime", path, ConsoleConfig, _positive_duration),
+    )
+
+
+def _console_user(value: Any, path: str) -> ConsoleUser:
+    data = _mapping(value, path)
+    _check_keys(data, _keys(ConsoleUser), path)
+    for key in ("name", "password_hash"):
+        if key not in data:
+            raise ConfigError(_join(path, key), "required")
+    name = _str(data["name"], _join(path, "name"))
+    _user_name(name, _join(path, "name"))
+    hashed = data["password_hash"]
+    if not isinstance(hashed, str) or not _CONSOLE_HASH_RE.fullmatch(hashed):
+        # Never echo the value: it may be the password itself.
+        raise ConfigError(_join(path, "password_hash"),
+                          "expected a hash from `faxbridge hash-password` ($scrypt$…), not a password")
+    return ConsoleUser(
+        name=name,
+        password_hash=Secret(hashed, _join(path, "password_hash")),
+        role=_opt(data, "role", path, ConsoleUser, _enum(ConsoleRole, case_insensitive=True)),
+    )
 
 
 def _logging(value: Any, path: str) -> LoggingConfig:

@@ -41,6 +41,7 @@ EDGE_MODULES: tuple[tuple[str, Callable[[Any], bool]], ...] = (
     ("faxbridge.adapters.hotfolder", lambda config: bool(config.hotfolders)),
     ("faxbridge.adapters.smtp", lambda config: config.smtp is not None),
     ("faxbridge.adapters.printing", lambda config: config.print is not None),
+    ("faxbridge.adapters.console", lambda config: config.console is not None),
 )
 
 

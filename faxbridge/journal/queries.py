@@ -1,0 +1,207 @@
+"""Read queries of the operator console: filtered job lists with keyset pagination, counts, timelines.
+
+Only reads (and the indexes they need); the tables and their writes stay in jobs.py and inbound.py.
+Keyset pagination (``before=<id>``) costs the same on page 1 and page 1000, where OFFSET would
+read and drop every row before the page.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from faxbridge.journal.codec import run_script
+from faxbridge.journal.inbound import InboundRecord, _record
+from faxbridge.journal.jobs import _job
+from faxbridge.model import Job, JobState
+
+if TYPE_CHECKING:
+    from faxbridge.journal import Journal
+
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at);
+CREATE INDEX IF NOT EXISTS jobs_by_source_id ON jobs (source, id);
+CREATE INDEX IF NOT EXISTS jobs_by_state_id ON jobs (state, id);
+CREATE INDEX IF NOT EXISTS inbound_by_stored ON inbound (stored_at);
+CREATE TABLE IF NOT EXISTS console_login_failures (
+    at    REAL NOT NULL,
+    name  TEXT NOT NULL,
+    peer  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS console_login_failures_by_at ON console_login_failures (at);
+"""
+
+# Who submitted a job, whatever the edge: the console user, the mail sender, the hotfolder file's label.
+_SENDER = "COALESCE(json_extract(meta, '$.user'), json_extract(meta, '$.sender'), '')"
+
+
+class ConsoleIndexes:
+    """The indexes and the login-failure table, created with ``journal.register_table``."""
+
+    @staticmethod
+    def create(db: sqlite3.Connection) -> None:
+        run_script(db, _INDEXES)
+
+
+@dataclass(frozen=True)
+class JobFilter:
+    """What the job list shows; empty fields do not filter."""
+
+    state: str = ""
+    source: str = ""
+    sender: str = ""
+    recipient: str = ""
+    since: dt.date | None = None
+    until: dt.date | None = None  # inclusive
+    search: str = ""  # a number or a file name, anywhere in the request or the label
+    owner: str | None = None  # only the jobs this console user submitted (role sender)
+
+
+@dataclass(frozen=True)
+class Event:
+    at: dt.datetime
+    what: str
+    detail: str
+    user: str = ""
+
+
+def _like(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _epoch(day: dt.date) -> float:
+    return dt.datetime.combine(day, dt.time(), tzinfo=dt.timezone.utc).timestamp()
+
+
+def list_jobs(journal: Journal, where: JobFilter, *, before: int | None = None, limit: int = 50) -> list[Job]:
+    """At most ``limit`` jobs matching ``where``, newest first, with ids below ``before``."""
+    clauses: list[str] = []
+    params: list[object] = []
+    if before is not None:
+        clauses.append("id < ?")
+        params.append(before)
+    if where.state:
+        clauses.append("state = ?")
+        params.append(where.state)
+    if where.source:
+        clauses.append("source = ?")
+        params.append(where.source)
+    if where.owner is not None:
+        clauses.append("json_extract(meta, '$.user') = ?")
+        params.append(where.owner)
+    if where.sender:
+        clauses.append(f"{_SENDER} LIKE ? ESCAPE '\\'")
+        params.append(_like(where.sender))
+    if where.recipient:
+        clauses.append("json_extract(request, '$.recipients') LIKE ? ESCAPE '\\'")
+        params.append(_like(where.recipient))
+    if where.since is not None:
+        clauses.append("created_at >= ?")
+        params.append(_epoch(where.since))
+    if where.until is not None:
+        clauses.append("created_at < ?")
+        params.append(_epoch(where.until + dt.timedelta(days=1)))
+    if where.search:
+        clauses.append("(request LIKE ? ESCAPE '\\' OR json_extract(meta, '$.label') LIKE ? ESCAPE '\\')")
+        params += [_like(where.search)] * 2
+    sql = "SELECT * FROM jobs"
+    if clauses:
+        sql += " WHERE " + " AND ".join(clauses)
+    rows = journal.query(sql + " ORDER BY id DESC LIMIT ?", (*params, limit))
+    return [_job(row) for row in rows]
+
+
+def counts_since(journal: Journal, since: float) -> dict[str, int]:
+    """Jobs created since ``since`` (epoch seconds) by state."""
+    rows = journal.query(
+        "SELECT state, COUNT(*) AS n FROM jobs WHERE created_at >= ? GROUP BY state", (since,))
+    return {row["state"]: row["n"] for row in rows}
+
+
+def recent_errors(journal: Journal, limit: int = 8) -> list[tuple[int, float, str]]:
+    """The latest jobs with an error in words: (job id, when, the error)."""
+    rows = journal.query(
+        "SELECT id, updated_at, last_error FROM jobs WHERE last_error != '' ORDER BY updated_at DESC LIMIT ?",
+        (limit,))
+    return [(row["id"], row["updated_at"], row["last_error"]) for row in rows]
+
+
+def sources(journal: Journal) -> list[str]:
+    return [row["source"] for row in journal.query("SELECT DISTINCT source FROM jobs ORDER BY source")]
+
+
+def timeline(journal: Journal, job_id: int) -> list[Event]:
+    """The job's state changes and (when the audit table is there) the operators' actions, in order."""
+    events = [
+        Event(dt.datetime.fromtimestamp(row["at"], dt.timezone.utc),
+              f"{row['from_state'] or '—'} → {row['to_state']}", row["detail"])
+        for row in journal.query(
+            "SELECT at, from_state, to_state, detail FROM job_events WHERE job_id = ? ORDER BY id", (job_id,))
+    ]
+    audit = getattr(journal, "audit", None)
+    if audit is not None:
+        for entry in audit.for_job(job_id):
+            events.append(Event(dt.datetime.fromtimestamp(entry.at, dt.timezone.utc), entry.action,
+                                entry.detail, entry.user))
+    return sorted(events, key=lambda event: event.at)
+
+
+def list_inbound(journal: Journal, *, before: int | None = None, limit: int = 50) -> list[InboundRecord]:
+    """Received faxes on disk (stored or deleted at FAX.de), newest first, keyset by FaxId."""
+    sql = "SELECT * FROM inbound WHERE state IN ('stored', 'deleted')"
+    params: tuple[object, ...] = ()
+    if before is not None:
+        sql += " AND fax_id < ?"
+        params = (before,)
+    return [_record(row) for row in journal.query(sql + " ORDER BY fax_id DESC LIMIT ?", (*params, limit))]
+
+
+def inbound_fax(journal: Journal, fax_id: int) -> InboundRecord | None:
+    rows = journal.query("SELECT * FROM inbound WHERE fax_id = ? AND state IN ('stored', 'deleted')", (fax_id,))
+    return _record(rows[0]) if rows else None
+
+
+def inbound_waiting(journal: Journal, since: float) -> int:
+    """Faxes received since ``since``."""
+    rows = journal.query(
+        "SELECT COUNT(*) AS n FROM inbound WHERE state IN ('stored', 'deleted') AND stored_at >= ?", (since,))
+    return int(rows[0]["n"])
+
+
+def held_jobs(journal: Journal, owner: str | None = None) -> list[Job]:
+    """Jobs waiting for an approver, oldest first (none while the hold stage is not built in)."""
+    held = getattr(JobState, "HELD", None)
+    if held is None:
+        return []
+    sql = "SELECT * FROM jobs WHERE state = ?"
+    params: tuple[object, ...] = (held.value,)
+    if owner is not None:
+        sql += " AND json_extract(meta, '$.user') = ?"
+        params += (owner,)
+    return [_job(row) for row in journal.query(sql + " ORDER BY id", params)]
+
+
+# -- login failures (the console's rate limit; kept in the journal so a restart does not reset it) --
+
+def record_login_failure(journal: Journal, name: str, peer: str) -> None:
+    with journal.transaction(durable=False) as db:
+        now = journal.clock()
+        db.execute("INSERT INTO console_login_failures (at, name, peer) VALUES (?, ?, ?)", (now, name[:200], peer))
+        # Old failures no longer count: keep the table small.
+        db.execute("DELETE FROM console_login_failures WHERE at < ?", (now - 86400,))
+
+
+def login_failures(journal: Journal, name: str, peer: str, since: float) -> tuple[int, int]:
+    """Failures since ``since``: (for this user name, from this peer)."""
+    rows = journal.query(
+        "SELECT SUM(name = ?) AS by_name, SUM(peer = ?) AS by_peer FROM console_login_failures WHERE at >= ?",
+        (name, peer, since))
+    return int(rows[0]["by_name"] or 0), int(rows[0]["by_peer"] or 0)
+
+
+def clear_login_failures(journal: Journal, name: str) -> None:
+    with journal.transaction(durable=False) as db:
+        db.execute("DELETE FROM console_login_failures WHERE name = ?", (name,))
