@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 import phonenumbers
 import yaml
 
+from faxbridge.approval import HoldRule, parse_rules
 from faxbridge.errors import ConfigError, NumberError
 from faxbridge.model import JobType
 from faxbridge.documents import DocumentLimits
@@ -42,6 +43,8 @@ from faxbridge.numbers import ANY_COUNTRY, NumberPolicy, is_known_region
 
 __all__ = [
     "DEFAULT_WSDL",
+    "AlertsConfig",
+    "ApprovalConfig",
     "AuthConfig",
     "BodyMode",
     "Config",
@@ -265,6 +268,8 @@ class HotfolderConfig:
     poll_interval: float = 5.0
     rescan_interval: float = 300.0  # periodic full rescan; 0 disables it
     text: str = ""  # default fax note / SMS text
+    hold: tuple[HoldRule, ...] = ()  # approval rules: jobs from here wait for an approver
+    report_pdf: bool = False  # write NAME.report.pdf (the send report) beside the status CSV
 
 
 @dataclass(frozen=True)
@@ -367,6 +372,9 @@ class SmtpConfig:
     auth: AuthConfig = field(default_factory=AuthConfig)
     archive_dir: Path = Path("mail-archive")  # relative: inside state_dir
     spool_dir: Path = Path("spool")
+    # sender pattern (alice@example.com, *@example.com) → approval rules for its mails' jobs
+    hold: Mapping[str, tuple[HoldRule, ...]] = field(default_factory=FrozenDict)
+    report_pdf: bool = False  # attach the send report PDF to the sender's report mail
 
     def job_type_for(self, domain: str) -> JobType | None:
         return self.domains.get(domain.lower().rstrip("."))
@@ -387,6 +395,28 @@ class PrintConfig:
     allowed_users: tuple[str, ...] = ("*",)  # print user names that may send; "*" = everyone
     report_to: Mapping[str, str] = field(default_factory=FrozenDict)  # user → mail address; "*": "{user}@…"
     max_size: int = 50_000_000  # a larger print job is refused
+
+
+@dataclass(frozen=True)
+class ApprovalConfig:
+    """Jobs held for an approver: rules for every channel, expiry, who is told."""
+
+    hold: tuple[HoldRule, ...] = ()  # for every job, whatever channel it came from
+    expiry: float = 0.0  # a held job not approved within this is rejected; 0: never
+    notify: tuple[str, ...] = ()  # mailed (through smtp.relay) when a job is held
+    link: str | None = None  # the console's held-job page, "{job}" replaced by the job id
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """A mail to the admins when jobs stay stuck or FAX.de keeps failing; once per incident."""
+
+    mail_to: tuple[str, ...]
+    queued_after: float = 1800.0  # a job still queued (not sent) after this
+    held_after: float = 4 * 3600.0  # a job still waiting for an approver after this
+    unknown_after: float = 0.0  # a job whose SendJob outcome is unknown after this
+    provider_failing_after: float = 600.0  # FAX.de unreachable this long
+    interval: float = 60.0  # how often the thresholds are checked
 
 
 @dataclass(frozen=True)
@@ -444,6 +474,8 @@ class Config:
     inbound: InboundConfig | None = None  # None: inbound faxes are not collected
     smtp: SmtpConfig | None = None  # None: no SMTP server
     print: PrintConfig | None = None  # None: no print queue channel
+    approval: ApprovalConfig = field(default_factory=ApprovalConfig)
+    alerts: AlertsConfig | None = None  # None: no alert mails
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     console: ConsoleConfig | None = None  # None: no web console
     logging: LoggingConfig = field(default_factory=LoggingConfig)
@@ -511,6 +543,8 @@ def parse_config(
     )
     smtp = _smtp(top["smtp"], "smtp", ctx, state_dir) if "smtp" in top else None
     print_ = _print(top["print"], "print", ctx, state_dir) if "print" in top else None
+    approval = _approval(top.get("approval"), "approval")
+    alerts = _alerts(top["alerts"], "alerts") if top.get("alerts") is not None else None
     metrics = _metrics(top.get("metrics"), "metrics")
     console = _console(top["console"], "console", ctx) if "console" in top else None
     logging_ = _logging(top.get("logging"), "logging")
@@ -528,6 +562,11 @@ def parse_config(
                 )
     if print_ is not None and print_.report_to and (smtp is None or smtp.relay is None):
         raise ConfigError("print.report_to", "needs smtp.relay to send the report mails through")
+    no_relay = smtp is None or smtp.relay is None
+    if approval.notify and no_relay:
+        raise ConfigError("approval.notify", "needs smtp.relay to send the mails through")
+    if alerts is not None and no_relay:
+        raise ConfigError("alerts.mail_to", "needs smtp.relay to send the alerts through")
     if smtp is not None:
         if not smtp.allowed_senders and not smtp.auth.users:
             raise ConfigError(
@@ -555,6 +594,8 @@ def parse_config(
         inbound=inbound if inbound_enabled else None,
         smtp=smtp,
         print=print_,
+        approval=approval,
+        alerts=alerts,
         metrics=metrics,
         console=console,
         logging=logging_,
@@ -747,6 +788,8 @@ def _hotfolder(value: Any, path: str, ctx: _Context, numbers: NumberPolicy) -> H
         poll_interval=_opt(data, "poll_interval", path, HotfolderConfig, _positive_duration),
         rescan_interval=_opt(data, "rescan_interval", path, HotfolderConfig, _duration),
         text=_opt(data, "text", path, HotfolderConfig, lambda v, p: _str(v, p, allow_empty=True)),
+        hold=_opt(data, "hold", path, HotfolderConfig, _hold_rules),
+        report_pdf=_opt(data, "report_pdf", path, HotfolderConfig, _bool),
     )
     # Defaults are relative names; make them absolute like given values.
     hotfolder = dataclasses.replace(
@@ -928,6 +971,8 @@ def _smtp(value: Any, path: str, ctx: _Context, state_dir: Path) -> SmtpConfig:
         auth=_opt(data, "auth", path, SmtpConfig, lambda v, p: _auth(v, p, ctx)),
         archive_dir=_opt(data, "archive_dir", path, SmtpConfig, _optional(in_state_dir)),
         spool_dir=_opt(data, "spool_dir", path, SmtpConfig, _optional(in_state_dir)),
+        hold=_opt(data, "hold", path, SmtpConfig, _sender_hold_rules),
+        report_pdf=_opt(data, "report_pdf", path, SmtpConfig, _bool),
     )
     # null or absent: the default name inside state_dir.
     return dataclasses.replace(
@@ -1086,6 +1131,51 @@ def _auth(value: Any, path: str, ctx: _Context) -> AuthConfig:
 def _user_name(name: str, path: str) -> None:
     if not re.fullmatch(r"[^\s:]{1,64}", name):
         raise ConfigError(path, "a user name must be 1–64 characters without spaces or ':'")
+
+
+def _hold_rules(value: Any, path: str) -> tuple[HoldRule, ...]:
+    try:
+        return parse_rules(value)
+    except ValueError as exc:
+        raise ConfigError(path, str(exc)) from None
+
+
+def _sender_hold_rules(value: Any, path: str) -> Mapping[str, tuple[HoldRule, ...]]:
+    data = _mapping(value if value is not None else {}, path)
+    rules: dict[str, tuple[HoldRule, ...]] = {}
+    for key, item in data.items():
+        text = _str(key, path)
+        # A bare domain means everyone there.
+        pattern = _sender_pattern(text if "@" in text else f"*@{text}", _join(path, text))
+        rules[pattern] = _hold_rules(item, _join(path, text))
+    return FrozenDict(rules)
+
+
+def _approval(value: Any, path: str) -> ApprovalConfig:
+    data = _mapping(value if value is not None else {}, path)
+    _check_keys(data, _keys(ApprovalConfig), path)
+    link = _opt(data, "link", path, ApprovalConfig, _optional(_url))
+    return ApprovalConfig(
+        hold=_opt(data, "hold", path, ApprovalConfig, _hold_rules),
+        expiry=_opt(data, "expiry", path, ApprovalConfig, _duration),
+        notify=_opt(data, "notify", path, ApprovalConfig, _list_of(_email)),
+        link=link,
+    )
+
+
+def _alerts(value: Any, path: str) -> AlertsConfig:
+    data = _mapping(value, path)
+    _check_keys(data, _keys(AlertsConfig), path)
+    if not data.get("mail_to"):
+        raise ConfigError(_join(path, "mail_to"), "required: the admins' addresses")
+    return AlertsConfig(
+        mail_to=_list_of(_email)(data["mail_to"], _join(path, "mail_to")),
+        queued_after=_opt(data, "queued_after", path, AlertsConfig, _duration),
+        held_after=_opt(data, "held_after", path, AlertsConfig, _duration),
+        unknown_after=_opt(data, "unknown_after", path, AlertsConfig, _duration),
+        provider_failing_after=_opt(data, "provider_failing_after", path, AlertsConfig, _duration),
+        interval=_opt(data, "interval", path, AlertsConfig, _positive_duration),
+    )
 
 
 def _metrics(value: Any, path: str) -> MetricsConfig:
