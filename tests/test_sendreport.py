@@ -21,7 +21,7 @@ from faxbridge.provider import ProviderCalls
 from faxbridge.simulator import Simulator
 from faxbridge.simulator.samples import make_pdf
 
-from conftest import ACCOUNT, PASSWORD
+from conftest import ACCOUNT, PASSWORD, wait_until
 
 NUMBER = "+494012345678"
 FAST = OutboundSettings(initial_delay=0.01, max_delay=0.05, status_interval=0.01, status_max_interval=0.02)
@@ -108,3 +108,20 @@ def test_every_state_has_a_sentence_and_only_ok_rows_say_transmitted() -> None:
         assert sentence
         if state not in (JobState.DELIVERED, JobState.PARTIAL):
             assert not sentence.startswith("Transmitted"), state
+
+
+def test_a_hotfolder_with_report_pdf_writes_name_report_pdf_beside_the_original(
+    tmp_path: Path, simulator: Simulator, make_config: Any, run_daemon: Any
+) -> None:
+    simulator.polls_until_done = 0
+    folder = tmp_path / "out"
+    folder.mkdir()
+    run_daemon(make_config(hotfolders=[{"path": str(folder), "settle_time": "0.15s", "report_pdf": True}]))
+    pdf = make_pdf(1, tag="beside")
+    (folder / f"{NUMBER}_Angebot.pdf").write_bytes(pdf)
+    report = folder / "sent" / f"{NUMBER}_Angebot.report.pdf"
+    wait_until(report.exists, what="the send report in sent/")
+    text = text_of(report.read_bytes())
+    assert f"SHA-256 {hashlib.sha256(pdf).hexdigest()}" in text and "result: OK" in text
+    assert "Page 1" in text  # the thumbnail of the original, found in sent/
+    assert (folder / "sent" / f"{NUMBER}_Angebot.status.csv").exists()

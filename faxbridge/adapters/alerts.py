@@ -39,13 +39,13 @@ def find_incidents(
     found: dict[str, Incident] = {}
     checks = (
         (QUEUED, JobState.QUEUED, alerts.queued_after, False,
-         "not sent yet", "Look at `faxbridge jobs --state queued` and the log: FAX.de may refuse or"
+         "queued, not sent,", "Look at `faxbridge jobs --state queued` and the log: FAX.de may refuse or"
          " be unreachable, or sending is paused."),
         (HELD, JobState.HELD, alerts.held_after, False,
-         "waiting for an approver", "Approve or reject them: `faxbridge approve JOBID`,"
+         "held for approval", "Approve or reject them: `faxbridge approve JOBID`,"
          " `faxbridge reject JOBID --reason …`, or in the console (/held)."),
         (UNKNOWN, JobState.UNKNOWN, alerts.unknown_after, True,
-         "with an unknown SendJob outcome", "Check the FAX.de job list, then `faxbridge retry JOBID`"
+         "of unknown outcome", "Check the FAX.de job list, then `faxbridge retry JOBID`"
          " or `faxbridge cancel JOBID`."),
     )
     for kind, state, after, since_change, words, action in checks:
@@ -53,7 +53,7 @@ def find_incidents(
         if count:
             shown = ", ".join(map(str, ids)) + (" …" if count > len(ids) else "")
             found[kind] = Incident(
-                kind, f"{count} fax job(s) {words} for more than {_words(after)}",
+                kind, f"{count} job(s) {words} for over {_words(after)}",
                 f"Jobs: {shown}\n\n{action}",
             )
     failing = unreachable_since is not None and now - unreachable_since >= alerts.provider_failing_after

@@ -28,6 +28,7 @@ from typing import Any, Final
 
 from aiosmtpd.smtp import SMTP
 
+from faxbridge import sendreport
 from faxbridge.adapters.relay import Relay, relay_for
 from faxbridge.adapters.reports import fsync_dir, fsync_file, sync_file_system, write_atomically
 from faxbridge.adapters.smtp_auth import Authenticator, install_log_filter
@@ -484,6 +485,10 @@ class SmtpEdge:
                 in_reply_to=job.meta.get("message_id", ""),
                 received=job.meta.get("received", ""),
             )
+            if self.config.report_pdf:  # the send report, while the spooled documents are still there
+                pdf = await asyncio.to_thread(sendreport.render, job, self.journal)
+                message.add_attachment(pdf, maintype="application", subtype="pdf",
+                                       filename=f"fax-{job.id}-report.pdf")
             await self.relay.send(message, key=f"smtp-job:{job.id}")
         key = job.meta.get("mail")
         mail = self.mails.find(key) if key else None
