@@ -23,6 +23,7 @@ from faxbridge import __version__
 from faxbridge.adapters.reports import parse_status_file
 from faxbridge.errors import FaxbridgeError
 from faxbridge.model import Job, JobState, StatusRow
+from faxbridge.thumbnails import page_png
 
 if TYPE_CHECKING:
     from faxbridge.journal import Journal
@@ -202,31 +203,10 @@ def _digest(path: Path | None) -> str:
 def _thumbnail(path: Path) -> bytes | None:
     """Page 1 as a PNG, or None for a document that is gone or is not a PDF or TIFF."""
     try:
-        from faxbridge.thumbnails import page_png
-    except ImportError:  # the console's module; without it, render the PDF here
-        page_png = _page_png
-    try:
         return page_png(path, 1, THUMBNAIL_WIDTH)
     except (FaxbridgeError, OSError) as exc:
         log.info("send report: no thumbnail of %s: %s", path.name, exc)
         return None
-
-
-def _page_png(path: Path, page: int, width: int) -> bytes:
-    import pypdfium2
-
-    try:
-        pdf = pypdfium2.PdfDocument(str(path))
-    except pypdfium2.PdfiumError as exc:
-        raise FaxbridgeError(f"{path.name} is not a PDF: {exc}") from exc
-    try:
-        first = pdf[page - 1]
-        image = first.render(scale=width / first.get_width()).to_pil()
-        out = io.BytesIO()
-        image.save(out, "PNG")
-        return out.getvalue()
-    finally:
-        pdf.close()
 
 
 def _height_mm(png: bytes, width_mm: float) -> float:
