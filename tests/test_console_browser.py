@@ -14,15 +14,19 @@ from pathlib import Path
 
 import pytest
 
-from faxbridge.simulator.samples import make_pdf, make_tiff
+from faxbridge.simulator.samples import make_pdf
 
 from conftest import wait_until
+from textpdf import text_pdf
 from console_support import PASSWORDS, console_section, console_url
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 NUMBER = "+494012345678"
 SETTLE = 0.15
+LETTER = [("Example GmbH - Offer 2026-117", 20.0, 0.0), "", "Dear Ms Lindqvist,", "",
+          "thank you for your enquiry. We offer 40 units at EUR 12.50 each,",
+          "delivery within two weeks of your order.", "", "Kind regards,", "Example GmbH, Sales"]
 
 pytestmark = [
     pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
@@ -106,6 +110,23 @@ def reload_until(driver, predicate, what: str):
     return wait_until(check, timeout=30, what=what)
 
 
+def fax_tiff(pages: list[list]) -> bytes:
+    """A received fax as FAX.de delivers one: a multi-page G4 TIFF, 1728 px wide, 204×196 dpi."""
+    import io
+
+    import pypdfium2
+
+    pdf = pypdfium2.PdfDocument(text_pdf(pages))
+    images = []
+    for page in pdf:
+        images.append(page.render(scale=1728 / page.get_width()).to_pil().convert("1"))
+        page.close()
+    pdf.close()
+    out = io.BytesIO()
+    images[0].save(out, "TIFF", compression="group4", dpi=(204, 196), save_all=True, append_images=images[1:])
+    return out.getvalue()
+
+
 def images_loaded(driver, css: str) -> list[int]:
     """The natural widths of the images matched by ``css`` (0 for one that did not load)."""
     return driver.execute_script(
@@ -116,9 +137,8 @@ def test_log_in_send_a_pdf_from_the_form_and_watch_it_delivered(chrome, site, si
     from selenium.webdriver.common.by import By
 
     document = tmp_path / "offer.pdf"
-    document.write_bytes(make_pdf(2, tag="offer"))
+    document.write_bytes(text_pdf([LETTER, ["Page 2 of the offer"]]))
     log_in(chrome, site, "alice")
-    screenshot(chrome, "dashboard")
     chrome.get(f"{site}/send")
     chrome.find_element(By.NAME, "documents").send_keys(str(document))
     chrome.find_element(By.NAME, "recipients").send_keys(NUMBER)
@@ -142,7 +162,7 @@ def test_log_in_send_a_pdf_from_the_form_and_watch_it_delivered(chrome, site, si
 def test_approve_one_held_document_and_reject_another(chrome, site, simulator, folder) -> None:
     from selenium.webdriver.common.by import By
 
-    good, bad = make_pdf(1, tag="good"), make_pdf(1, tag="bad")
+    good, bad = text_pdf([["Purchase order 4711", *LETTER[1:]]]), make_pdf(1, tag="bad")
     (folder / f"{NUMBER}_good.pdf").write_bytes(good)
     (folder / f"{NUMBER}_bad.pdf").write_bytes(bad)
     log_in(chrome, site, "approver")
@@ -174,12 +194,16 @@ def test_approve_one_held_document_and_reject_another(chrome, site, simulator, f
     assert len(simulator.calls_for("SendJob")) == 1
     # The reason is in the timeline, as text.
     assert "wrong customer <b>X</b>" in chrome.find_element(By.CSS_SELECTOR, "table.timeline").text
+    chrome.get(site)
+    assert "held" in chrome.find_element(By.TAG_NAME, "main").text
+    screenshot(chrome, "dashboard")
 
 
 def test_open_an_inbound_fax_and_its_page_images(chrome, site, simulator) -> None:
     from selenium.webdriver.common.by import By
 
-    simulator.add_inbound(make_tiff(2, width=1728, height=1100), originator="+4930999888", remote_id="ACME <GmbH>")
+    simulator.add_inbound(fax_tiff([LETTER, ["Page 2: terms and conditions"]]), originator="+4930999888",
+                          remote_id="ACME <GmbH>")
     log_in(chrome, site, "viewer")
     chrome.get(f"{site}/inbound")
     reload_until(chrome, lambda d: d.find_elements(By.CSS_SELECTOR, ".faxes img.thumb"), "the received fax listed")

@@ -400,14 +400,16 @@ async def job_resend(request: web.Request) -> web.StreamResponse:
 async def held(request: web.Request) -> web.Response:
     console = console_of(request)
     user = current_user(request)
-    return render(request, "held.html", jobs=queries.held_jobs(console.journal, _owner(user)))
+    found = queries.held_jobs(console.journal, _owner(user))
+    return render(request, "held.html", jobs=[(job, console.journal.jobs.held_reason(job.id)) for job in found])
 
 
 async def held_page(request: web.Request) -> web.Response:
     job = _visible_job(request)
     user = current_user(request)
+    reason = console_of(request).journal.jobs.held_reason(job.id) if job.state is JobState.HELD else ""
     return render(request, "held_job.html", job=job, preview=_previewable(job), actions=_actions(user, job),
-                  note=request.query.get("note", ""))
+                  note=request.query.get("note", ""), reason=reason)
 
 
 async def held_approve(request: web.Request) -> web.StreamResponse:
