@@ -339,15 +339,23 @@ def test_a_provider_behind_a_proxy_sends_through_it(simulator: Simulator, tmp_pa
     assert simulator.calls_for("SendJob") == []  # not sent around the proxy
 
 
-def test_a_request_through_a_proxy_names_the_whole_url() -> None:
-    # An HTTP proxy is asked for the absolute URL (RFC 9112, 3.2.2) and answers for the server.
+def test_a_request_through_a_proxy_names_the_whole_url_and_the_proxy_credentials() -> None:
+    # An HTTP proxy is asked for the absolute URL (RFC 9112, 3.2.2) and answers for the server;
+    # credentials in the proxy's URL (https_proxy=http://user:pw@host:port) go as Proxy-Authorization.
     async def main() -> None:
-        proxy = Canned([ok(b"<through/>")])
+        proxy = Canned([ok(b"<through/>"), ok(b"<again/>")])
         async with proxy as proxy_url:
-            client = http(proxy=proxy_url.removesuffix("/soap"))("http://fax.example:8080/soap")
-            assert (await post(client)).content == b"<through/>"
-            await client.close()
-        assert proxy.requests[0].startswith(b"POST http://fax.example:8080/soap HTTP/1.1\r\n")
+            plain = http(proxy=proxy_url.removesuffix("/soap"))("http://fax.example:8080/soap")
+            assert (await post(plain)).content == b"<through/>"
+            await plain.close()
+            with_user = http(proxy=proxy_url.removesuffix("/soap").replace("//", "//faxer:s%3Acret@"))(
+                "http://fax.example:8080/soap")
+            assert (await post(with_user)).content == b"<again/>"
+            await with_user.close()
+        first, second = proxy.requests
+        assert first.startswith(b"POST http://fax.example:8080/soap HTTP/1.1\r\n")
+        assert b"proxy-authorization" not in first.lower()
+        assert b"\r\nProxy-Authorization: Basic ZmF4ZXI6czpjcmV0\r\n" in second  # faxer:s:cret
 
     on_loop(main)
 

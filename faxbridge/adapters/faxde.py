@@ -271,10 +271,9 @@ class FaxDeClient:
         self._binding: Any = self._client.wsdl.bindings[BINDING]  # a zeep SoapBinding
         self.endpoint = endpoint or self._service_address()
         self._service = self._client.create_service(BINDING, self.endpoint)
-        self.proxy = proxy_for(self.endpoint)
-        tls = tls_context()
         self._http = LoopHTTP(self.endpoint, connect_timeout=connect_timeout, read_timeout=timeout,
-                              tls=tls, proxy=self.proxy, keep=pool_size)
+                              tls=tls_context(), proxy=proxy_for(self.endpoint), keep=pool_size)
+        self.proxy = self._http.proxy  # without credentials: safe to show
 
     def __repr__(self) -> str:
         return f"FaxDeClient(account={self._account!r}, endpoint={self.endpoint!r}, password='***')"

@@ -9,6 +9,7 @@ whether the server may have the request — the question a SendJob's "maybe sent
 from __future__ import annotations
 
 import asyncio
+import base64
 import ssl
 import urllib.parse
 import zlib
@@ -63,7 +64,11 @@ class LoopHTTP:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url}")
         self.url = url
-        self.proxy = proxy
+        self.proxy, credentials = _proxy_and_credentials(proxy)
+        # The proxy reads its credentials from the CONNECT request of an HTTPS tunnel, and from
+        # the request itself for plain HTTP (aiohttp sends proxy_headers with CONNECT only).
+        self._tunnel_headers = credentials if parts.scheme == "https" else None
+        self._request_headers = credentials if parts.scheme == "http" else None
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self._tls = tls
@@ -75,6 +80,8 @@ class LoopHTTP:
     async def post(self, headers: dict[str, str], body: bytes | AsyncIterable[bytes]) -> Answer:
         """Send ``body`` (exactly ``headers['Content-Length']`` bytes) and read the answer whole."""
         session = self._session_on_this_loop()
+        if self._request_headers:
+            headers = {**headers, **self._request_headers}
         watched = _Watched(body, self.read_timeout) if not isinstance(body, bytes) else None
         try:
             # The write side's deadline: aiohttp times only the answer (sock_read, pushed back
@@ -84,7 +91,8 @@ class LoopHTTP:
                 if watched is not None:
                     watched.deadline = deadline
                 async with session.post(self.url, data=watched if watched is not None else body,
-                                        headers=headers, proxy=self.proxy, allow_redirects=False) as response:
+                                        headers=headers, proxy=self.proxy, proxy_headers=self._tunnel_headers,
+                                        allow_redirects=False) as response:
                     try:
                         return await _read_answer(response)
                     except HTTPFailure:
@@ -225,6 +233,24 @@ def _classify(exc: BaseException, read_timeout: float) -> HTTPFailure | None:
     if isinstance(exc, (aiohttp.ClientError, OSError)):  # reset, closed, truncated
         return HTTPFailure("connection dropped before the answer", maybe_sent=True)
     return None
+
+
+def _proxy_and_credentials(proxy: str | None) -> tuple[str | None, dict[str, str] | None]:
+    """The proxy's URL without credentials, and the header that carries them (``http://user:pw@host``)."""
+    if proxy is None:
+        return None, None
+    parts = urllib.parse.urlsplit(proxy)
+    if parts.username is None:
+        return proxy, None
+    netloc = parts.hostname or ""
+    if ":" in netloc:  # an IPv6 literal
+        netloc = f"[{netloc}]"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    user, password = urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or "")
+    # RFC 7617 Basic, UTF-8 (aiohttp's BasicAuth is deprecated, its successor too new to require).
+    header = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), {"Proxy-Authorization": header}
 
 
 def _abandon(session: aiohttp.ClientSession) -> None:
