@@ -284,6 +284,7 @@ def test_a_hold_folder_holds_approve_sends_reject_fails_with_the_reason(
     error = folder / "failed" / f"{NUMBER}_bad.error.txt"
     wait_until(error.exists, what="the rejected one in failed/")
     assert "rejected by bob: not to this customer" in error.read_text()
+    assert "held for approval and not approved, so nothing was sent" in error.read_text()
     assert (folder / "failed" / f"{NUMBER}_bad.pdf").read_bytes() == bad
     assert len(simulator.calls_for("SendJob")) == 1
 

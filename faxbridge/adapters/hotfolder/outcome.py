@@ -368,6 +368,9 @@ def error_text_for_job(job: Job, reason: str, documents: Sequence[str]) -> str:
     code = job.last_error_code if job.state is JobState.REJECTED else None
     if job.state is JobState.CANCELLED:
         action = "Nothing was sent by faxbridge after the cancel. Drop the document in again to send it after all."
+    elif reason.startswith(("rejected by ", "not approved within ")):  # the approval stage said no
+        action = ("It was held for approval and not approved, so nothing was sent. Drop it in again"
+                  " only if it should be sent after all; it will wait for approval again.")
     elif code is not None and not reason.startswith("gave up"):
         action = faxde_codes.lookup("SendJob", code).action
     elif reason.startswith("gave up"):
