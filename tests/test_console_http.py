@@ -223,3 +223,85 @@ def _fax(tmp_path):
     from faxbridge.model import InboundFax
 
     return InboundFax(777, "+493012345", dt.datetime.now(dt.timezone.utc), XSS, XSS, 1, b"")
+
+
+# -- the send form ----------------------------------------------------------------------------
+
+def _upload(session, base: str, files: list[tuple[str, bytes]], **fields: str) -> requests.Response:
+    token = csrf_of(session.get(f"{base}/send").text)
+    return session.post(f"{base}/send", data={"csrf": token, "recipients": NUMBER, **fields},
+                        files=[("documents", (name, data)) for name, data in files], allow_redirects=False)
+
+
+def test_an_uploaded_photo_is_converted_and_sent_like_any_channel(console, simulator, tmp_path) -> None:
+    import io
+
+    from PIL import Image
+
+    daemon, base = console
+    photo = io.BytesIO()
+    Image.new("RGB", (800, 600), "white").save(photo, "JPEG")
+    alice = login(base, "alice")
+    answer = _upload(alice, base, [("whiteboard.jpg", photo.getvalue())], reference="order-7")
+    assert answer.status_code == 303, answer.text
+    job_id = int(answer.headers["Location"].rsplit("/", 1)[1])
+    journal = daemon.services.journal
+    job = wait_until(lambda: journal.jobs.get(job_id).state.is_final and journal.jobs.get(job_id), what="the job")
+    assert job.state is JobState.DELIVERED and job.meta["user"] == "alice"
+    [call] = simulator.calls_for("SendJob")
+    assert call.params["SendFile1"].startswith(b"%PDF")  # converted, as in every other channel
+    assert call.params["Recipient"] == f"{NUMBER}[order-7]"
+    trail = [(entry.user, entry.action) for entry in journal.audit.for_job(job_id)]
+    assert ("alice", "upload") in trail
+    page = alice.get(f"{base}/jobs/{job_id}").text
+    assert "whiteboard.jpg" in page and "upload" in page
+    png = alice.get(f"{base}/jobs/{job_id}/page-1.png")
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(("files", "fields", "words"), [
+    ([("tool.exe", b"MZ\x90\x00" * 10)], {}, "cannot be faxed"),
+    ([("letter.pdf", make_pdf(1))], {"recipients": "12"}, ""),
+    ([("letter.pdf", make_pdf(1))], {"send_at": "tomorrow-ish"}, "expected e.g."),
+    ([], {}, "one to three documents"),
+])
+def test_a_bad_upload_is_refused_in_words_and_nothing_is_kept(console, simulator, tmp_path, files, fields,
+                                                              words) -> None:
+    daemon, base = console
+    answer = _upload(login(base, "alice"), base, files, **fields)
+    assert answer.status_code == 400
+    assert words in html.unescape(answer.text)
+    assert 'class="error"' in answer.text
+    assert daemon.services.journal.jobs.recent(5) == []
+    uploads = tmp_path / "state" / "console-uploads"
+    assert not uploads.exists() or list(uploads.iterdir()) == []
+    assert simulator.calls_for("SendJob") == []
+
+
+# -- the job list ------------------------------------------------------------------------------
+
+def test_the_job_list_filters_and_pages_by_keyset(console, tmp_path) -> None:
+    from faxbridge.adapters.console import pages
+
+    daemon, base = console
+    for index in range(pages.PAGE_SIZE + 5):
+        _submit(daemon, tmp_path, user="alice" if index % 2 else "bob", name=f"doc-{index:03d}.pdf")
+    session = login(base, "admin")
+    first = session.get(f"{base}/jobs").text
+    assert first.count('<tr>\n  <td><a href="/jobs/') == pages.PAGE_SIZE
+    assert "doc-054.pdf" in first and "doc-004.pdf" not in first
+    older = re.search(r'href="(/jobs\?before=\d+)"', first)
+    assert older, "no link to older jobs"
+    second = session.get(base + html.unescape(older.group(1))).text
+    assert "doc-004.pdf" in second and "doc-000.pdf" in second and "doc-054.pdf" not in second
+    assert 'rel="next"' not in second
+    found = session.get(f"{base}/jobs", params={"q": "doc-017"}).text
+    assert "doc-017.pdf" in found and "doc-018.pdf" not in found
+    by_sender = session.get(f"{base}/jobs", params={"sender": "bob"}).text
+    assert "doc-000.pdf" in by_sender and "doc-001.pdf" not in by_sender
+    assert "doc-001.pdf" in session.get(f"{base}/jobs", params={"recipient": NUMBER[-6:], "q": "doc-001"}).text
+    today = time.strftime("%Y-%m-%d", time.gmtime())  # the filter's days are UTC days
+    assert "doc-054.pdf" in session.get(f"{base}/jobs", params={"since": today, "until": today}).text
+    assert "doc-054.pdf" not in session.get(f"{base}/jobs", params={"until": "2001-01-01"}).text
+    assert session.get(f"{base}/jobs", params={"since": "yesterday"}).status_code == 400
+    assert "No jobs." in session.get(f"{base}/jobs", params={"state": "failed"}).text

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import datetime as dt
 import io
 import os
@@ -36,6 +37,7 @@ from faxbridge.errors import FaxbridgeError
 from faxbridge.journal import queries
 from faxbridge.journal.audit import LOGIN_FAILED
 from faxbridge.journal.queries import JobFilter
+from faxbridge.outbound import Checked, content_key
 from faxbridge.model import Document, Job, JobState, JobType, Recipient, SendRequest
 
 SOURCE = "console"  # the jobs' source in the journal
@@ -510,18 +512,18 @@ async def send(request: web.Request) -> web.StreamResponse:
     uploads = [field for field in form.getall("documents", []) if hasattr(field, "file") and field.filename]
     try:
         sendable = _request_parts(console, values, len(uploads))
-        folder, documents = await asyncio.to_thread(
+        folder, originals = await asyncio.to_thread(
             _keep_copies, console.state_dir, [(f.filename, f.file.read) for f in uploads])
         try:
-            limits = console.services.config.documents.limits()
-            for document in documents:
-                await asyncio.to_thread(inspect, document.path, document.filename, limits)
+            # Thread seam: photos, text and Office files become PDFs (LibreOffice takes seconds).
+            documents = await asyncio.to_thread(_fax_ready, originals, folder, console.services.config)
             request_ = SendRequest(JobType.FAX, sendable["recipients"], tuple(documents),
                                    send_at=sendable["send_at"], options=sendable["options"])
-            job = await _submit(console, user, request_, folder,
-                                label=", ".join(d.filename for d in documents), allow_duplicate=False)
+            job = await _submit(console, user, request_, folder, originals=originals,
+                                label=", ".join(d.filename for d in originals), allow_duplicate=False)
         except BaseException:
-            await asyncio.to_thread(shutil.rmtree, folder, True)
+            if console.journal.jobs.by_source(SOURCE, folder.name) is None:  # no job needs the copies
+                await asyncio.to_thread(shutil.rmtree, folder, True)
             raise
     except FaxbridgeError as exc:
         return await send_form(request, status=400, values=values, error=str(exc))
@@ -582,11 +584,33 @@ def _keep_copies(state_dir: Path, sources: list[tuple[str, Any]]) -> tuple[Path,
     return folder, documents
 
 
+def _fax_ready(originals: list[Document], folder: Path, config: Any) -> list[Document]:
+    """The documents to send, converted where FAX.de does not take them and each checked, as
+    ``faxbridge send`` does (blocking)."""
+    from faxbridge.convert import ConversionError
+    from faxbridge.convert.pipeline import convert_documents
+
+    limits = config.documents.limits()
+    converted, problems = convert_documents(originals, folder / "converted", config.convert, limits)
+    if problems:
+        raise ConversionError("\n".join(problems))
+    if len(converted) > 3:  # a winmail.dat may hold more files than FAX.de takes
+        raise ConversionError(f"{len(converted)} documents after unpacking; FAX.de takes at most 3 per job")
+    for item in converted:
+        inspect(item.document.path, item.document.filename, limits)
+    return [item.document for item in converted]
+
+
 async def _submit(console: Console, user: ConsoleUser, request_: SendRequest, folder: Path, *,
-                  label: str, allow_duplicate: bool) -> Job:
+                  label: str, allow_duplicate: bool, originals: list[Document] | None = None) -> Job:
     """Through the same intake as every channel: validation, duplicate check, journal, sender."""
-    return await console.services.outbound.submit(
-        request_, source=SOURCE, source_ref=folder.name,
+    outbound = console.services.outbound
+    validated = outbound.validate(request_)
+    # Duplicates are recognised by the originals: a conversion need not give the same bytes twice.
+    keyed = dataclasses.replace(validated, documents=tuple((originals or list(validated.documents))[:3]))
+    key = await asyncio.to_thread(content_key, keyed)  # thread seam: hashing reads every document
+    return await outbound.submit(
+        Checked(validated, key), source=SOURCE, source_ref=folder.name,
         meta={"label": label, "user": user.name, "uploads": str(folder)},
         allow_duplicate=allow_duplicate,
     )
