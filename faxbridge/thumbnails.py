@@ -120,10 +120,11 @@ class ThumbnailCache:
         partial = cached.with_suffix(f".{threading.get_ident()}.tmp")
         partial.write_bytes(data)
         os.replace(partial, cached)
-        self._trim()
+        self._trim(keep=cached)
         return data
 
-    def _trim(self) -> None:
+    def _trim(self, keep: Path) -> None:
+        """Oldest first until within the bound; never the page just rendered."""
         with self._lock:
             entries = []
             for entry in os.scandir(self.folder):
@@ -134,6 +135,8 @@ class ThumbnailCache:
             for _, size, name in sorted(entries):
                 if total <= self.max_bytes:
                     break
+                if name == str(keep):
+                    continue
                 try:
                     os.unlink(name)
                 except FileNotFoundError:
