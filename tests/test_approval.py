@@ -348,3 +348,67 @@ def test_cli_imports_an_address_book(tmp_path: Path, make_config: Callable[..., 
     book.write_text("Scam,0900 123456\n", encoding="utf-8")
     assert main(["addressbook", "import", "-c", str(config), str(book)]) == 1
     assert "premium" in capsys.readouterr().err
+
+
+# -- the config ---------------------------------------------------------------------------------
+
+
+def _config(tmp_path: Path, **sections: Any) -> Any:
+    from faxbridge.config import parse_config
+
+    base = {"faxde": {"account": "1", "password_env": "PW"}}
+    return parse_config({**base, **sections}, tmp_path, environ={"PW": "x"})
+
+
+def test_the_config_names_the_key_of_a_wrong_rule_and_rules_per_channel(tmp_path: Path) -> None:
+    from faxbridge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^hotfolders\[0\]\.hold: expected one of always"):
+        _config(tmp_path, hotfolders=[{"path": "in", "hold": "sometimes"}])
+    smtp = {"domains": {"fax.example.com": "fax"}, "allowed_senders": ["*@example.com"]}
+    with pytest.raises(ConfigError, match=r"^smtp\.hold\.not an address: expected a sender"):
+        _config(tmp_path, smtp={**smtp, "hold": {"not an address": "always"}})
+    with pytest.raises(ConfigError, match=r"^approval\.notify: needs smtp\.relay"):
+        _config(tmp_path, approval={"notify": ["a@example.com"]})
+    with pytest.raises(ConfigError, match=r"^alerts\.mail_to: required"):
+        _config(tmp_path, alerts={"held_after": "1h"})
+    config = _config(tmp_path, hotfolders=[{"path": "in", "hold": ["first_time", "pages>2"]}],
+                     smtp={**smtp, "hold": {"example.com": "always"}}, approval={"hold": "foreign", "expiry": "2d"})
+    from faxbridge.daemon import hold_policy
+
+    policy = hold_policy(config)
+    assert policy.hotfolders == {str(tmp_path / "in"): (HoldRule("first_time"), HoldRule("more_than_pages", 2))}
+    assert policy.senders == (("*@example.com", (HoldRule("always"),)),)
+    assert policy.everywhere == (HoldRule("foreign"),) and config.approval.expiry == 2 * 86400
+    assert config.alerts is None and not config.hotfolders[0].report_pdf
+
+
+# -- alert conditions ---------------------------------------------------------------------------
+
+
+def test_alert_conditions_by_threshold_and_provider(tmp_path: Path) -> None:
+    from faxbridge.adapters.alerts import find_incidents
+    from faxbridge.config import AlertsConfig
+
+    clock = Clock()
+    request = SendRequest(JobType.FAX, (Recipient(NUMBER),), text="hello")
+    alerts = AlertsConfig(mail_to=("admin@example.com",), queued_after=600, held_after=3600,
+                          unknown_after=0, provider_failing_after=300)
+    with Journal.open(tmp_path / "state", clock=clock) as journal:
+        journal.jobs.add(request, source="t", source_ref="q", content_key="q")
+        journal.jobs.add(request, source="t", source_ref="h", content_key="h", hold="always")
+        assert find_incidents(journal, alerts, clock.now, unreachable_since=None, paused=None) == {}
+        clock.now += 601
+        assert set(find_incidents(journal, alerts, clock.now, unreachable_since=None, paused=None)) == {"queued"}
+        clock.now += 3000
+        found = find_incidents(journal, alerts, clock.now, unreachable_since=clock.now - 299, paused=None)
+        assert set(found) == {"queued", "held"}
+        assert "Jobs: 2" in found["held"].detail and "faxbridge approve" in found["held"].detail
+        found = find_incidents(journal, alerts, clock.now, unreachable_since=clock.now - 300, paused=None)
+        assert found["provider"].summary.startswith("FAX.de keeps failing: FAX.de unreachable for 5 min")
+        paused = find_incidents(journal, alerts, clock.now, unreachable_since=None, paused="wrong password")
+        assert paused["provider"].summary == "FAX.de keeps failing: wrong password"
+        job = journal.jobs.begin_submit(1)
+        journal.jobs.mark_unknown(job.id, "timeout")
+        assert set(find_incidents(journal, alerts, clock.now, unreachable_since=None, paused=None)) == {
+            "held", "unknown"}
