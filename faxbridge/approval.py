@@ -8,7 +8,7 @@ book). ``HoldPolicy.reason_for`` answers None (send) or the reason the job is he
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -159,6 +159,3 @@ def count_pages(request: SendRequest) -> int:
             total += 1  # the check before sending names the problem; here it is one page at least
     return total or 1
 
-
-def merge_hotfolder_rules(folders: Iterable[tuple[Path, tuple[HoldRule, ...]]]) -> dict[str, tuple[HoldRule, ...]]:
-    return {str(path): rules for path, rules in folders if rules}

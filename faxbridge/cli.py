@@ -519,20 +519,13 @@ def cmd_reject(args: argparse.Namespace) -> int:
     config = _load(args)
 
     async def reject() -> Job:
+        # The report (failed/, the sender's mail) is the daemon's: it reports every final job of
+        # its edges; two processes moving the same files at once could trip over each other.
         async with Services(config) as services:
-            _add_reporters(services)
             return await services.outbound.reject(args.job_id, _os_user(), args.reason)
 
     _print_job(asyncio.run(reject()))
     return EXIT_OK
-
-
-def _add_reporters(services: Any) -> None:
-    """The hotfolder's reporter, so a rejection made here puts the document into failed/ at once
-    (a running daemon reports other channels' jobs on its own: they are final and unreported)."""
-    from faxbridge.adapters.hotfolder.outcome import SOURCE, Outcomes
-
-    services.outbound.add_reporter(SOURCE, Outcomes(services.journal, spawn=asyncio.ensure_future).report)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

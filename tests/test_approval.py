@@ -305,6 +305,20 @@ def test_a_held_job_survives_a_restart_and_is_sent_once_approved(
     assert len(simulator.calls_for("SendJob")) == 1
 
 
+def test_a_rejection_from_the_cli_is_reported_by_the_running_daemon(
+    tmp_path: Path, folder: Path, simulator: Simulator, start: Any, make_config: Callable[..., Path]
+) -> None:
+    start()
+    (folder / f"{NUMBER}_cli.pdf").write_bytes(make_pdf(1, tag="cli-reject"))
+    [job] = wait_until(lambda: held_jobs(tmp_path), what="the held job")
+    config = tmp_path / "config.yaml"  # the daemon's own file (make_config wrote it)
+    assert main(["reject", "-c", str(config), str(job.id), "--reason", "not today"]) == 0
+    error = folder / "failed" / f"{NUMBER}_cli.error.txt"
+    wait_until(error.exists, what="failed/ written by the daemon")
+    assert f"rejected by {getpass.getuser()}: not today" in error.read_text()
+    assert simulator.calls_for("SendJob") == []
+
+
 def visible(folder: Path) -> set[str]:
     return {p.name for p in folder.iterdir() if not p.name.startswith(".")}
 

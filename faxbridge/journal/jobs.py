@@ -164,7 +164,7 @@ class JobsTable:
         detail = rows[0]["detail"] if rows else ""
         return detail.partition("held: ")[2] or detail
 
-    def has_sent_to(self, address: str, *, before_id: int | None = None) -> bool:
+    def has_sent_to(self, address: str) -> bool:
         """Whether a job to ``address`` ever reached FAX.de (for the first-time approval rule)."""
         reached = tuple(s.value for s in (
             JobState.SUBMITTED, JobState.DELIVERED, JobState.PARTIAL, JobState.FAILED,
@@ -172,8 +172,8 @@ class JobsTable:
         rows = self._journal.query(
             "SELECT 1 FROM jobs, json_each(jobs.request, '$.recipients') AS r"
             f" WHERE jobs.state IN ({','.join('?' * len(reached))})"
-            " AND json_extract(r.value, '$[0]') = ? AND jobs.id < ? LIMIT 1",
-            (*reached, address, before_id if before_id is not None else 2**62),
+            " AND json_extract(r.value, '$[0]') = ? LIMIT 1",
+            (*reached, address),
         )
         return bool(rows)
 
