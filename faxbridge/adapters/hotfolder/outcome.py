@@ -37,7 +37,7 @@ SENT_STATES = frozenset({JobState.DELIVERED, JobState.PARTIAL, JobState.FAILED, 
 
 def job_meta(claim: Claim, folder: Any, label: str) -> dict[str, Any]:
     """What the edge needs later, journaled with the job (folders as configured at claim time)."""
-    meta = {
+    meta: dict[str, Any] = {
         "folder": str(folder.path),
         "sent_dir": str(folder.sent_dir),
         "failed_dir": str(folder.failed_dir),
