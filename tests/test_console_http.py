@@ -305,3 +305,39 @@ def test_the_job_list_filters_and_pages_by_keyset(console, tmp_path) -> None:
     assert "doc-054.pdf" not in session.get(f"{base}/jobs", params={"until": "2001-01-01"}).text
     assert session.get(f"{base}/jobs", params={"since": "yesterday"}).status_code == 400
     assert "No jobs." in session.get(f"{base}/jobs", params={"state": "failed"}).text
+
+
+def test_resend_makes_a_new_job_of_the_same_documents(console, simulator, tmp_path) -> None:
+    daemon, base = console
+    journal = daemon.services.journal
+    job = _submit(daemon, tmp_path, user="alice", name="again.pdf")
+    wait_until(lambda: journal.jobs.get(job.id).state.is_final, what="the first job")
+    viewer = login(base, "viewer")
+    assert post_form(viewer, base, f"/jobs/{job.id}", f"/jobs/{job.id}/resend").status_code == 403
+    alice = login(base, "alice")
+    answer = post_form(alice, base, f"/jobs/{job.id}", f"/jobs/{job.id}/resend")
+    assert answer.status_code == 303
+    new_id = int(answer.headers["Location"].rsplit("/", 1)[1])
+    assert new_id != job.id
+    wait_until(lambda: journal.jobs.get(new_id).state.is_final, what="the resent job")
+    first, second = simulator.calls_for("SendJob")
+    assert first.params["SendFile1"] == second.params["SendFile1"]
+    assert ("alice", "resend") in [(e.user, e.action) for e in journal.audit.for_job(job.id)]
+
+
+def test_under_tls_the_session_cookie_is_secure(make_config, run_daemon, tmp_path) -> None:
+    import subprocess
+
+    cert, key = tmp_path / "console.crt", tmp_path / "console.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    daemon = run_daemon(make_config(console=console_section(tls={"cert": str(cert), "key": str(key)})))
+    base = console_url(daemon).replace("http://", "https://")
+    with requests.Session() as session:  # verify= per request: REQUESTS_CA_BUNDLE overrides the session's
+        token = csrf_of(session.get(f"{base}/login", verify=str(cert)).text)
+        answer = session.post(f"{base}/login", data={"csrf": token, "username": "viewer",
+                                                     "password": PASSWORDS["viewer"]}, allow_redirects=False,
+                              verify=str(cert))
+    assert answer.status_code == 303
+    assert "Secure" in answer.headers["Set-Cookie"] and "HttpOnly" in answer.headers["Set-Cookie"]

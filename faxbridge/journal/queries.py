@@ -37,12 +37,44 @@ CREATE INDEX IF NOT EXISTS console_login_failures_by_at ON console_login_failure
 _SENDER = "COALESCE(json_extract(meta, '$.user'), json_extract(meta, '$.sender'), '')"
 
 
+# Search by number or file name anywhere in a job: a trigram full-text index (SQLite's FTS5), so
+# that LIKE '%4012345%' is an index lookup, not a scan of every job's JSON. Kept by triggers, so
+# every writer of the jobs table (CLI, other edges) keeps it current without knowing of it.
+_SEARCH_TEXT = ("{row}.request || ' ' || COALESCE(json_extract({row}.meta, '$.label'), '') || ' '"
+                " || COALESCE(json_extract({row}.meta, '$.user'), json_extract({row}.meta, '$.sender'), '')")
+_SEARCH = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS jobs_search USING fts5(text, tokenize='trigram')",
+    "CREATE TRIGGER IF NOT EXISTS jobs_search_insert AFTER INSERT ON jobs BEGIN"
+    f" INSERT INTO jobs_search (rowid, text) VALUES (new.id, {_SEARCH_TEXT.format(row='new')}); END",
+    "CREATE TRIGGER IF NOT EXISTS jobs_search_update AFTER UPDATE OF request, meta ON jobs BEGIN"
+    f" UPDATE jobs_search SET text = {_SEARCH_TEXT.format(row='new')} WHERE rowid = new.id; END",
+    "CREATE TRIGGER IF NOT EXISTS jobs_search_delete AFTER DELETE ON jobs BEGIN"
+    " DELETE FROM jobs_search WHERE rowid = old.id; END",
+    # Jobs journaled before the index existed (or while it was dropped).
+    f"INSERT INTO jobs_search (rowid, text) SELECT id, {_SEARCH_TEXT.format(row='jobs')} FROM jobs"
+    " WHERE id > COALESCE((SELECT MAX(rowid) FROM jobs_search), 0)",
+)
+_MIN_TRIGRAM = 3  # a trigram index finds only strings of three characters or more
+
+
 class ConsoleIndexes:
-    """The indexes and the login-failure table, created with ``journal.register_table``."""
+    """The indexes, the search index and the login-failure table, created with ``journal.register_table``."""
 
     @staticmethod
     def create(db: sqlite3.Connection) -> None:
         run_script(db, _INDEXES)
+        if not _fts5(db):
+            return  # searches scan instead (an SQLite built without FTS5)
+        for statement in _SEARCH:
+            db.execute(statement)
+
+
+def _fts5(db: sqlite3.Connection) -> bool:
+    return bool(db.execute("SELECT sqlite_compileoption_used('ENABLE_FTS5')").fetchone()[0])
+
+
+def _has_search_index(journal: Journal) -> bool:
+    return bool(journal.query("SELECT 1 FROM sqlite_master WHERE name = 'jobs_search'"))
 
 
 @dataclass(frozen=True)
@@ -92,12 +124,17 @@ def list_jobs(journal: Journal, where: JobFilter, *, before: int | None = None, 
     if where.owner is not None:
         clauses.append("json_extract(meta, '$.user') = ?")
         params.append(where.owner)
-    if where.sender:
-        clauses.append(f"{_SENDER} LIKE ? ESCAPE '\\'")
-        params.append(_like(where.sender))
-    if where.recipient:
-        clauses.append("json_extract(request, '$.recipients') LIKE ? ESCAPE '\\'")
-        params.append(_like(where.recipient))
+    indexed = _has_search_index(journal)
+    for term, exact in ((where.sender, f"{_SENDER} LIKE ? ESCAPE '\\'"),
+                        (where.recipient, "json_extract(request, '$.recipients') LIKE ? ESCAPE '\\'")):
+        if term:
+            if indexed and len(term.replace("%", "")) >= _MIN_TRIGRAM:
+                # The index finds the few candidates; the exact test keeps those where the term
+                # is in the right field.
+                clauses.append("id IN (SELECT rowid FROM jobs_search WHERE text LIKE ?)")
+                params.append(f"%{term.replace('%', '')}%")
+            clauses.append(exact)
+            params.append(_like(term))
     if where.since is not None:
         clauses.append("created_at >= ?")
         params.append(_epoch(where.since))
@@ -105,8 +142,13 @@ def list_jobs(journal: Journal, where: JobFilter, *, before: int | None = None, 
         clauses.append("created_at < ?")
         params.append(_epoch(where.until + dt.timedelta(days=1)))
     if where.search:
-        clauses.append("(request LIKE ? ESCAPE '\\' OR json_extract(meta, '$.label') LIKE ? ESCAPE '\\')")
-        params += [_like(where.search)] * 2
+        words = where.search.replace("%", "")
+        if len(words) >= _MIN_TRIGRAM and indexed:
+            clauses.append("id IN (SELECT rowid FROM jobs_search WHERE text LIKE ?)")
+            params.append(f"%{words}%")  # '_' stays a one-character wildcard: it matches itself too
+        else:
+            clauses.append("(request LIKE ? ESCAPE '\\' OR json_extract(meta, '$.label') LIKE ? ESCAPE '\\')")
+            params += [_like(where.search)] * 2
     sql = "SELECT * FROM jobs"
     if clauses:
         sql += " WHERE " + " AND ".join(clauses)
