@@ -62,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("hash-password", cmd_hash_password,
             "read a password on standard input; print its hash for console.users[].password_hash", config=False)
+    p = command("api-token", cmd_api_token, "make an API token for a console user (printed once; stored hashed)")
+    p.add_argument("user", help="a name from console.users; the token acts with that user's role")
+    p.add_argument("--label", default="", help="what the token is for (an ERP, a script)")
 
     p = command("send", cmd_send, "send documents or a text now")
     p.add_argument("--to", action="append", default=[], metavar="NUMBER",
@@ -324,6 +327,18 @@ def cmd_cups_uninstall(args: argparse.Namespace) -> int:
 
     cups.uninstall(args.queue, backend_dir=args.backend_dir)
     print(f"queue {args.queue} removed")
+    return EXIT_OK
+
+
+def cmd_api_token(args: argparse.Namespace) -> int:
+    from faxbridge.adapters.console.api import create_token
+    from faxbridge.journal import Journal
+
+    config = _load(args)
+    if config.console is None or config.console.user(args.user) is None:
+        raise FaxbridgeError(f"{args.user!r} is not one of console.users in {args.config}")
+    with Journal.open(Path(config.state_dir)) as journal:
+        print(create_token(journal, args.user, args.label))
     return EXIT_OK
 
 

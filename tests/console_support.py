@@ -51,3 +51,21 @@ def post_form(session: requests.Session, base: str, page: str, action: str, **da
     """POST ``action`` with the CSRF token of the form on ``page``, as a browser would."""
     token = csrf_of(session.get(f"{base}{page}").text)
     return session.post(f"{base}{action}", data={"csrf": token, **data}, allow_redirects=False)
+
+
+def cli(*argv: str) -> int:
+    """``faxbridge.cli.main`` without leaving its log handler behind: that handler writes to this
+    test's captured stderr, which pytest closes when the test ends, while daemons may still log."""
+    import logging
+
+    from faxbridge.cli import main
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        return main(list(argv))
+    finally:
+        for handler in list(root.handlers):
+            if handler not in handlers:
+                root.removeHandler(handler)
+        root.setLevel(level)

@@ -12,14 +12,13 @@ import pytest
 import requests
 
 from faxbridge.adapters.console import auth
-from faxbridge.cli import main
 from faxbridge.config import ConfigError, parse_config
 from faxbridge.journal.inbound import InboundState
 from faxbridge.model import Document, JobState, JobType, Recipient, SendRequest
 from faxbridge.simulator.samples import make_pdf, make_tiff
 
 from conftest import wait_until
-from console_support import PASSWORDS, console_section, console_url, csrf_of, login, post_form
+from console_support import PASSWORDS, cli, console_section, console_url, csrf_of, login, post_form
 
 NUMBER = "+494012345678"
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -47,7 +46,7 @@ def test_hash_password_reads_stdin_and_the_hash_verifies(monkeypatch, capsys) ->
     import io
 
     monkeypatch.setattr("sys.stdin", io.StringIO("correct horse\n"))
-    assert main(["hash-password"]) == 0
+    assert cli("hash-password") == 0
     hashed = capsys.readouterr().out.strip()
     assert hashed.startswith("$scrypt$") and "correct horse" not in hashed
     assert auth.verify_password("correct horse", hashed)

@@ -18,7 +18,7 @@ from urllib.parse import quote
 import jinja2
 from aiohttp import web
 
-from faxbridge.adapters.console import auth
+from faxbridge.adapters.console import api, auth
 from faxbridge.config import ConsoleConfig, ConsoleRole, ConsoleUser
 from faxbridge.journal.queries import ConsoleIndexes
 from faxbridge.thumbnails import ThumbnailCache
@@ -61,6 +61,7 @@ class Console:
         """Blocking set-up before the listener opens: the signing key, the indexes, the reporter."""
         self.codec = auth.SessionCodec(auth.load_key(self.state_dir))
         self.services.journal.register_table(ConsoleIndexes)
+        self.services.journal.register_table(api.TokenTable)
         from faxbridge.adapters.console.pages import SOURCE, report
 
         self.services.outbound.add_reporter(SOURCE, report)
@@ -162,6 +163,8 @@ async def sessions(request: web.Request, handler: Handler) -> web.StreamResponse
     user = console.config.user(session.user) if session is not None and session.user else None
     request[SESSION] = session
     request[USER] = user
+    if request.path.startswith(api.PREFIX):
+        return await _api_request(request, handler, console)
     public = request.path.startswith(PUBLIC_PREFIXES)
     if user is None and not public:
         target = "/login"
@@ -170,6 +173,22 @@ async def sessions(request: web.Request, handler: Handler) -> web.StreamResponse
         raise web.HTTPSeeOther(target)
     if request.method == "POST" and not request.path.startswith("/static/"):
         await check_csrf(request, session)
+    return await handler(request)
+
+
+async def _api_request(request: web.Request, handler: Handler, console: Console) -> web.StreamResponse:
+    """The API authenticates by bearer token only: no cookie, so no CSRF token is needed either."""
+    request[SESSION] = None
+    request[USER] = None
+    if request.path == "/api/v1/openapi.json":
+        return await handler(request)
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    name = api.token_user(console.journal, token.strip()) if scheme.lower() == "bearer" else None
+    user = console.config.user(name) if name else None
+    if user is None:
+        return web.json_response({"error": "an API token is needed: Authorization: Bearer fbx_…"}, status=401,
+                                 headers={"WWW-Authenticate": 'Bearer realm="faxbridge"'})
+    request[USER] = user
     return await handler(request)
 
 
@@ -204,5 +223,6 @@ def build_app(console: Console) -> web.Application:
     app = web.Application(middlewares=[security_headers, sessions], client_max_size=MAX_REQUEST_BYTES)
     app[CONSOLE_KEY] = console
     pages.add_routes(app)
+    api.add_routes(app)
     app.router.add_static("/static/", _HERE / "static", follow_symlinks=False, append_version=False)
     return app

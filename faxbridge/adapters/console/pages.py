@@ -512,23 +512,29 @@ async def send(request: web.Request) -> web.StreamResponse:
     uploads = [field for field in form.getall("documents", []) if hasattr(field, "file") and field.filename]
     try:
         sendable = _request_parts(console, values, len(uploads))
-        folder, originals = await asyncio.to_thread(
-            _keep_copies, console.state_dir, [(f.filename, f.file.read) for f in uploads])
-        try:
-            # Thread seam: photos, text and Office files become PDFs (LibreOffice takes seconds).
-            documents = await asyncio.to_thread(_fax_ready, originals, folder, console.services.config)
-            request_ = SendRequest(JobType.FAX, sendable["recipients"], tuple(documents),
-                                   send_at=sendable["send_at"], options=sendable["options"])
-            job = await _submit(console, user, request_, folder, originals=originals,
-                                label=", ".join(d.filename for d in originals), allow_duplicate=False)
-        except BaseException:
-            if console.journal.jobs.by_source(SOURCE, folder.name) is None:  # no job needs the copies
-                await asyncio.to_thread(shutil.rmtree, folder, True)
-            raise
+        job = await submit_upload(console, user, sendable, [(f.filename, f.file.read) for f in uploads])
     except FaxbridgeError as exc:
         return await send_form(request, status=400, values=values, error=str(exc))
     console.audit(user.name, "upload", job.id, f"{len(uploads)} document(s) to {len(sendable['recipients'])} recipient(s)")
     raise web.HTTPSeeOther(f"/jobs/{job.id}")
+
+
+async def submit_upload(console: Console, user: ConsoleUser, sendable: dict[str, Any],
+                        uploads: list[tuple[str, Any]], *, source_ref: str | None = None) -> Job:
+    """Uploaded documents (name, read function) kept, converted and journaled as one job."""
+    folder, originals = await asyncio.to_thread(_keep_copies, console.state_dir, uploads)
+    ref = source_ref or folder.name
+    try:
+        # Thread seam: photos, text and Office files become PDFs (LibreOffice takes seconds).
+        documents = await asyncio.to_thread(_fax_ready, originals, folder, console.services.config)
+        request_ = SendRequest(JobType.FAX, sendable["recipients"], tuple(documents),
+                               send_at=sendable["send_at"], options=sendable["options"])
+        return await _submit(console, user, request_, folder, originals=originals, source_ref=ref,
+                             label=", ".join(d.filename for d in originals), allow_duplicate=False)
+    except BaseException:
+        if console.journal.jobs.by_source(SOURCE, ref) is None:  # no job needs the copies
+            await asyncio.to_thread(shutil.rmtree, folder, True)
+        raise
 
 
 def _request_parts(console: Console, values: dict[str, str], uploads: int) -> dict[str, Any]:
@@ -602,7 +608,8 @@ def _fax_ready(originals: list[Document], folder: Path, config: Any) -> list[Doc
 
 
 async def _submit(console: Console, user: ConsoleUser, request_: SendRequest, folder: Path, *,
-                  label: str, allow_duplicate: bool, originals: list[Document] | None = None) -> Job:
+                  label: str, allow_duplicate: bool, originals: list[Document] | None = None,
+                  source_ref: str | None = None) -> Job:
     """Through the same intake as every channel: validation, duplicate check, journal, sender."""
     outbound = console.services.outbound
     validated = outbound.validate(request_)
@@ -610,7 +617,7 @@ async def _submit(console: Console, user: ConsoleUser, request_: SendRequest, fo
     keyed = dataclasses.replace(validated, documents=tuple((originals or list(validated.documents))[:3]))
     key = await asyncio.to_thread(content_key, keyed)  # thread seam: hashing reads every document
     return await outbound.submit(
-        Checked(validated, key), source=SOURCE, source_ref=folder.name,
+        Checked(validated, key), source=SOURCE, source_ref=source_ref or folder.name,
         meta={"label": label, "user": user.name, "uploads": str(folder)},
         allow_duplicate=allow_duplicate,
     )
