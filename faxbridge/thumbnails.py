@@ -64,7 +64,7 @@ def page_png(path: Path, page: int, width: int) -> bytes:
         height = max(1, round(image.height * aspect * width / image.width))
         # reducing_gap: shrink by whole factors first (cheap), then filter the last step; a
         # 1728 px fax page becomes a thumbnail in milliseconds, not tens of them.
-        image = image.convert("L").resize((width, height), Image.BILINEAR, reducing_gap=2.0)
+        image = image.convert("L").resize((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0)
     out = io.BytesIO()
     image.save(out, "PNG", compress_level=3)  # page images are small; speed over the last few bytes
     return out.getvalue()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 import secrets
 import sqlite3
 from typing import TYPE_CHECKING, Any
@@ -124,7 +125,8 @@ def _user(request: web.Request, role: ConsoleRole) -> Any:
     try:
         return require(request, role)
     except web.HTTPForbidden as exc:
-        raise web.HTTPForbidden(text=f'{{"error": "{exc.text.strip()}"}}', content_type="application/json") from None
+        raise web.HTTPForbidden(text=json.dumps({"error": (exc.text or "").strip()}),
+                                content_type="application/json") from None
 
 
 def _job(request: web.Request) -> Job:
@@ -196,7 +198,7 @@ async def _read_submission(request: web.Request) -> tuple[dict[str, str], list[t
                   "reference": str(form.get("reference", "")), "send_at": str(form.get("send_at", "")),
                   "options": "\n".join(str(v) for v in form.getall("options", []))}
         uploads = [(f.filename, f.file.read) for f in form.getall("documents", [])
-                   if hasattr(f, "file") and f.filename]
+                   if isinstance(f, web.FileField) and f.filename]
         return values, uploads
     raise FaxbridgeError("send application/json or multipart/form-data")
 

@@ -509,7 +509,7 @@ async def send(request: web.Request) -> web.StreamResponse:
     if not console.accepting:
         return await send_form(request, status=503, values=values,
                                error="faxbridge is shutting down and takes no new jobs; try again in a minute.")
-    uploads = [field for field in form.getall("documents", []) if hasattr(field, "file") and field.filename]
+    uploads = [field for field in form.getall("documents", []) if isinstance(field, web.FileField) and field.filename]
     try:
         sendable = _request_parts(console, values, len(uploads))
         job = await submit_upload(console, user, sendable, [(f.filename, f.file.read) for f in uploads])
