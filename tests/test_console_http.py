@@ -340,3 +340,31 @@ def test_under_tls_the_session_cookie_is_secure(make_config, run_daemon, tmp_pat
                               verify=str(cert))
     assert answer.status_code == 303
     assert "Secure" in answer.headers["Set-Cookie"] and "HttpOnly" in answer.headers["Set-Cookie"]
+
+
+def test_the_address_book_is_imported_by_csv_and_names_numbers(console, tmp_path) -> None:
+    daemon, base = console
+    job = _submit(daemon, tmp_path, user="alice")
+    viewer = login(base, "viewer")
+    token = csrf_of(viewer.get(f"{base}/addressbook").text)
+    csv_file = "name;number\nMüller <Praxis>;040 12345678\n"
+    refused = viewer.post(f"{base}/addressbook", data={"csrf": token},
+                          files={"csv": ("book.csv", csv_file.encode())}, allow_redirects=False)
+    assert refused.status_code == 403
+    approver = login(base, "approver")
+    token = csrf_of(approver.get(f"{base}/addressbook").text)
+    bad = approver.post(f"{base}/addressbook", data={"csrf": token},
+                        files={"csv": ("book.csv", b"Someone,0900 123456\n")}, allow_redirects=False)
+    assert bad.status_code == 400 and "line 1" in bad.text and daemon.services.journal.address_book.all() == []
+    answer = approver.post(f"{base}/addressbook", data={"csrf": token},
+                           files={"csv": ("book.csv", csv_file.encode())}, allow_redirects=False)
+    assert answer.status_code == 303
+    page = approver.get(f"{base}/jobs/{job.id}").text
+    assert f"Müller &lt;Praxis&gt; ({NUMBER})" in page
+    assert f'<option value="{NUMBER}">Müller &lt;Praxis&gt; ({NUMBER})</option>' in login(base, "alice").get(
+        f"{base}/send").text
+    alice = login(base, "alice")
+    token = csrf_of(alice.get(f"{base}/send").text)
+    sent = alice.post(f"{base}/send", data={"csrf": token, "recipients": "", "contacts": NUMBER},
+                      files=[("documents", ("picked.pdf", make_pdf(1, tag="picked")))], allow_redirects=False)
+    assert sent.status_code == 303, sent.text  # the number picked from the address book is the recipient

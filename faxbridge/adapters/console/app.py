@@ -119,6 +119,8 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
         csrf=session.csrf if session else "",
         path=request.path,
         roles=ConsoleRole,
+        # number → name from the address book, shown beside numbers (a small table, read per page)
+        names={contact.number: contact.name for contact in console.journal.address_book.all()},
         **context,
     )
     return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")

@@ -71,6 +71,8 @@ def add_routes(app: web.Application) -> None:
     r.add_get(r"/inbound/{fax_id:\d+}", inbound_page)
     r.add_get(r"/inbound/{fax_id:\d+}/page-{page:\d+}.png", inbound_page_png)
     r.add_get(r"/inbound/{fax_id:\d+}/fax.{kind:(tiff|pdf)}", inbound_download)
+    r.add_get("/addressbook", addressbook)
+    r.add_post("/addressbook", addressbook_import)
     r.add_get("/send", send_form)
     r.add_post("/send", send)
 
@@ -492,6 +494,36 @@ async def inbound_download(request: web.Request) -> web.StreamResponse:
     return web.Response(body=data, content_type="application/pdf", headers=_attachment(f"{name}.pdf"))
 
 
+# -- address book ----------------------------------------------------------------------------
+
+async def addressbook(request: web.Request, *, error: str = "", status: int = 200) -> web.Response:
+    current_user(request)
+    return render(request, "addressbook.html", status=status, error=error, note=request.query.get("note", ""))
+
+
+async def addressbook_import(request: web.Request) -> web.StreamResponse:
+    from faxbridge.journal.addressbook import parse_csv
+
+    console = console_of(request)
+    user = require(request, ConsoleRole.APPROVER)
+    form = await request.post()
+    upload = form.get("csv")
+    if not isinstance(upload, web.FileField):
+        return await addressbook(request, status=400, error="Choose a CSV file.")
+    try:
+        text = upload.file.read().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return await addressbook(request, status=400, error="The file is not UTF-8 text.")
+    policy = console.services.config.numbers.policy()
+    try:
+        contacts = parse_csv(text, lambda number: policy.normalize(number, purpose="fax"))
+    except (FaxbridgeError, ValueError) as exc:
+        return await addressbook(request, status=400, error=str(exc))
+    written = console.journal.address_book.put(contacts)
+    console.audit(user.name, "addressbook-import", None, f"{written} contact(s) from {upload.filename}")
+    return _redirect("/addressbook?" + urlencode({"note": f"{written} contact(s) imported."}))
+
+
 # -- sending ---------------------------------------------------------------------------------
 
 async def send_form(request: web.Request, *, error: str = "", status: int = 200,
@@ -506,6 +538,9 @@ async def send(request: web.Request) -> web.StreamResponse:
     user = require(request, ConsoleRole.SENDER)
     form = await request.post()
     values = {key: str(form.get(key, "")) for key in ("recipients", "reference", "send_at", "options")}
+    chosen = [str(number) for number in form.getall("contacts", [])]
+    if chosen:  # numbers picked from the address book, with the typed ones
+        values["recipients"] = "\n".join([values["recipients"], *chosen]).strip()
     if not console.accepting:
         return await send_form(request, status=503, values=values,
                                error="faxbridge is shutting down and takes no new jobs; try again in a minute.")
