@@ -146,28 +146,28 @@ class _Report(FPDF):
 
     def heading(self, text: str) -> None:
         self.set_font(self.sans, "B", 15)
-        self.multi_cell(0, 8, self._text(text), new_x="LMARGIN", new_y="NEXT")
+        self.multi_cell(0, 8, self._text(text), new_x="LMARGIN", new_y="NEXT", align="L")
         self.ln(2)
 
     def subheading(self, text: str) -> None:
         self.set_font(self.sans, "B", 10.5)
-        self.multi_cell(0, 6, self._text(text), new_x="LMARGIN", new_y="NEXT")
+        self.multi_cell(0, 6, self._text(text), new_x="LMARGIN", new_y="NEXT", align="L")
 
     def paragraph(self, text: str, *, size: float = 10, bold: bool = False) -> None:
         if self.get_y() > self.h - 30:
             return  # the page is full: cut rather than spill onto a second one
         self.set_font(self.sans, "B" if bold else "", size)
-        self.multi_cell(0, size * 0.5, self._text(text), new_x="LMARGIN", new_y="NEXT")
+        self.multi_cell(0, size * 0.5, self._text(text), new_x="LMARGIN", new_y="NEXT", align="L")
 
     def mono(self, text: str) -> None:
         self.set_font(self.fixed, "", 7.5)
-        self.multi_cell(0, 4, self._text(text), new_x="LMARGIN", new_y="NEXT")
+        self.multi_cell(0, 4, self._text(text), new_x="LMARGIN", new_y="NEXT", align="L")
 
     def fact(self, label: str, value: str) -> None:
         self.set_font(self.sans, "B", 9.5)
         self.cell(38, 5.2, self._text(label))
         self.set_font(self.sans, "", 9.5)
-        self.multi_cell(0, 5.2, self._text(value[:400]), new_x="LMARGIN", new_y="NEXT")
+        self.multi_cell(0, 5.2, self._text(value[:400]), new_x="LMARGIN", new_y="NEXT", align="L")
 
 
 def _row_line(row: StatusRow) -> str:

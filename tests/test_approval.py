@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pypdf
 import pytest
 
 from faxbridge.adapters.faxde import FaxDeClient
@@ -319,6 +320,17 @@ def test_a_rejection_from_the_cli_is_reported_by_the_running_daemon(
     assert simulator.calls_for("SendJob") == []
 
 
+def test_the_daemon_expires_a_held_document_into_failed(
+    tmp_path: Path, folder: Path, simulator: Simulator, start: Any
+) -> None:
+    start(approval={"expiry": "1s"})
+    (folder / f"{NUMBER}_late.pdf").write_bytes(make_pdf(1, tag="late"))
+    error = folder / "failed" / f"{NUMBER}_late.error.txt"
+    wait_until(error.exists, what="the expired document in failed/")
+    assert "not approved within 1 seconds (approval.expiry)" in error.read_text()
+    assert simulator.calls_for("SendJob") == []
+
+
 def visible(folder: Path) -> set[str]:
     return {p.name for p in folder.iterdir() if not p.name.startswith(".")}
 
@@ -342,6 +354,9 @@ def test_cli_lists_held_jobs_approves_and_rejects_with_the_os_user_audited(
     assert main(["approve", "-c", str(config), "1"]) == 0
     assert "job 1: submitted" in capsys.readouterr().out
     assert len(simulator.calls_for("SendJob")) == 1
+    report = tmp_path / "1.pdf"
+    assert main(["report", "-c", str(config), "1", "-o", str(report)]) == 0
+    assert "Handed over to FAX.de" in pypdf.PdfReader(report).pages[0].extract_text()
     assert main(["reject", "-c", str(config), "2", "--reason", "duplicate"]) == 0
     assert main(["approve", "-c", str(config), "2"]) == 1
     assert "job 2 is rejected, not held" in capsys.readouterr().err
