@@ -209,12 +209,15 @@ def test_open_an_inbound_fax_and_its_page_images(chrome, site, simulator) -> Non
     reload_until(chrome, lambda d: d.find_elements(By.CSS_SELECTOR, ".faxes img.thumb"), "the received fax listed")
     wait_until(lambda: all(images_loaded(chrome, ".faxes img.thumb")), what="the thumbnail")
     assert "ACME <GmbH>" in chrome.find_element(By.CSS_SELECTOR, ".faxes").text
+    assert "NEW" in chrome.find_element(By.CSS_SELECTOR, ".faxes").text.upper()
     screenshot(chrome, "inbound")
     chrome.find_element(By.CSS_SELECTOR, ".faxes a").click()
     wait_until(lambda: len(images_loaded(chrome, ".pages img")) == 2, what="two page images")
     wait_until(lambda: all(images_loaded(chrome, ".pages img")), what="both pages rendered")
     assert images_loaded(chrome, ".pages img") == [900, 900]
     assert chrome.find_element(By.LINK_TEXT, "Download as PDF").get_attribute("href").endswith("/fax.pdf")
+    chrome.get(f"{site}/inbound")  # opened: no longer new for this user
+    assert "NEW" not in chrome.find_element(By.CSS_SELECTOR, ".faxes").text.upper()
 
 
 def test_download_the_send_report_of_a_delivered_job(chrome, site, simulator, tmp_path) -> None:

@@ -31,6 +31,12 @@ CREATE TABLE IF NOT EXISTS console_login_failures (
     peer  TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS console_login_failures_by_at ON console_login_failures (at);
+CREATE TABLE IF NOT EXISTS console_faxes_read (
+    user    TEXT NOT NULL,
+    fax_id  INTEGER NOT NULL,
+    at      REAL NOT NULL,
+    PRIMARY KEY (user, fax_id)
+);
 """
 
 # Who submitted a job, whatever the edge: the console user, the mail sender, the hotfolder file's label.
@@ -210,6 +216,31 @@ def inbound_waiting(journal: Journal, since: float) -> int:
     """Faxes received since ``since``."""
     rows = journal.query(
         "SELECT COUNT(*) AS n FROM inbound WHERE state IN ('stored', 'deleted') AND stored_at >= ?", (since,))
+    return int(rows[0]["n"])
+
+
+def mark_read(journal: Journal, user: str, fax_id: int) -> None:
+    """``user`` has opened the fax (read/unread is per console user)."""
+    with journal.transaction(durable=False) as db:  # lost in a crash: the fax shows as unread again
+        db.execute("INSERT OR IGNORE INTO console_faxes_read (user, fax_id, at) VALUES (?, ?, ?)",
+                   (user, fax_id, journal.clock()))
+
+
+def read_by(journal: Journal, user: str, fax_ids: list[int]) -> set[int]:
+    """Which of ``fax_ids`` ``user`` has opened."""
+    if not fax_ids:
+        return set()
+    rows = journal.query(
+        f"SELECT fax_id FROM console_faxes_read WHERE user = ? AND fax_id IN ({','.join('?' * len(fax_ids))})",
+        (user, *fax_ids))
+    return {row["fax_id"] for row in rows}
+
+
+def unread_count(journal: Journal, user: str) -> int:
+    """Received faxes on disk that ``user`` has not opened yet."""
+    rows = journal.query(
+        "SELECT COUNT(*) AS n FROM inbound WHERE state IN ('stored', 'deleted') AND fax_id NOT IN"
+        " (SELECT fax_id FROM console_faxes_read WHERE user = ?)", (user,))
     return int(rows[0]["n"])
 
 

@@ -173,6 +173,7 @@ def _summary(console: Console, user: ConsoleUser) -> dict[str, Any]:
         "held": counts.get("held", 0),
         "unknown": counts.get(JobState.UNKNOWN.value, 0),
         "inbound_today": queries.inbound_waiting(journal, today),
+        "inbound_unread": queries.unread_count(journal, user.name),
     }
 
 
@@ -467,11 +468,13 @@ async def inbound(request: web.Request) -> web.Response:
     found = queries.list_inbound(console.journal, before=before, limit=PAGE_SIZE + 1)
     page, more = found[:PAGE_SIZE], len(found) > PAGE_SIZE
     next_url = f"/inbound?before={page[-1].fax_id}" if more and page else ""
-    return render(request, "inbound.html", faxes=page, next_url=next_url)
+    read = queries.read_by(console.journal, current_user(request).name, [fax.fax_id for fax in page])
+    return render(request, "inbound.html", faxes=page, next_url=next_url, read=read)
 
 
 async def inbound_page(request: web.Request) -> web.Response:
     record = _fax(request)
+    queries.mark_read(console_of(request).journal, current_user(request).name, record.fax_id)
     return render(request, "inbound_fax.html", fax=record, pages=range(1, max(record.pages, 1) + 1))
 
 
