@@ -156,7 +156,6 @@ def test_log_in_send_a_pdf_from_the_form_and_watch_it_delivered(chrome, site, si
     screenshot(chrome, "job")
     chrome.get(f"{site}/jobs")
     assert str(job_id) in chrome.find_element(By.CSS_SELECTOR, "table.jobs").text
-    screenshot(chrome, "jobs")
 
 
 def test_approve_one_held_document_and_reject_another(chrome, site, simulator, folder) -> None:
@@ -197,6 +196,10 @@ def test_approve_one_held_document_and_reject_another(chrome, site, simulator, f
     chrome.get(site)
     assert "held" in chrome.find_element(By.TAG_NAME, "main").text
     screenshot(chrome, "dashboard")
+    chrome.get(f"{site}/jobs")
+    jobs = chrome.find_element(By.CSS_SELECTOR, "table.jobs").text
+    assert "rejected" in jobs and "good.pdf" in jobs
+    screenshot(chrome, "jobs")
 
 
 def test_open_an_inbound_fax_and_its_page_images(chrome, site, simulator) -> None:
