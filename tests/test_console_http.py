@@ -368,3 +368,26 @@ def test_the_address_book_is_imported_by_csv_and_names_numbers(console, tmp_path
     sent = alice.post(f"{base}/send", data={"csrf": token, "recipients": "", "contacts": NUMBER},
                       files=[("documents", ("picked.pdf", make_pdf(1, tag="picked")))], allow_redirects=False)
     assert sent.status_code == 303, sent.text  # the number picked from the address book is the recipient
+
+
+def test_upload_folders_of_forgotten_jobs_are_swept(console, tmp_path) -> None:
+    import os
+
+    from faxbridge.adapters.console.pages import UPLOADS, sweep_uploads
+
+    daemon, base = console
+    alice = login(base, "alice")
+    answer = _upload(alice, base, [("kept.pdf", make_pdf(1, tag="kept"))])
+    assert answer.status_code == 303
+    job = daemon.services.journal.jobs.get(int(answer.headers["Location"].rsplit("/", 1)[1]))
+    kept = Path(job.meta["uploads"])
+    orphan, young = tmp_path / "state" / UPLOADS / "orphan", tmp_path / "state" / UPLOADS / "young"
+    orphan.mkdir()
+    young.mkdir()
+    (orphan / "1.pdf").write_bytes(b"%PDF")
+    old = time.time() - 7200
+    for folder in (orphan, kept):
+        os.utime(folder, (old, old))
+    [edge] = [edge for edge in daemon.daemon.edges if edge.name == "console"]
+    assert sweep_uploads(edge.console) == [orphan]
+    assert kept.is_dir() and young.is_dir() and not orphan.exists()

@@ -244,6 +244,14 @@ def unread_count(journal: Journal, user: str) -> int:
     return int(rows[0]["n"])
 
 
+def upload_folders(journal: Journal, source: str) -> set[str]:
+    """The upload folders (meta ``uploads``) of ``source``'s jobs still in the journal."""
+    rows = journal.query(
+        "SELECT json_extract(meta, '$.uploads') AS folder FROM jobs WHERE source = ?"
+        " AND json_extract(meta, '$.uploads') IS NOT NULL", (source,))
+    return {row["folder"] for row in rows}
+
+
 def held_jobs(journal: Journal, owner: str | None = None) -> list[Job]:
     """Jobs waiting for an approver, oldest first (none while the hold stage is not built in)."""
     held = getattr(JobState, "HELD", None)

@@ -6,6 +6,7 @@ themselves are in ``pages``, the cookies and passwords in ``auth``, the middlewa
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from typing import Any
@@ -48,8 +49,20 @@ class ConsoleEdge:
         server = site._server  # the bound socket tells the port when the config said 0
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else config.listen.port
+        scheduler = getattr(self.console.services, "scheduler", None)
+        if scheduler is not None:
+            scheduler.add_job(self._sweep, "interval", hours=1, id="console-uploads", name="console uploads",
+                              replace_existing=True, misfire_grace_time=None, coalesce=True, max_instances=1)
         scheme = "https" if config.tls.enabled else "http"
         log.info("console on %s://%s:%d/", scheme, config.listen.host, self.port)
+
+    async def _sweep(self) -> None:
+        from faxbridge.adapters.console.pages import sweep_uploads
+
+        # Thread seam: removing folders touches the disk.
+        removed = await asyncio.to_thread(sweep_uploads, self.console)
+        if removed:
+            log.info("console: removed %d upload folder(s) of jobs the journal no longer has", len(removed))
 
     async def stop_intake(self) -> None:
         self.console.accepting = False  # uploads are refused from here on; pages still answer

@@ -661,8 +661,34 @@ async def _submit(console: Console, user: ConsoleUser, request_: SendRequest, fo
     )
 
 
+# An upload folder younger than this may belong to a form being submitted right now.
+_SWEEP_GRACE = 3600.0
+
+
+def sweep_uploads(console: Console) -> list[Path]:
+    """Remove upload folders no job in the journal names any more (retention forgot the job, or
+    an upload was refused after its copy was made); blocking. Returns what went."""
+    root = console.state_dir / UPLOADS
+    if not root.is_dir():
+        return []
+    kept = queries.upload_folders(console.journal, SOURCE)
+    cutoff = console.journal.clock() - _SWEEP_GRACE
+    removed = []
+    for folder in root.iterdir():
+        if str(folder) in kept or not folder.is_dir():
+            continue
+        try:
+            if folder.stat().st_mtime > cutoff:
+                continue
+        except FileNotFoundError:
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
 async def report(job: Job) -> None:
     """The reporter of console jobs: the console itself shows the outcome, so nothing is written.
 
-    The uploaded documents stay (the job page offers them, the send report hashes them); journal
-    retention forgets the job, and ``console-uploads`` folders of forgotten jobs can be removed."""
+    The uploaded documents stay while the job is in the journal (the job page offers them, the send
+    report hashes them); once retention forgets the job, ``sweep_uploads`` removes them."""
