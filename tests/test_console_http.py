@@ -391,3 +391,28 @@ def test_upload_folders_of_forgotten_jobs_are_swept(console, tmp_path) -> None:
     [edge] = [edge for edge in daemon.daemon.edges if edge.name == "console"]
     assert sweep_uploads(edge.console) == [orphan]
     assert kept.is_dir() and young.is_dir() and not orphan.exists()
+
+
+def test_an_unknown_outcome_is_resolved_by_an_admin_only(make_config, run_daemon, simulator) -> None:
+    from faxbridge.simulator import Fault, FaultKind
+
+    # The answer to the first SendJob is lost; with no reconcile window the operator decides.
+    simulator.set_faults(Fault(FaultKind.DROP_AFTER, operation="SendJob", calls=frozenset({1})))
+    daemon = run_daemon(make_config(console=console_section(), faxde={"reconcile_window": "0s"}))
+    base = console_url(daemon)
+    answer = _upload(login(base, "alice"), base, [("lost.pdf", make_pdf(1, tag="lost"))])
+    job_id = int(answer.headers["Location"].rsplit("/", 1)[1])
+    journal = daemon.services.journal
+    wait_until(lambda: journal.jobs.get(job_id).state is JobState.UNKNOWN, what="the outcome unknown")
+    admin = login(base, "admin")
+    dashboard = admin.get(base + "/").text
+    assert "need the operator" in dashboard and f'href="/jobs/{job_id}"' in dashboard
+    approver = login(base, "approver")
+    assert "Send again" not in approver.get(f"{base}/jobs/{job_id}").text
+    assert post_form(approver, base, f"/jobs/{job_id}", f"/jobs/{job_id}/retry").status_code == 403
+    assert "Send again" in admin.get(f"{base}/jobs/{job_id}").text
+    resolved = post_form(admin, base, f"/jobs/{job_id}", f"/jobs/{job_id}/retry")
+    assert resolved.status_code == 303
+    assert journal.jobs.get(job_id).state is JobState.CONFIRMED  # FAX.de: -77, it had the job
+    assert [call.result for call in simulator.calls_for("SendJob")] == [0, -77]
+    assert ("admin", "retry") in [(e.user, e.action) for e in journal.audit.for_job(job_id)]
