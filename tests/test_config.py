@@ -829,7 +829,8 @@ def _dataclasses_in(cls: type, seen: set[type] | None = None) -> set[type]:
         stack = [hints[spec.name]]
         while stack:
             hint = stack.pop()
-            if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+            # Sections are the config module's own; value types from elsewhere (HoldRule) are not.
+            if dataclasses.is_dataclass(hint) and isinstance(hint, type) and hint.__module__ == cls.__module__:
                 _dataclasses_in(hint, seen)
             stack.extend(typing.get_args(hint))
     return seen

@@ -17,6 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from faxbridge.errors import JournalError, disk_full
+from faxbridge.journal.addressbook import AddressBookTable
+from faxbridge.journal.alerts import AlertsTable
+from faxbridge.journal.audit import AuditTable
 from faxbridge.journal.inbound import InboundTable
 from faxbridge.journal.jobs import JobsTable
 
@@ -27,7 +30,8 @@ Clock = Callable[[], float]
 
 
 class Journal:
-    """Open with ``Journal.open(state_dir)``; tables are ``journal.jobs`` and ``journal.inbound``."""
+    """Open with ``Journal.open(state_dir)``; tables are ``journal.jobs``, ``journal.inbound``,
+    ``journal.audit``, ``journal.address_book`` and ``journal.alerts``."""
 
     def __init__(self, connection: sqlite3.Connection, path: Path, clock: Clock = time.time) -> None:
         self._db = connection
@@ -40,6 +44,9 @@ class Journal:
         self.clock = clock
         self.jobs = JobsTable(self)
         self.inbound = InboundTable(self)
+        self.audit = AuditTable(self)
+        self.address_book = AddressBookTable(self)
+        self.alerts = AlertsTable(self)
 
     @classmethod
     def open(cls, state_dir: Path, *, clock: Clock = time.time, timeout: float = 10.0) -> Journal:
@@ -163,7 +170,7 @@ class Journal:
                 raise JournalError(
                     f"the journal {self.path} was written by a newer faxbridge (schema {version})"
                 )
-            for table in (self.jobs, self.inbound):
+            for table in (self.jobs, self.inbound, self.audit, self.address_book, self.alerts):
                 table.create(db)
             if version != SCHEMA_VERSION:
                 # Only then: a journal already current is opened without writing a byte, so

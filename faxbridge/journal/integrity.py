@@ -27,7 +27,7 @@ _FINAL = frozenset(s.value for s in FINAL_STATES)
 # States a job reaches only after FAX.de gave it a JobId.
 _NEEDS_JOB_ID = frozenset({JobState.SUBMITTED, JobState.DELIVERED, JobState.PARTIAL, JobState.FAILED})
 # States whose SendJob (first or reconciling) is still to come: their documents must be there.
-_NEEDS_DOCUMENTS = frozenset({JobState.QUEUED, JobState.SUBMITTING, JobState.UNKNOWN})
+_NEEDS_DOCUMENTS = frozenset({JobState.HELD, JobState.QUEUED, JobState.SUBMITTING, JobState.UNKNOWN})
 # States that are only reached through 'submitting', so at least one attempt was counted.
 _ATTEMPTED = frozenset({JobState.SUBMITTING, JobState.SUBMITTED, JobState.UNKNOWN, JobState.CONFIRMED,
                         JobState.DELIVERED, JobState.PARTIAL, JobState.FAILED})
