@@ -112,6 +112,9 @@ class Document:
 
     filename: str  # the name FAX.de sees; its extension tells FAX.de the type
     path: Path
+    # For a converted document, the originals it was made from: duplicate suppression compares
+    # what the sender sent, since a conversion need not give the same bytes twice.
+    sources: tuple[Path, ...] = ()
 
     @property
     def extension(self) -> str:

@@ -132,7 +132,10 @@ def content_key_and_digests(request: SendRequest) -> tuple[str, tuple[str, ...]]
     for document in request.documents:
         documents.append(file_digest(document.path))
         digest.update(document.filename.encode("utf-8") + b"\0")
-        digest.update(documents[-1].encode() + b"\0")
+        # A converted document is the same send when its originals are the same: a conversion
+        # need not give the same bytes twice (LibreOffice, a newer Pillow).
+        for part in [file_digest(p) for p in document.sources] or [documents[-1]]:
+            digest.update(part.encode() + b"\0")
     return digest.hexdigest(), tuple(documents)
 
 

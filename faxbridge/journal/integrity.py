@@ -144,7 +144,7 @@ def _job_findings(db: sqlite3.Connection) -> Iterator[str]:
             yield f"{job} is {state}, but its last recorded transition went to {last}"
         try:
             request = json.loads(row["request"])
-            documents = [Path(p) for _name, p in request["documents"]]
+            documents = [Path(entry[1]) for entry in request["documents"]]
         except (ValueError, KeyError, TypeError):
             yield f"{job}: its request cannot be read"
             continue
