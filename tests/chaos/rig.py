@@ -847,11 +847,14 @@ def _check_leftovers(c: Campaign, v: Verdict, jobs: list[dict[str, Any]]) -> Non
     for folder in [*c.inbound_dirs, c.state_dir / "mail-archive"]:
         for path in folder.rglob(".*") if folder.is_dir() else ():
             v.fail(f"temporary file left: {path}")
-    # Every mail is finished: the spool holds nothing any more (its .eml archived, its documents
-    # deleted); the relay's outbox only files the journal knows.
+    # Every mail is finished — the spool holds nothing any more (its .eml archived, its documents
+    # deleted) — but one whose job waits for the operator, whose documents must stay; the relay's
+    # outbox only files the journal knows.
+    waiting = {j["source_ref"].split(":")[0] for j in jobs if j["source"] == "smtp" and j["state"] == "unknown"}
     spool = c.state_dir / "spool"
     for path in spool.iterdir() if spool.is_dir() else ():
-        v.fail(f"left in the spool: {path.name}")
+        if path.name not in waiting:
+            v.fail(f"left in the spool: {path.name}")
     with journal_db(c.state_dir) as db:
         queued = {Path(p) for (p,) in db.execute("SELECT path FROM mail_outbox")}
     outbox = c.state_dir / "outbox"
