@@ -381,7 +381,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     from faxbridge.outbound import awaiting_operator
 
     config = _load(args)
-    with Journal.open(config.state_dir) as journal:
+    with Journal.from_config(config) as journal:
         jobs = journal.jobs.recent(args.limit)
         # Not re-sent by the daemon any more (past faxde.reconcile_window): a person decides.
         stuck = set(awaiting_operator(journal, config.faxde.reconcile_window, time.time()))

@@ -90,7 +90,7 @@ class Services:
         self.scheduler: AsyncIOScheduler | None = None
 
     async def __aenter__(self) -> Services:
-        self.journal = Journal.open(Path(self.config.state_dir))
+        self.journal = Journal.from_config(self.config)
         try:
             # Thread seam: building the client may fetch the WSDL over the network.
             provider = self._provider or await asyncio.to_thread(make_provider, self.config)

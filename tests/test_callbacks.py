@@ -21,6 +21,7 @@ from faxbridge.simulator import Fault, FaultKind, Simulator
 
 from conftest import ACCOUNT, PASSWORD
 from test_outbound import FAST, fax, pdf  # noqa: F401  (pdf is a fixture)
+from journal_backend import open_journal
 
 BASE = "https://fax.example.com:8025/faxde/status"
 
@@ -32,7 +33,7 @@ def run(simulator: Simulator, tmp_path: Path, body: Callable[[Outbound, Callback
                              connect_timeout=1.0)
         calls = ProviderCalls(client, concurrency=2)
         tokens = CallbackTokens.load(tmp_path / "state", BASE)
-        with Journal.open(tmp_path / "state") as journal:
+        with open_journal(tmp_path / "state") as journal:
             outbound = Outbound(journal, calls, settings=settings, callbacks=tokens,
                                 check_recipient=number_check(NumberPolicy()))
             try:

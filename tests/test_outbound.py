@@ -20,6 +20,7 @@ from faxbridge.simulator import Fault, FaultKind, Simulator
 from faxbridge.simulator.samples import make_pdf
 
 from conftest import ACCOUNT, PASSWORD
+from journal_backend import open_journal
 
 FAST = OutboundSettings(
     max_attempts=3, initial_delay=0.01, max_delay=0.05, duplicate_window=3600,
@@ -35,7 +36,7 @@ def run(simulator: Simulator, tmp_path: Path, body: Callable[[Outbound], Awaitab
         client = FaxDeClient(account=ACCOUNT, password=PASSWORD, wsdl=simulator.wsdl_url,
                              timeout=timeout, connect_timeout=1.0)
         calls = ProviderCalls(client, concurrency=2)
-        with Journal.open(tmp_path / "state") as journal:
+        with open_journal(tmp_path / "state") as journal:
             outbound = Outbound(journal, calls, settings=settings,
                                 check_recipient=number_check(NumberPolicy()))
             try:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from faxbridge.errors import DuplicateJobError, JournalError
-from faxbridge.journal.codec import run_script, request_from_json, request_to_json, to_datetime
+from faxbridge.journal.codec import NO_LIMIT, run_script, request_from_json, request_to_json, to_datetime
 from faxbridge.model import (
     ALLOWED_TRANSITIONS,
     Accepted,
@@ -139,10 +139,11 @@ class JobsTable:
                 "next_attempt_at": now, "created_at": now, "updated_at": now,
             }
             cursor = db.execute(
-                f"INSERT INTO jobs ({', '.join(written)}) VALUES ({', '.join('?' * len(written))})",
+                f"INSERT INTO jobs ({', '.join(written)}) VALUES ({', '.join('?' * len(written))})"
+                " RETURNING id",
                 tuple(written.values()),
             )
-            job_id = int(cursor.lastrowid or 0)
+            job_id = int(cursor.fetchone()[0])
             _event(db, job_id, now, None, JobState.QUEUED, f"from {source}")
             # The row as written, the other columns at their defaults (_SCHEMA), without reading
             # it back.
@@ -279,7 +280,7 @@ class JobsTable:
                 "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE"
                 f" state IN ({','.join('?' * len(finals))})"
                 " AND finished_at < ? AND reported_at IS NOT NULL ORDER BY id LIMIT ?)",
-                (*finals, older_than, -1 if limit is None else limit),
+                (*finals, older_than, NO_LIMIT if limit is None else limit),
             )
             return cursor.rowcount
 
@@ -361,7 +362,7 @@ class JobsTable:
 
     def counts_by_state_and_type(self) -> dict[tuple[str, str], int]:
         rows = self._journal.query(
-            "SELECT state, json_extract(request, '$.job_type') AS job_type, COUNT(*) AS n"
+            f"SELECT state, {self._journal.json_field('request', 'job_type')} AS job_type, COUNT(*) AS n"
             " FROM jobs GROUP BY state, job_type"
         )
         return {(r["state"], r["job_type"]): r["n"] for r in rows}

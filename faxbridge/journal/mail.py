@@ -275,14 +275,14 @@ class OutboxTable:
                     return _outgoing(row), False
             cursor = db.execute(
                 "INSERT INTO mail_outbox (key, state, path, mail_from, rcpt_to, subject,"
-                " next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     key, OutboxState.QUEUED.value, str(path), mail_from,
                     json.dumps(rcpt_to, ensure_ascii=False), subject[:300], now, now,
                 ),
             )
             row = db.execute(
-                "SELECT * FROM mail_outbox WHERE id = ?", (cursor.lastrowid,)
+                "SELECT * FROM mail_outbox WHERE id = ?", (cursor.fetchone()[0],)
             ).fetchone()
             return _outgoing(row), True
 
