@@ -91,6 +91,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--release", type=int, metavar="FAXID",
                    help="delete a quarantined fax on FAX.de (its copy stays in quarantine/)")
 
+    p = sub.add_parser("journal", help="check the journal, or back it up while the daemon runs",
+                       description="check the journal, or back it up while the daemon runs")
+    actions = p.add_subparsers(dest="journal_action", metavar="ACTION", required=True)
+    for name, handler, text in (
+        ("check", cmd_journal_check, "check the journal's integrity; exit 1 with the findings"),
+        ("backup", cmd_journal_backup, "copy the journal (online, verified, fsynced) to DEST"),
+    ):
+        action = actions.add_parser(name, help=text, description=text)
+        action.add_argument("-c", "--config", default=DEFAULT_CONFIG,
+                            help=f"config file (default {DEFAULT_CONFIG}); its state_dir holds the journal")
+        action.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+        action.set_defaults(handler=handler)
+        if name == "check":
+            action.add_argument("--file", type=Path, metavar="PATH",
+                                help="check this journal file instead (e.g. a backup); no config needed")
+        else:
+            action.add_argument("dest", type=Path, metavar="DEST",
+                                help="the backup file, or a folder to put journal-DATE-TIME.sqlite3 in")
+
     p = command("health", cmd_health, "exit 0 when the daemon (or, without metrics.listen, FAX.de) is healthy")
 
     cups_parser = sub.add_parser("cups", help="install or remove the CUPS print queue (print to fax)",
@@ -402,6 +421,29 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         print(f"\n! {len(stuck)} job(s) need the operator: SendJob's outcome is unknown and the"
               f" reconcile window has passed ({', '.join(map(str, sorted(stuck)))}).\n"
               "  Check the FAX.de job list, then `faxbridge retry JOBID` or `faxbridge cancel JOBID`.")
+    return EXIT_OK
+
+
+def cmd_journal_check(args: argparse.Namespace) -> int:
+    from faxbridge.journal import integrity
+
+    path = args.file if args.file is not None else integrity.journal_path(_load(args).state_dir)
+    findings = integrity.check(path)
+    if not findings:
+        print(f"{path}: OK")
+        return EXIT_OK
+    print(f"{path}: {len(findings)} problem(s) found")
+    for finding in findings:
+        print(f"  - {finding}")
+    return EXIT_ERROR
+
+
+def cmd_journal_backup(args: argparse.Namespace) -> int:
+    from faxbridge.journal import integrity
+
+    source = integrity.journal_path(_load(args).state_dir)
+    result = integrity.backup(source, args.dest)
+    print(f"{result.path}: {result.size} bytes, {result.jobs} job(s), checked and on disk")
     return EXIT_OK
 
 

@@ -216,6 +216,8 @@ def safe_filename(name: str, fallback: str = "attachment") -> str:
     if len(name) > 120:  # at most 120 characters, the extension kept
         stem, dot, ext = name.rpartition(".")
         name = (stem[: 119 - len(ext)] + dot + ext) if dot and len(ext) <= 5 else name[:120]
+        # Cut mid-name: not ending in a space or dot, which Windows (FAX.de) would drop.
+        name = name.strip(" .") or fallback
     return name
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class FaxbridgeError(Exception):
     """Base class; its str() is a human sentence safe to show to a user (no secrets)."""
@@ -87,3 +89,25 @@ class ProviderError(FaxbridgeError):
             prefix += f" result {code}"
         super().__init__(f"{prefix}: {message}")
         self.sentence = message
+
+
+# errno values that mean "no room to write": a full file system, or the user's quota spent.
+_NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_SQLITE_FULL = 13  # "database or disk is full" (sqlite3 result code SQLITE_FULL)
+
+
+def disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or an error it was raised from, means the disk (or quota) is full.
+
+    A full disk is a passing state, not a bug: each edge answers it in its own words (SMTP 451
+    4.3.1, the file left in its hotfolder, the fax left on FAX.de) and logs one line, no traceback.
+    """
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _NO_SPACE_ERRNOS:
+            return True
+        if getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -409,7 +409,11 @@ class Inbound:
             await self.calls.delete_received(fax_id)
         except ProviderError as exc:
             if exc.code == DELETE_UNKNOWN_FAX:
-                self.journal.inbound.mark_deleted(fax_id, note="FAX.de no longer had it")
+                try:
+                    self.journal.inbound.mark_deleted(fax_id, note="FAX.de no longer had it")
+                except JournalError as err:  # the disk full: the next run asks again
+                    self._fail(report, f"fax {fax_id}: {err}")
+                    return False
                 report.deleted += 1
                 log.info("fax %d was already gone from FAX.de", fax_id)
                 return True

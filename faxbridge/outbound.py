@@ -9,6 +9,7 @@ SendJob whose outcome is unknown is never repeated blindly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -21,7 +22,7 @@ from typing import Any
 
 from faxbridge.callbacks import CallbackTokens
 from faxbridge.crashpoints import crash_point
-from faxbridge.errors import DocumentError, FaxbridgeError, ProviderError
+from faxbridge.errors import DocumentError, FaxbridgeError, JournalError, ProviderError, disk_full
 from faxbridge.journal import Journal
 from faxbridge.journal.jobs import Ambiguity
 from faxbridge.model import Job, JobState, Recipient, SendRequest
@@ -120,6 +121,9 @@ class Checked:
     content_key: str
 
 
+# Seconds the sender waits before trying again when the journal's disk is full.
+DISK_FULL_RETRY = 5.0
+
 # Account errors that never clear on their own: the configuration must change.
 _CREDENTIAL_ERRORS = frozenset(
     {"WRONG_PASSWORD", "UNKNOWN_CUSTOMER", "NOT_AUTHORIZED", "BLANK_CUSTOMER", "WRONG_CREDENTIALS"}
@@ -157,6 +161,9 @@ class Outbound:
         self._stopping = False
         self.paused: str | None = None  # why all sending is paused, for health and logs
         self._paused_until: float | None = None  # None while paused = until restart/reload
+        # The journal's disk is full: no job can be marked 'submitting', so none is sent; the
+        # sender looks again at this time instead of at once (it spun, a traceback per turn).
+        self._disk_full_until: float | None = None
 
     # -- intake ----------------------------------------------------------------------------
 
@@ -261,6 +268,8 @@ class Outbound:
     async def send_due(self) -> float | None:
         """Start a send for every due queued job; returns when the next job will be due."""
         now = self._clock()
+        if self._disk_full_until is not None and now < self._disk_full_until:
+            return self._disk_full_until
         if self.paused is not None:
             if self._paused_until is None or now < self._paused_until:
                 return self._paused_until
@@ -313,8 +322,16 @@ class Outbound:
         # holding a slot for it took 1.5 of its 5.5 ms a job (bench.throughput). At most one job
         # a slot waits so (the sender starts two a slot), and a crash meanwhile only costs it a
         # reconciling re-send, which FAX.de takes as new.
-        job = self.journal.jobs.begin_submit(job_id, durable=False)
-        await self.journal.sync_async()
+        try:
+            job = self.journal.jobs.begin_submit(job_id, durable=False)
+            await self.journal.sync_async()
+        except JournalError as exc:
+            if not disk_full(exc):
+                raise
+            return self._wait_for_space(job, exc, reconciling)
+        if self._disk_full_until is not None:
+            self._disk_full_until = None
+            log.warning("sending resumes: the journal can be written again")
         async with self._send_slots:
             if ambiguity is not None and not by_operator and self._window_passed(ambiguity):
                 # The window closed while this re-send waited for a slot: it never left.
@@ -324,7 +341,35 @@ class Outbound:
                 return self._leave_to_operator(job)
             crash_point("outbound.before_sendjob")
             # shield: a shutdown may cancel the waiting task, never the recording of the answer.
-            return await asyncio.shield(self._call_and_record(job, reconciling))
+            try:
+                return await asyncio.shield(self._call_and_record(job, reconciling))
+            except JournalError as exc:
+                if not disk_full(exc):
+                    raise
+                # FAX.de's answer is lost; the job stays 'submitting', which the next start
+                # turns into 'unknown' and reconciles, as after a crash at this point.
+                self._disk_full_until = self._clock() + DISK_FULL_RETRY
+                log.warning("job %d: FAX.de's answer to SendJob could not be journaled: %s; the"
+                            " job stays 'submitting' and is reconciled at the next start", job.id, exc)
+                return job
+
+    def _wait_for_space(self, job: Job, exc: JournalError, reconciling: bool) -> Job:
+        """Nothing sent: the job stays as it was (or, if only the fsync failed, goes back to
+        queued — or to unknown, if it was being reconciled), and sending waits DISK_FULL_RETRY
+        seconds."""
+        if self._disk_full_until is None:
+            log.warning("sending waits: %s; trying again every %.0f s", exc, DISK_FULL_RETRY)
+        self._disk_full_until = self._clock() + DISK_FULL_RETRY
+        current = self.journal.jobs.find(job.id)
+        if current is not None and current.state is JobState.SUBMITTING:
+            # Marked, but not durably: never send on that; queued again if the disk lets us.
+            with contextlib.suppress(JournalError):
+                if reconciling:  # its window keeps counting; the reconcile timer comes back
+                    job = self.journal.jobs.mark_unknown(job.id, f"outcome unknown: {exc}")
+                    self._schedule_reconcile(job)
+                    return job
+                return self.journal.jobs.mark_retry(job.id, str(exc), None, self._disk_full_until)
+        return current or job
 
     def _request_to_send(self, job: Job) -> SendRequest:
         """The journaled request, with our STATURL where a callback address is configured (and the
@@ -594,7 +639,10 @@ class Outbound:
             delay = backoff(failures, self.settings.status_interval, self.settings.status_max_interval)
             self._report_failures[job.id] = failures
             self._report_retry_at[job.id] = self._clock() + delay
-            if failures == 1:  # the whole story once; then one line per attempt
+            if disk_full(exc):  # a passing state, not a bug: no traceback
+                log.warning("job %d: writing the report failed, the disk is full (%s); retrying in"
+                            " %.0f s", job.id, exc, delay)
+            elif failures == 1:  # the whole story once; then one line per attempt
                 log.exception("job %d: writing the report failed; retrying in %.0f s", job.id, delay)
             else:
                 log.error("job %d: writing the report failed again (%d×): %s", job.id, failures, exc)

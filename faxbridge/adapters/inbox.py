@@ -332,12 +332,27 @@ def append_index(index: Path, fax: InboundFax, file_name: str, *, resume: bool) 
         elif os.pread(fd, 1, size - 1) != b"\n":
             prefix = b"\r\n"  # a row cut short by a crash stays alone on its line
         writer.writerow(index_row(fax, file_name))
-        os.write(fd, prefix + buffer.getvalue().encode("utf-8"))
-        os.fsync(fd)
+        try:
+            _write_all(fd, prefix + buffer.getvalue().encode("utf-8"))
+            os.fsync(fd)
+        except OSError:
+            # A full disk writes part of the row, then fails: cut it off again, so that the
+            # retry (resume) neither takes the stub for the fax's row nor leaves it behind.
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, size)
+            raise
     finally:
         os.close(fd)
     if size == 0:
         fsync_dir(index.parent)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """os.write until every byte is written: a nearly full disk takes part of a write and
+    reports no error until the next one."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _indexed(index: Path, fax_id: int) -> bool:

@@ -33,6 +33,7 @@ from typing import Any
 from faxbridge.adapters.reports import write_atomically
 from faxbridge.config import RelayConfig
 from faxbridge.crashpoints import crash_point
+from faxbridge.errors import JournalError, disk_full
 from faxbridge.journal import Journal
 from faxbridge.journal.mail import OutboxTable, OutgoingMail
 
@@ -165,9 +166,16 @@ class Relay:
     async def deliver_due(self) -> int:
         """Try every due message once; returns how many the relay took."""
         delivered = 0
-        for mail in self.outbox.due(self._clock()):
-            if await self._deliver(mail):
-                delivered += 1
+        try:
+            for mail in self.outbox.due(self._clock()):
+                if await self._deliver(mail):
+                    delivered += 1
+        except JournalError as exc:
+            if not disk_full(exc):
+                raise
+            # The mails stay queued (a mail relayed but not marked sent goes once more).
+            log.warning("relay: delivery waits, the journal cannot be written: %s; trying again"
+                        " in %.0f s", exc, self.settings.tick)
         return delivered
 
     async def _deliver(self, mail: OutgoingMail) -> bool:
@@ -211,7 +219,12 @@ class Relay:
 
     async def _tick(self) -> None:
         self.kick()
-        self._purge()
+        try:
+            self._purge()
+        except JournalError as exc:
+            if not disk_full(exc):
+                raise
+            log.info("relay: old sent mails are forgotten later: %s", exc)
 
     def _purge(self) -> None:
         for path in self.outbox.purge_sent(self._clock() - self.settings.keep_sent):

@@ -11,6 +11,7 @@ mail processed again after a crash yields the same parts in the same order.
 from __future__ import annotations
 
 import datetime as dt
+import email.errors
 import email.utils
 import io
 import logging
@@ -151,12 +152,17 @@ def plan_mail(
                         (("", problem or TOO_DEEP),))
     subject = header_text(message, "Subject")
     message_id = header_text(message, "Message-ID")
-    content = extract(message)
+    try:
+        content = extract(message)
+        options, send_at, header_problems = read_fax_headers(message, settings, now=now)
+    except (IndexError, ValueError, TypeError, AttributeError, KeyError, email.errors.MessageError) as exc:
+        # The email package reads MIME headers lazily and, for some damaged ones, fails with
+        # whatever it hits (IndexError for a cut-off "filename*"; found by test_properties.py).
+        return MailPlan(subject, message_id, (), (("", f"{DAMAGED} ({type(exc).__name__})"),))
     problems: list[tuple[str, str]] = []
     parts: list[Part] = []
     notes = list(content.notes)
 
-    options, send_at, header_problems = read_fax_headers(message, settings, now=now)
     if header_problems:
         return MailPlan(subject, message_id, (), tuple(("", p) for p in header_problems), tuple(notes))
 
@@ -238,6 +244,10 @@ def plan_mail(
 # Multipart sections (distinct boundaries) in one mail: a fax mail needs a handful. Python's parser
 # descends one level of generators per nesting level — each line of a deeply nested "multipart
 # bomb" passes through all of them, and past a few hundred levels it fails with RecursionError.
+DAMAGED: Final = (
+    "the mail's MIME structure is damaged and could not be read; send it again, with the"
+    " documents attached to a plain mail"
+)
 MAX_MIME_SECTIONS: Final = 50
 TOO_DEEP: Final = (
     f"the mail is built of more than {MAX_MIME_SECTIONS} nested MIME sections and was not read;"
@@ -533,9 +543,12 @@ def parse_send_at(
         raise ValueError(
             f"{text!r} is not a time; expected e.g. 2025-03-01 14:30 or 2025-03-01T14:30+01:00"
         )
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone) if timezone else when.astimezone()
-    when = when.astimezone(dt.timezone.utc)
+    try:
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone) if timezone else when.astimezone()
+        when = when.astimezone(dt.timezone.utc)
+    except OverflowError:  # year 1 or 9999 moved across a time zone
+        raise ValueError(f"{text!r} is out of range") from None
     current = now or dt.datetime.now(dt.timezone.utc)
     if when <= current:
         return None

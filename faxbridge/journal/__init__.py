@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from faxbridge.errors import JournalError
+from faxbridge.errors import JournalError, disk_full
 from faxbridge.journal.inbound import InboundTable
 from faxbridge.journal.jobs import JobsTable
 
@@ -86,7 +86,9 @@ class Journal:
             db.execute("PRAGMA synchronous=NORMAL")
             db.execute("PRAGMA foreign_keys=ON")
         except (OSError, sqlite3.Error) as exc:
-            raise JournalError(f"cannot open the journal {path}: {exc}") from exc
+            # SQLite says "disk I/O error" when it cannot size its shared-memory file on a full disk.
+            reason = "the disk is full" if _no_room(path.parent) else str(exc)
+            raise JournalError(f"cannot open the journal {path}: {reason}") from exc
         journal = cls(db, path, clock)
         journal._migrate()
         return journal
@@ -129,17 +131,29 @@ class Journal:
                 raise JournalError(f"journal busy or unwritable: {exc}") from exc
             try:
                 yield self._db
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise JournalError(f"journal write failed: {_in_words(exc, self.path)}") from exc
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
             try:
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
-                self._db.execute("ROLLBACK")
-                raise JournalError(f"journal commit failed: {exc}") from exc
+                self._rollback()
+                raise JournalError(f"journal commit failed: {_in_words(exc, self.path)}") from exc
             self._commits += 1
         if durable:
             self.sync()
+
+    def _rollback(self) -> None:
+        # SQLite may already have rolled back by itself (SQLITE_FULL, SQLITE_IOERR): a second
+        # ROLLBACK would raise and hide the error that matters.
+        if self._db.in_transaction:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the connection rolls back on its own; the caller's error is the one to tell
 
     def sync(self) -> None:
         """Make every commit so far durable: fsync the write-ahead log (blocking)."""
@@ -202,11 +216,14 @@ class Journal:
             # Version 1's tables are created "IF NOT EXISTS": also right for a journal at 1 already.
             for table in (self.jobs, self.inbound):
                 table.create(db)
-            db.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (str(SCHEMA_VERSION),),
-            )
+            if version != SCHEMA_VERSION:
+                # Only then: a journal already current is opened without writing a byte, so
+                # `faxbridge jobs`, `receive` and a restart work on a full disk too.
+                db.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (str(SCHEMA_VERSION),),
+                )
 
     def json_field(self, column: str, key: str) -> str:
         """SQL for one key of a JSON text column (the two backends spell it differently)."""
@@ -218,6 +235,19 @@ class Journal:
         """Let an edge's table (e.g. the SMTP spool) live in the same journal file."""
         with self.transaction() as db:
             table.create(db)  # type: ignore[attr-defined]
+
+
+def _no_room(folder: Path) -> bool:
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except OSError:
+        return False
+
+
+def _in_words(exc: sqlite3.Error, path: Path) -> str:
+    if disk_full(exc):
+        return f"the disk holding {path} is full"
+    return str(exc)
 
 
 __all__ = ["Journal", "JournalError"]

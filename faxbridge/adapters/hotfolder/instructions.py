@@ -18,7 +18,7 @@ import datetime as dt
 import difflib
 import io
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -90,6 +90,14 @@ def parse_sidecar(data: bytes, name: str) -> Sidecar:
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise Refusal(f"{name}: not valid YAML{where}: {problem}",
                       f"Correct {name} (YAML, e.g. recipient: \"+49 40 1234567\") and drop the files in again.") from None
+    except RecursionError:  # [[[[… nested thousands deep: PyYAML builds nodes recursively
+        raise Refusal(f"{name}: nested too deeply to be instructions",
+                      f"Correct {name} and drop the files in again.") from None
+    except Exception as exc:
+        # PyYAML's constructors raise what they happen to: ValueError for 2025-02-30,
+        # AttributeError for an empty "!!timestamp" (found by tests/test_properties.py).
+        raise Refusal(f"{name}: a value cannot be read: {exc}",
+                      f"Correct {name} and drop the files in again.") from None
     if loaded is None:
         return Sidecar()
     if not isinstance(loaded, dict):
@@ -203,9 +211,12 @@ def _send_at(value: Any, name: str) -> dt.datetime | None:
             raise _refuse_key(name, "send_at", f"expected a date and time like 2025-03-01T08:00+01:00; got {value!r}") from None
     else:
         raise _refuse_key(name, "send_at", f"expected a date and time; got {value!r}")
-    if when.tzinfo is None:
-        when = when.astimezone()  # local time, as the person writing the sidecar means it
-    return when.astimezone(dt.timezone.utc)
+    try:
+        if when.tzinfo is None:
+            when = when.astimezone()  # local time, as the person writing the sidecar means it
+        return when.astimezone(dt.timezone.utc)
+    except (ValueError, OverflowError):  # year 1 or 9999 moved across a time zone
+        raise _refuse_key(name, "send_at", f"{value!s} is out of range") from None
 
 
 @dataclass(frozen=True)
@@ -233,7 +244,7 @@ def parse_recipient_list(data: bytes, name: str) -> list[ListEntry]:
     entries: list[ListEntry] = []
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     header_checked = False
-    for row in reader:
+    for row in _rows(reader, name):
         line = reader.line_num
         cells = [c.strip() for c in row]
         if not cells or not any(cells) or cells[0].startswith("#"):
@@ -250,6 +261,15 @@ def parse_recipient_list(data: bytes, name: str) -> list[ListEntry]:
         raise Refusal(f"{name}: the list holds no recipient",
                       "Put one number per line (optionally a reference id after a comma).")
     return entries
+
+
+def _rows(reader: Any, name: str) -> Iterator[list[str]]:
+    """The reader's rows; a line it cannot read (a quoted cell of 128 kB, …) refuses the list."""
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise Refusal(f"{name} line {reader.line_num}: cannot be read as CSV: {exc}",
+                      "Save the list as CSV (comma or semicolon separated), one number per line.") from None
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,14 @@ from faxbridge.adapters.hotfolder.names import (
 from faxbridge.adapters.hotfolder.plan import BundleFiles, Unit, plan_units
 from faxbridge.config import HotfolderConfig
 from faxbridge.crashpoints import crash_point
-from faxbridge.errors import DocumentError, DuplicateJobError, FaxbridgeError, JournalError, NumberError
+from faxbridge.errors import (
+    DocumentError,
+    DuplicateJobError,
+    FaxbridgeError,
+    JournalError,
+    NumberError,
+    disk_full,
+)
 from faxbridge.model import JobState
 from faxbridge.outbound import Checked, mask_number
 
@@ -67,6 +74,9 @@ _HANDLERS = 32
 # the file system's journal, and taking every file out of the folder first made 20 000 files
 # renamed in at once all claimed 4× sooner, and journaled no later (bench.hotfolder_burst).
 _CLAIMS_FIRST = 10.0
+# A unit put back into its folder because the disk is full is taken again after this many seconds
+# (or the rescan interval, if shorter): at once it would only fail again, and again.
+_DISK_FULL_RETRY = 30.0
 
 
 @dataclass
@@ -115,6 +125,7 @@ class FolderWatcher:
         self._stopping = False
         self._bundle_cache: dict[str, tuple[tuple[int, int], BundleFiles]] = {}
         self._said: dict[str, str] = {}  # things logged once, until they change
+        self._held: set[str] = set()  # put back for a full disk: not taken before the retry
 
     # -- timing ------------------------------------------------------------------------------
 
@@ -142,7 +153,7 @@ class FolderWatcher:
     def on_event(self, kind: str, name: str, closes: bool) -> None:
         """``kind``: created, modified, closed, moved_in, gone. ``closes``: this observer reports
         closes (inotify); otherwise a write is judged by looking, like in polling mode."""
-        if self._stopping or ignored(name):
+        if self._stopping or ignored(name) or name in self._held:
             return
         if kind == "gone":
             self._forget(name)
@@ -228,7 +239,7 @@ class FolderWatcher:
         self.unsay("folder")
         seen: set[str] = set()
         for name, sig in entries:
-            if ignored(name):
+            if ignored(name) or name in self._held:
                 continue
             seen.add(name)
             t = self.tracked.get(name)
@@ -438,6 +449,9 @@ class FolderWatcher:
                 meta=outcome.job_meta(claim, self.config, label),
             )
         except JournalError as exc:
+            if disk_full(exc):
+                await self._wait_for_space(claim, exc)
+                return
             # Nothing is lost: the claim stays and the next rescan tries again.
             log.error("hotfolder %s: %s could not be journaled (%s); trying again later", self.label, label, exc)
         except (Refusal, DocumentError, NumberError, DuplicateJobError, FaxbridgeError) as exc:
@@ -474,16 +488,54 @@ class FolderWatcher:
         return self.edge.services.outbound.check(prepared.request)
 
     async def _refuse(self, claim: Claim, exc: Exception) -> None:
+        if disk_full(exc):  # the disk, not the document: nothing to refuse
+            await self._wait_for_space(claim, exc)
+            return
         reason = str(exc)
         action = getattr(exc, "action", "") or _action_for(exc)
         try:
             path = await outcome.refuse(claim, self.config.failed_dir, reason, action, claim.dir.name)
         except OSError as err:
+            if disk_full(err) and await asyncio.to_thread(files.read_refusal, claim.dir) is None:
+                # Nothing went to failed/ yet (the refusal's note could not even be written).
+                await self._wait_for_space(claim, err)
+                return
             log.error("hotfolder %s: cannot move %s to %s: %s (left in %s)", self.label,
                       display_name(claim.key), self.config.failed_dir, err, claim.dir)
             return
         log.warning("hotfolder %s: ✗ %s → %s: %s", self.label, self._label(claim),
                     display_name(os.fspath(path.parent)), reason.splitlines()[0])
+
+    async def _wait_for_space(self, claim: Claim, exc: BaseException) -> None:
+        """A full disk: the unit goes back into the folder as it came (renames need no room) and
+        is taken again after a while; nothing was journaled, nothing goes to failed/."""
+        label = self._label(claim)
+        if self.edge.services.journal.jobs.by_source(outcome.SOURCE, claim.ref) is not None:
+            # Journaled after all (only making it durable failed): the job goes on from its claim.
+            log.warning("hotfolder %s: %s: the disk is full (%s); its job goes on", self.label, label, exc)
+            return
+        retry = _DISK_FULL_RETRY
+        if 0 < self.config.rescan_interval < retry:
+            retry = self.config.rescan_interval
+        names = [f.original for f in claim.files]
+        # Held before the files reappear: their events must not make them be taken at once.
+        self._held.update(names)
+        asyncio.get_running_loop().call_later(retry, self._unhold, names)
+        try:
+            stuck = await asyncio.to_thread(files.put_back, claim)
+        except OSError as err:  # the rest waits in the claim; the next rescan puts it back
+            log.warning("hotfolder %s: %s not taken: the disk is full (%s); and it cannot go back"
+                        " into the folder yet (%s), it waits in %s", self.label, label, exc,
+                        err.strerror or err, claim.dir)
+            return
+        where = f"; {', '.join(map(display_name, stuck))} wait in {claim.dir}" if stuck else ""
+        log.warning("hotfolder %s: %s left in the folder: the disk is full (%s); trying again in"
+                    " %.0f s%s", self.label, label, exc, retry, where)
+
+    def _unhold(self, names: list[str]) -> None:
+        self._held.difference_update(names)
+        if not self._stopping:
+            self.edge.spawn(self.scan(periodic=False))
 
     def _label(self, claim: Claim) -> str:
         name = display_name(claim.key)
