@@ -91,12 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--release", type=int, metavar="FAXID",
                    help="delete a quarantined fax on FAX.de (its copy stays in quarantine/)")
 
-    p = sub.add_parser("journal", help="check the journal, or back it up while the daemon runs",
-                       description="check the journal, or back it up while the daemon runs")
+    p = sub.add_parser("journal", help="check the journal, back it up, or move it to PostgreSQL",
+                       description="check the journal, back it up, or move it to PostgreSQL")
     actions = p.add_subparsers(dest="journal_action", metavar="ACTION", required=True)
     for name, handler, text in (
         ("check", cmd_journal_check, "check the journal's integrity; exit 1 with the findings"),
         ("backup", cmd_journal_backup, "copy the journal (online, verified, fsynced) to DEST"),
+        ("migrate", cmd_journal_migrate,
+         "copy the SQLite journal into an empty PostgreSQL database (stop the daemon first)"),
     ):
         action = actions.add_parser(name, help=text, description=text)
         action.add_argument("-c", "--config", default=DEFAULT_CONFIG,
@@ -106,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "check":
             action.add_argument("--file", type=Path, metavar="PATH",
                                 help="check this journal file instead (e.g. a backup); no config needed")
+        elif name == "migrate":
+            action.add_argument("--to", required=True, metavar="URL",
+                                help="postgresql://USER@HOST:PORT/DB (password: --password-file or PGPASSFILE)")
+            action.add_argument("--password-file", type=Path, metavar="PATH",
+                                help="the database password, one line (default: libpq's PGPASSFILE / ~/.pgpass)")
         else:
             action.add_argument("dest", type=Path, metavar="DEST",
                                 help="the backup file, or a folder to put journal-DATE-TIME.sqlite3 in")
@@ -220,10 +227,33 @@ def _parse_time(text: str | None) -> dt.datetime | None:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args)
+    if config.journal.is_postgresql:
+        _check_postgresql_journal(config)
     print(f"{args.config}: OK ({len(config.hotfolders)} hotfolder(s), "
           f"SMTP {'on' if config.smtp else 'off'}, inbound {'on' if config.inbound else 'off'}, "
           f"print {'on' if config.print else 'off'})")
     return EXIT_OK
+
+
+def _check_postgresql_journal(config: Any) -> None:
+    """Connect, and compare the database's schema version with this faxbridge's (no writes)."""
+    from faxbridge.journal import SCHEMA_VERSION
+    from faxbridge.journal.postgres import PostgresJournal
+
+    password = config.journal.password
+    journal = PostgresJournal.connect(
+        config.journal.url, password=password.reveal() if password is not None else None,
+        state_dir=Path(config.state_dir), migrate=False,
+    )
+    with journal:
+        version = journal.schema_version()
+    if version > SCHEMA_VERSION:
+        raise FaxbridgeError(f"journal {journal.location}: schema {version} was written by a newer"
+                             f" faxbridge (this one knows {SCHEMA_VERSION})")
+    state = ("current" if version == SCHEMA_VERSION else
+             "empty: the daemon creates the tables at its start" if version == 0 else
+             f"the daemon migrates it to {SCHEMA_VERSION} at its start")
+    print(f"journal: PostgreSQL {journal.location}, schema {version} ({state})")
 
 
 def cmd_health(args: argparse.Namespace) -> int:
@@ -424,10 +454,22 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _sqlite_journal(config: Any, command: str) -> Path:
+    """The SQLite file a config's journal is in; a PostgreSQL journal is PostgreSQL's to check."""
+    from faxbridge.journal import integrity
+
+    if config.journal.is_postgresql:
+        raise FaxbridgeError(
+            f"the journal is in PostgreSQL; `faxbridge journal {command}` works on SQLite files"
+            " (use pg_dump / pg_amcheck for the database)"
+        )
+    return Path(config.journal.url) if config.journal.url else integrity.journal_path(config.state_dir)
+
+
 def cmd_journal_check(args: argparse.Namespace) -> int:
     from faxbridge.journal import integrity
 
-    path = args.file if args.file is not None else integrity.journal_path(_load(args).state_dir)
+    path = args.file if args.file is not None else _sqlite_journal(_load(args), "check")
     findings = integrity.check(path)
     if not findings:
         print(f"{path}: OK")
@@ -441,9 +483,33 @@ def cmd_journal_check(args: argparse.Namespace) -> int:
 def cmd_journal_backup(args: argparse.Namespace) -> int:
     from faxbridge.journal import integrity
 
-    source = integrity.journal_path(_load(args).state_dir)
+    source = _sqlite_journal(_load(args), "backup")
     result = integrity.backup(source, args.dest)
     print(f"{result.path}: {result.size} bytes, {result.jobs} job(s), checked and on disk")
+    return EXIT_OK
+
+
+def cmd_journal_migrate(args: argparse.Namespace) -> int:
+    from faxbridge.journal.migrate import migrate_to_postgresql
+    from faxbridge.journal.postgres import describe, is_postgresql_url
+
+    config = _load(args)
+    if not is_postgresql_url(args.to):
+        raise FaxbridgeError(f"--to: expected postgresql://USER@HOST:PORT/DB, got {args.to.split('://')[0]}://…")
+    password = None
+    if args.password_file is not None:
+        try:
+            password = args.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise FaxbridgeError(f"--password-file: cannot read {args.password_file}: {exc.strerror}") from None
+    source = _sqlite_journal(config, "migrate")
+    copied = migrate_to_postgresql(
+        source, args.to, password=password, state_dir=Path(config.state_dir),
+        progress=lambda c: print(f"  {c.table}: {c.rows} row(s)", flush=True),
+    )
+    total = sum(c.rows for c in copied)
+    print(f"{source} → {describe(args.to)}: {len(copied)} table(s), {total} row(s), counts verified.\n"
+          f"Now set `journal: {args.to}` in {args.config} and start the daemon.")
     return EXIT_OK
 
 

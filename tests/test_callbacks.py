@@ -12,7 +12,6 @@ import pytest
 
 from faxbridge.adapters.faxde import FaxDeClient
 from faxbridge.callbacks import STATURL_LIMIT, CallbackTokens, check_base_url, parse_callback
-from faxbridge.journal import Journal
 from faxbridge.model import JobState
 from faxbridge.numbers import NumberPolicy
 from faxbridge.outbound import Outbound, OutboundSettings, number_check

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from faxbridge.journal import Journal
 from faxbridge.model import Document, JobState, JobType, Recipient, SendRequest
 from faxbridge.simulator.samples import make_pdf
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from faxbridge.journal import Journal
 from faxbridge.model import JobState
 from faxbridge.simulator import Fault, FaultKind, Simulator
 from faxbridge.simulator.samples import make_pdf, make_tiff

@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 
 from faxbridge.crashpoints import ENVIRONMENT_VARIABLE, EXIT_STATUS
-from faxbridge.journal import Journal
 from faxbridge.journal.inbound import InboundState
 from faxbridge.model import InboundFax
 from faxbridge.simulator import Simulator

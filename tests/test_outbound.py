@@ -11,7 +11,6 @@ import pytest
 
 from faxbridge.adapters.faxde import FaxDeClient
 from faxbridge.errors import DuplicateJobError, FaxbridgeError, NumberError
-from faxbridge.journal import Journal
 from faxbridge.model import Document, Job, JobState, JobType, Recipient, SendRequest
 from faxbridge.numbers import NumberPolicy
 from faxbridge.outbound import Outbound, OutboundSettings, backoff, content_key, number_check

@@ -19,7 +19,6 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from faxbridge.journal import Journal
 from faxbridge.model import Document, JobState, JobType, Recipient, SendRequest
 from faxbridge.simulator import Fault, FaultKind
 from faxbridge.simulator.samples import make_pdf

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import faxbridge.adapters.relay as relay_module
-from faxbridge.journal import Journal
 from faxbridge.model import JobState
 from faxbridge.simulator.samples import make_pdf
 

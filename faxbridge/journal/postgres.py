@@ -131,6 +131,10 @@ class Connection:
         cursor = self._connection.cursor(row_factory=_row_factory)
         return cursor.execute(translate(sql), params or None)  # type: ignore[arg-type]
 
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        with self._connection.cursor() as cursor:
+            cursor.executemany(translate(sql), rows)
+
 
 # -- the journal -----------------------------------------------------------------------------------
 
@@ -208,14 +212,46 @@ class PostgresJournal(Journal):
         changes nothing here and ``sync_async()`` has nothing left to do.
         """
         with self._lock:
+            connection = self._begin()
+            try:
+                yield Connection(connection)
+            except psycopg.Error as exc:
+                self._rollback(connection)
+                raise JournalError(f"journal write failed ({self.location}): {_reason(exc)}") from None
+            except BaseException:
+                self._rollback(connection)
+                raise
+            try:
+                connection.execute("COMMIT")
+            except psycopg.Error as exc:
+                # A connection lost during COMMIT leaves the outcome unknown, as a crash would; the
+                # caller treats it as not written, and the job's state rules cover the rest.
+                raise JournalError(f"journal commit failed ({self.location}): {_reason(exc)}") from None
+            self._commits += 1
+
+    def _begin(self) -> psycopg.Connection[Any]:
+        """BEGIN and the write lock; on a connection found dead then (nothing written yet: the
+        server restarted, an administrator cut it), once more on a fresh one."""
+        for attempt in (1, 2):
             connection = self._ensure_connection()
             try:
-                with connection.transaction():
-                    connection.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
-                    yield Connection(connection)
-            except psycopg.Error as exc:
-                raise JournalError(f"journal write failed ({self.location}): {_reason(exc)}") from None
-            self._commits += 1
+                connection.execute("BEGIN")
+                connection.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK_KEY,))
+                return connection
+            except psycopg.OperationalError as exc:
+                if attempt == 2 or not connection.broken:
+                    self._rollback(connection)
+                    raise JournalError(f"journal unavailable ({self.location}): {_reason(exc)}") from None
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _rollback(connection: psycopg.Connection[Any]) -> None:
+        if connection.broken or connection.closed:
+            return  # the server rolled back when the connection ended
+        try:
+            connection.execute("ROLLBACK")
+        except psycopg.Error:
+            pass  # the caller's error is the one to tell; the connection is dropped below if dead
 
     def sync(self) -> None:
         """Nothing to do: PostgreSQL made each commit durable before answering it."""
