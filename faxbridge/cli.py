@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", action="append", choices=[s.value for s in JobState])
     p.add_argument("--json", action="store_true")
 
+    p = command("nodes", cmd_nodes, "list the nodes sharing the journal: heartbeat, leases, work in hand")
+    p.add_argument("--json", action="store_true")
+
     p = command("check-config", cmd_check_config, "validate a config file")
 
     p = command("receive", cmd_receive, "collect received faxes into the inbound folders")
@@ -464,6 +467,37 @@ def _sqlite_journal(config: Any, command: str) -> Path:
             " (use pg_dump / pg_amcheck for the database)"
         )
     return Path(config.journal.url) if config.journal.url else integrity.journal_path(config.state_dir)
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    import time
+
+    from faxbridge.journal import Journal
+
+    config = _load(args)
+    now = time.time()
+    with Journal.from_config(config) as journal:
+        nodes, leases = journal.nodes.all(), journal.nodes.leases()
+    lease_time = config.journal.lease
+    if args.json:
+        print(json.dumps({
+            "nodes": [{"name": n.name, "instance": n.instance, "state": n.state, "started_at": n.started_at,
+                       "heartbeat_at": n.heartbeat_at, "alive": n.state == "running" and n.heartbeat_at > now - lease_time,
+                       "working_on": n.detail} for n in nodes],
+            "leases": [{"name": lease.name, "holder": lease.holder, "token": lease.token,
+                        "expires_at": lease.expires_at} for lease in leases],
+        }, indent=2))
+        return EXIT_OK
+    if not nodes:
+        print("no node has run on this journal yet")
+    for node in nodes:
+        age = now - node.heartbeat_at
+        alive = node.state == "running" and age < lease_time
+        state = "alive" if alive else ("stopped" if node.state == "stopped" else f"gone (silent > {lease_time:.0f} s)")
+        held = ", ".join(f"{lease.name} (token {lease.token})" for lease in leases if lease.holder == node.name)
+        print(f"{node.name:<16} {state:<24} heartbeat {age:6.1f} s ago  {node.instance}"
+              f"{'  holds ' + held if held else ''}{'  — ' + node.detail if node.detail and alive else ''}")
+    return EXIT_OK
 
 
 def cmd_journal_check(args: argparse.Namespace) -> int:

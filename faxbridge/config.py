@@ -242,6 +242,8 @@ class JournalConfig:
     # "postgresql://USER@HOST:PORT/DB?sslmode=…": PostgreSQL, libpq options passed through.
     url: str | None = None
     password: Secret | None = None  # PostgreSQL only; None: libpq's PGPASSFILE / ~/.pgpass
+    node: str | None = None  # this daemon's name among the nodes sharing the journal; None: host name
+    lease: float = 15.0  # a node silent this long is gone: its duties and SendJobs in flight pass on
 
     @property
     def is_postgresql(self) -> bool:
@@ -646,6 +648,8 @@ def _journal(value: Any, path: str, ctx: _Context) -> JournalConfig:
         retention=_opt(data, "retention", path, JournalConfig, _positive_duration),
         url=url,
         password=password,
+        node=_opt(data, "node", path, JournalConfig, _optional(_node_name)),
+        lease=_opt(data, "lease", path, JournalConfig, _positive_duration),
     )
     if journal.retention < journal.duplicate_window:
         raise ConfigError(
@@ -1183,6 +1187,13 @@ def validate_options(
             raise ConfigError(key, f"{problem}; got {raw!r}")
         options.append((name, raw))
     return tuple(options)
+
+
+def _node_name(value: Any, path: str) -> str:
+    text = _str(value, path)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", text):
+        raise ConfigError(path, f"expected a name of letters, digits, '.', '_', '-'; got {text!r}")
+    return text
 
 
 def _journal_url(value: Any, path: str, ctx: _Context) -> str | None:

@@ -13,6 +13,7 @@ import importlib
 import logging
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from faxbridge.callbacks import CallbackTokens
 from faxbridge.errors import FaxbridgeError
 from faxbridge.journal import Journal
 from faxbridge.model import Job
+from faxbridge.nodes import Node
 from faxbridge.outbound import Outbound, OutboundSettings, number_check
 from faxbridge.provider import FaxProvider, ProviderCalls
 
@@ -109,6 +111,9 @@ class Services:
         # Whichever process sees a `faxbridge send` job end (the command with --wait, or the
         # daemon) removes the copies it was sent from.
         self.outbound.add_reporter(cli_outbox.SOURCE, cli_outbox.release)
+        self.node = Node(self.journal, self.config.journal.node or socket.gethostname(), self.config.journal.lease)
+        if self.node.shared:
+            self.outbound.idle_poll = min(self.config.journal.lease / 3, 5.0)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -157,6 +162,20 @@ class Services:
                      _days(self.config.journal.retention))
         return total
 
+    async def poll_status(self) -> None:
+        """JobStatus polling (and the reports it leads to): one node at a time per account."""
+        async with self.node.duty(f"status:{self.config.faxde.account}") as held:
+            if held:
+                await self.outbound.poll_due()
+
+    async def node_heartbeat(self) -> None:
+        """This node's heartbeat; then the SendJobs in flight of nodes that stopped beating."""
+        if not self.node.registered:
+            return  # a command's scheduler (`faxbridge receive`), not a node
+        self.node.beat(f"{self.outbound.in_flight} SendJob(s) in flight")
+        if self.node.shared:
+            self.outbound.adopt_orphans(self.node.lease)
+
     def start_scheduler(self) -> AsyncIOScheduler:
         """APScheduler on the running loop; edges add their jobs to it."""
         scheduler = AsyncIOScheduler(
@@ -169,8 +188,10 @@ class Services:
             }
         )
         tick = max(1.0, min(self.config.status.interval, 15.0))
-        scheduler.add_job(self.outbound.poll_due, "interval", seconds=tick, id="status-poll",
+        scheduler.add_job(self.poll_status, "interval", seconds=tick, id="status-poll",
                           next_run_time=_now_plus(0.5))
+        scheduler.add_job(self.node_heartbeat, "interval", seconds=max(0.2, self.node.lease / 3),
+                          id="node-heartbeat", next_run_time=_now_plus(0.2))
         retention = self.config.journal.retention
         scheduler.add_job(self.apply_retention, "interval", seconds=min(3600.0, max(1.0, retention / 4)),
                           id="journal-retention", next_run_time=_now_plus(1.0))
@@ -304,7 +325,8 @@ class Daemon:
         self.edges = []
         async with Services(self.config, provider=self._provider) as services:
             self.services = services
-            services.outbound.recover()
+            services.node.register()
+            services.outbound.recover(services.node.lease if services.node.shared else None)
             self._sender = loop.create_task(services.outbound.run(), name="sender")
             status_server: asyncio.AbstractServer | None = None
             # Whatever fails during start-up, what was started is stopped in order.
@@ -418,4 +440,5 @@ class Daemon:
                 await edge.close()
             except Exception:
                 log.exception("%s: closing failed", edge.name)
+        services.node.stop()
         log.info("faxbridge stopped" if self._stopping else "faxbridge restarting for the new configuration")

@@ -24,7 +24,7 @@ from faxbridge.callbacks import CallbackTokens
 from faxbridge.crashpoints import crash_point
 from faxbridge.errors import DocumentError, FaxbridgeError, JournalError, ProviderError, disk_full
 from faxbridge.journal import Journal
-from faxbridge.journal.jobs import Ambiguity
+from faxbridge.journal.jobs import Ambiguity, TransitionError
 from faxbridge.model import Job, JobState, Recipient, SendRequest
 from faxbridge.provider import ProviderCalls
 
@@ -164,6 +164,8 @@ class Outbound:
         # The journal's disk is full: no job can be marked 'submitting', so none is sent; the
         # sender looks again at this time instead of at once (it spun, a traceback per turn).
         self._disk_full_until: float | None = None
+        # With other nodes sharing the journal: the sender looks for due jobs at least this often.
+        self.idle_poll: float | None = None
 
     # -- intake ----------------------------------------------------------------------------
 
@@ -260,6 +262,9 @@ class Outbound:
             next_due = await self.send_due()
             self._wake.clear()
             timeout = None if next_due is None else max(0.05, next_due - self._clock())
+            if self.idle_poll is not None:
+                # Other nodes journal jobs too, and their wake-ups do not reach this loop.
+                timeout = self.idle_poll if timeout is None else min(timeout, self.idle_poll)
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except asyncio.TimeoutError:
@@ -325,6 +330,11 @@ class Outbound:
         try:
             job = self.journal.jobs.begin_submit(job_id, durable=False)
             await self.journal.sync_async()
+        except TransitionError:
+            # Another node sharing the journal began this very send first: the transition,
+            # decided under the journal's write lock, is the claim (README, "Two nodes").
+            log.debug("job %d: taken by another node", job_id)
+            return self.journal.jobs.get(job_id)
         except JournalError as exc:
             if not disk_full(exc):
                 raise
@@ -506,9 +516,10 @@ class Outbound:
             log.info("job %d: re-sending to learn whether FAX.de has it", job_id)
             self._start_send(job_id)
 
-    def recover(self) -> list[Job]:
-        """At start-up: jobs a crash left in 'submitting' become 'unknown'; fresh ones reconcile."""
-        jobs = self.journal.jobs.recover_interrupted()
+    def recover(self, lease: float | None = None) -> list[Job]:
+        """At start-up: jobs a crash left in 'submitting' become 'unknown'; fresh ones reconcile.
+        ``lease``: the journal is shared by nodes; other live nodes' sends are theirs."""
+        jobs = self.journal.jobs.recover_interrupted(lease)
         for job in jobs:
             log.warning("job %d: interrupted during SendJob; outcome unknown", job.id)
             self._schedule_reconcile(job)
@@ -516,6 +527,16 @@ class Outbound:
         for job in self.journal.jobs.in_states(JobState.UNKNOWN):
             if job.id not in recovered:
                 self._schedule_reconcile(job)
+        return jobs
+
+    def adopt_orphans(self, lease: float) -> list[Job]:
+        """Periodically, with nodes: the SendJobs in flight of a node whose heartbeat stopped
+        become 'unknown', and are reconciled here under the same rules as after a crash (the
+        window counts from their durable 'submitting' event, whoever wrote it)."""
+        jobs = self.journal.jobs.recover_interrupted(lease, include_own=False)
+        for job in jobs:
+            log.warning("job %d: %s", job.id, job.last_error)
+            self._schedule_reconcile(job)
         return jobs
 
     def awaiting_operator(self) -> list[int]:

@@ -534,6 +534,7 @@ def make_core(services: Any) -> Inbound:
         state_dir=Path(config.state_dir),
         default_country=config.numbers.default_country,
         mail=_mailer(services),
+        duty=lambda: services.node.duty(f"inbound:{config.faxde.account}"),
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -21,11 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from faxbridge.errors import JournalError, disk_full
+from faxbridge.journal.codec import run_script
 from faxbridge.journal.inbound import InboundTable
 from faxbridge.journal.jobs import JobsTable
+from faxbridge.journal.nodes import SCHEMA_V2, NodesTable, check_fence
 
 # 1: jobs, job_events, inbound (+ the edges' tables, created as they register).
-SCHEMA_VERSION = 1
+# 2: nodes, leases, jobs.claimed_by (journal/nodes.py).
+SCHEMA_VERSION = 2
 JOURNAL_NAME = "journal.sqlite3"
 
 Clock = Callable[[], float]
@@ -49,8 +53,11 @@ class Journal:
         self._init_tables()
 
     def _init_tables(self) -> None:
+        # This node's name (journal.node): its claims on jobs in flight and its leases carry it.
+        self.node_name = socket.gethostname()
         self.jobs = JobsTable(self)
         self.inbound = InboundTable(self)
+        self.nodes = NodesTable(self)
 
     @classmethod
     def open(
@@ -130,6 +137,7 @@ class Journal:
             except sqlite3.Error as exc:
                 raise JournalError(f"journal busy or unwritable: {exc}") from exc
             try:
+                check_fence(self._db, self.clock())
                 yield self._db
             except sqlite3.Error as exc:
                 self._rollback()
@@ -216,6 +224,8 @@ class Journal:
             # Version 1's tables are created "IF NOT EXISTS": also right for a journal at 1 already.
             for table in (self.jobs, self.inbound):
                 table.create(db)
+            if version < 2:
+                run_script(db, SCHEMA_V2)
             if version != SCHEMA_VERSION:
                 # Only then: a journal already current is opened without writing a byte, so
                 # `faxbridge jobs`, `receive` and a restart work on a full disk too.

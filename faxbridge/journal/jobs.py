@@ -66,7 +66,7 @@ CREATE INDEX IF NOT EXISTS job_events_by_job ON job_events (job_id);
 _NEW_ROW: dict[str, Any] = {
     "faxde_job_id": None, "recipients_count": None, "page_count": None, "attempts": 0, "polls": 0,
     "next_poll_at": None, "last_error_code": None, "last_error": "", "send_result": "",
-    "status_file": None, "finished_at": None, "reported_at": None,
+    "status_file": None, "finished_at": None, "reported_at": None, "claimed_by": None,
 }
 
 # Jobs that do not count as "already sent" when the same content comes again.
@@ -152,7 +152,8 @@ class JobsTable:
     def begin_submit(self, job_id: int, *, durable: bool = True) -> Job:
         """queued/unknown → submitting, before the SendJob request leaves (durable unless the
         caller syncs itself before sending)."""
-        return self._move(job_id, JobState.SUBMITTING, "SendJob", attempts_plus=1, durable=durable)
+        return self._move(job_id, JobState.SUBMITTING, "SendJob", attempts_plus=1, durable=durable,
+                          claimed_by=self._journal.node_name)
 
     def mark_submitted(self, job_id: int, accepted: Accepted, next_poll_at: float) -> Job:
         """submitting → submitted; the FAX.de JobId lands in the same transaction."""
@@ -257,18 +258,34 @@ class JobsTable:
                 jobs.append(_job(written))  # the row as written, without reading it back
         return jobs
 
-    def recover_interrupted(self) -> list[Job]:
-        """At start-up: jobs left in 'submitting' by a crash. Their SendJob may have reached FAX.de,
-        so they become 'unknown' — never re-sent blindly."""
-        moved = []
-        for row in self._journal.query(
-            "SELECT id FROM jobs WHERE state = ?", (JobState.SUBMITTING.value,)
-        ):
-            moved.append(
-                self.mark_unknown(
-                    row["id"], "faxbridge stopped while SendJob was in flight; FAX.de may have the job"
-                )
+    def recover_interrupted(self, lease: float | None = None, *, include_own: bool = True) -> list[Job]:
+        """Jobs left in 'submitting' by a crash. Their SendJob may have reached FAX.de, so they
+        become 'unknown' — never re-sent blindly.
+
+        ``lease`` None (at start-up, one node): every such job. Otherwise only those of this node
+        (a crash before this start) or of nodes whose heartbeat is older than ``lease`` seconds (a
+        node that died mid-SendJob): a live node's sends in flight are its own. ``include_own``
+        False: not this node's own (its periodic look at the others, while its sends run)."""
+        sql = "SELECT id, claimed_by FROM jobs WHERE state = ?"
+        params: tuple = (JobState.SUBMITTING.value,)
+        if lease is not None:
+            sql += (
+                " AND (claimed_by IS NULL OR claimed_by = ? OR claimed_by NOT IN"
+                " (SELECT name FROM nodes WHERE state = 'running' AND heartbeat_at > ?))"
             )
+            params += (self._journal.node_name if include_own else "", self._journal.clock() - lease)
+            if not include_own:
+                sql += " AND claimed_by != ?"
+                params += (self._journal.node_name,)
+        moved = []
+        for row in self._journal.query(sql, params):
+            owner = row["claimed_by"]
+            why = ("faxbridge stopped while SendJob was in flight" if owner in (None, self._journal.node_name)
+                   else f"node {owner} stopped while its SendJob was in flight")
+            try:
+                moved.append(self.mark_unknown(row["id"], f"{why}; FAX.de may have the job"))
+            except TransitionError:
+                continue  # another node finished it (or adopted it) meanwhile
         return moved
 
     def purge_finished(self, older_than: float, limit: int | None = None) -> int:

@@ -29,6 +29,7 @@ from psycopg import conninfo as pg_conninfo
 
 from faxbridge.errors import JournalError
 from faxbridge.journal import Clock, Journal
+from faxbridge.journal.nodes import check_fence
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +215,7 @@ class PostgresJournal(Journal):
         with self._lock:
             connection = self._begin()
             try:
+                check_fence(Connection(connection), self.clock())
                 yield Connection(connection)
             except psycopg.Error as exc:
                 self._rollback(connection)
