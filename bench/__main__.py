@@ -107,6 +107,18 @@ def _idle(result: dict[str, float]) -> list[Row]:
     ]
 
 
+def _photos(result: dict[str, dict[str, float]]) -> list[Row]:
+    ours, img2pdf, pillow = result["faxbridge"], result["img2pdf"], result["pillow"]
+    return [
+        ("12 MP JPEG → fax PDF", f"{ours['photos_per_s']:.1f} photos/s",
+         f"img2pdf by hand {img2pdf['photos_per_s']:.1f}/s, Pillow {pillow['photos_per_s']:.1f}/s",
+         f"{ours['speed_vs_pillow']:.2f}× Pillow", "—"),
+        ("12 MP JPEG → fax PDF, peak RSS over idle", f"{ours['extra_mb']:.0f} MB",
+         f"Pillow by hand {pillow['extra_mb']:.0f} MB; ≤ 150 MB", f"{ours['memory_vs_pillow']:.2f}× Pillow",
+         _verdict(ours["extra_mb"] <= 150)),
+    ]
+
+
 @dataclass(frozen=True)
 class Benchmark:
     module: str
@@ -123,6 +135,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "smtp": Benchmark("bench.smtp_rate", _smtp, ("--mails", "100")),
     "inbound": Benchmark("bench.inbound_rate", _inbound, ("--faxes", "100")),
     "idle": Benchmark("bench.idle", _idle, ("--seconds", "10")),
+    "photos": Benchmark("bench.photo_convert", _photos, ("--photos", "4")),
 }
 
 

@@ -59,7 +59,7 @@ async def faxbridge_path(url: str, work: Path, jobs: int = JOBS) -> list[float]:
             stop.set()
             await beat
             stalls.append(max(lateness))
-    calls.close()
+    await calls.close()
     return stalls
 
 

@@ -50,9 +50,16 @@ def measure(url: str, size_mb: int, path_kind: str) -> dict[str, float]:
         reset_peak_rss()
 
     if path_kind == "zeep":
+        import zeep
+
+        from faxbridge.adapters.faxde import BINDING, bundled_wsdl
+
+        # zeep with its own (requests) transport: faxbridge's client no longer lets zeep post.
+        reference = zeep.Client(str(bundled_wsdl())).create_service(BINDING, client.endpoint)
+
         def zeep_send(path: Path) -> None:
             # The reference: zeep builds and serialises the whole envelope, document included.
-            client._service.SendJob(  # noqa: SLF001 - the point is to bypass faxbridge's splicing
+            reference.SendJob(
                 Account=ACCOUNT, Password=PASSWORD, JobType=0, Recipient="+494012345678",
                 RecipientFile=b"", SendText="", SendFilename1=path.name, SendFile1=path.read_bytes(),
                 SendFilename2="", SendFile2=b"", SendFilename3="", SendFile3=b"",
@@ -75,7 +82,7 @@ def measure(url: str, size_mb: int, path_kind: str) -> dict[str, float]:
                     job = await outbound.submit(request, source="bench", source_ref=str(i))
                     job = await outbound.send_now(job.id)
                     assert job.faxde_job_id, job.last_error
-            calls.close()
+            await calls.close()
         asyncio.run(send())
     peak = peak_rss_mb()
     idle = readings["idle"]

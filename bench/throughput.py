@@ -54,7 +54,7 @@ async def faxbridge_run(url: str, docs: list[Path], work: Path, concurrency: int
             await asyncio.sleep(0.01)
         elapsed = time.perf_counter() - started
         sender.cancel()
-    calls.close()
+    await calls.close()
     return elapsed
 
 

@@ -6,8 +6,9 @@ FAX.de can reach, every SendJob carries a STATURL with the job's own id and a to
 when the job has ended (FAXDE-API.md, "Parameter Options": $JID, $STAT, $RCV, $MSGGS …). The call tells
 us the JobId, so the job is polled and reported like any other.
 
-The token is an HMAC of the job id under a key kept in state_dir: the same for every re-send of a job
-(FAX.de's duplicate check compares options too), unguessable, and nothing to store per job.
+The token is an HMAC of the job's id and content key under a key kept in state_dir: the same for every
+re-send of a job (FAX.de's duplicate check compares options too), unguessable, bound to that one job (a
+journal restored from a backup reuses ids, never id and content together), nothing to store per job.
 """
 
 from __future__ import annotations
@@ -63,13 +64,14 @@ class CallbackTokens:
             raise ConfigError("faxde.callback_url", f"{path} is too short to be a key; remove it")
         return cls(key, base_url)
 
-    def token(self, job_id: int) -> str:
-        digest = hmac.new(self._key, f"faxbridge-job:{job_id}".encode(), hashlib.sha256).digest()
+    def token(self, job_id: int, content_key: str) -> str:
+        material = f"faxbridge-job:{job_id}:{content_key}".encode()
+        digest = hmac.new(self._key, material, hashlib.sha256).digest()
         return base64.b32encode(digest[:10]).decode().lower()  # 80 bits: 16 characters
 
-    def url(self, job_id: int) -> str:
+    def url(self, job_id: int, content_key: str) -> str:
         """The STATURL value for a job, FAX.de's placeholders included."""
-        url = f"{self.base_url}/{job_id}/{self.token(job_id)}?{_QUERY}"
+        url = f"{self.base_url}/{job_id}/{self.token(job_id, content_key)}?{_QUERY}"
         if len(url) > STATURL_LIMIT:
             raise ConfigError(
                 "faxde.callback_url",
@@ -78,8 +80,8 @@ class CallbackTokens:
             )
         return url
 
-    def check(self, job_id: int, token: str) -> bool:
-        return hmac.compare_digest(self.token(job_id), token)
+    def check(self, job_id: int, content_key: str, token: str) -> bool:
+        return hmac.compare_digest(self.token(job_id, content_key), token)
 
 
 def check_base_url(value: str) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -11,11 +12,15 @@ import shutil
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faxbridge import __version__, cli_outbox, logs
 from faxbridge.errors import FaxbridgeError
-from faxbridge.model import Job, JobState, JobType, Recipient, SendRequest
+from faxbridge.model import Document, Job, JobState, JobType, Recipient, SendRequest
+
+if TYPE_CHECKING:
+    from faxbridge.config import Config
+    from faxbridge.documents import DocumentLimits
 
 log = logging.getLogger("faxbridge")
 
@@ -235,6 +240,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"{args.config}: OK ({len(config.hotfolders)} hotfolder(s), "
           f"SMTP {'on' if config.smtp else 'off'}, inbound {'on' if config.inbound else 'off'}, "
           f"print {'on' if config.print else 'off'})")
+    from faxbridge.convert.pipeline import available_formats
+
+    print("formats:")
+    for line in available_formats(config.convert):
+        print(f"  {line}")
     return EXIT_OK
 
 
@@ -282,18 +292,23 @@ def cmd_health(args: argparse.Namespace) -> int:
     from faxbridge.errors import ProviderError
 
     provider = make_provider(config)
+
+    async def probe() -> None:
+        try:
+            await provider.job_status(0)
+        finally:
+            await provider.close()
+
     try:
         # JobStatus of a job that cannot exist: "job id not found" (5) proves that FAX.de is
         # reachable and takes the account and password; nothing is sent or fetched.
-        provider.job_status(0)
+        asyncio.run(probe())
     except ProviderError as exc:
         if exc.code == 5:
             print(f"FAX.de reachable at {provider.endpoint}; account and password accepted")
             return EXIT_OK
         print(f"unhealthy: {exc}")
         return EXIT_ERROR
-    finally:
-        provider.close()
     print(f"FAX.de reachable at {provider.endpoint}")
     return EXIT_OK
 
@@ -327,7 +342,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_send(args: argparse.Namespace) -> int:
     from faxbridge.daemon import Services
-    from faxbridge.documents import inspect
+    from faxbridge.outbound import Checked, content_key
 
     config = _load(args)
     job_type = JobType(args.type)
@@ -336,15 +351,25 @@ def cmd_send(args: argparse.Namespace) -> int:
     if job_type.needs_recipient and not args.to:
         raise FaxbridgeError(f"a {job_type} job needs --to")
     limits = config.documents.limits()
-    for path in args.files:
-        inspect(path, limits=limits)
     policy = config.numbers.policy()
     recipients = tuple(
         Recipient(policy.normalize(to, purpose=job_type.value) if job_type.dials_numbers else to, args.ref)
         for to in args.to
     )
     # The job sends copies: the caller may delete its files once this command returns.
-    outbox, documents = cli_outbox.take_copies(config.state_dir, args.files) if args.files else (None, [])
+    try:
+        outbox, originals = cli_outbox.take_copies(config.state_dir, args.files) if args.files else (None, [])
+    except OSError as exc:  # a file that cannot be read, or a state_dir that cannot be written
+        if exc.filename is not None and Path(exc.filename) in args.files:
+            raise FaxbridgeError(f"{Path(exc.filename).name}: cannot be read ({exc.strerror or exc})") from None
+        raise FaxbridgeError(f"cannot copy the documents into {config.state_dir}: {exc.strerror or exc}") from None
+    try:
+        # Photos, text and Office files become PDFs here, before the loop runs (conversions block).
+        documents = _fax_ready(originals, outbox, config, limits)
+    except BaseException:
+        if outbox is not None:
+            shutil.rmtree(outbox, ignore_errors=True)
+        raise
     request = SendRequest(
         job_type=job_type, recipients=recipients, documents=tuple(documents), text=args.text,
         send_at=_parse_time(args.at), options=_parse_options(args.option),
@@ -354,8 +379,13 @@ def cmd_send(args: argparse.Namespace) -> int:
         async with Services(config) as services:
             ref = uuid.uuid4().hex
             try:
+                # Duplicates are recognised by the originals: a conversion need not give the same bytes.
+                validated = services.outbound.validate(request)
+                key = await asyncio.to_thread(
+                    content_key, dataclasses.replace(validated, documents=tuple(originals[:3]))
+                )
                 job = await services.outbound.submit(
-                    request, source=cli_outbox.SOURCE, source_ref=ref,
+                    Checked(validated, key), source=cli_outbox.SOURCE, source_ref=ref,
                     meta={"label": ", ".join(d.filename for d in documents) or "text",
                           "outbox": str(outbox) if outbox else None},
                     allow_duplicate=args.force,
@@ -379,6 +409,24 @@ def cmd_send(args: argparse.Namespace) -> int:
     if job.state in (JobState.REJECTED, JobState.FAILED, JobState.UNKNOWN):
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _fax_ready(originals: list[Document], outbox: Path | None, config: Config, limits: DocumentLimits) -> list[Document]:
+    """The documents to send: converted where FAX.de does not take them, each checked."""
+    from faxbridge.convert import ConversionError
+    from faxbridge.convert.pipeline import convert_documents
+    from faxbridge.documents import inspect
+
+    if not originals or outbox is None:
+        return []
+    converted, problems = convert_documents(originals, outbox / "converted", config.convert, limits)
+    if problems:
+        raise ConversionError("\n".join(problems))
+    if len(converted) > 3:  # a winmail.dat may hold more files than FAX.de takes
+        raise ConversionError(f"{len(converted)} documents after unpacking; FAX.de takes at most 3 per job")
+    for c in converted:
+        inspect(c.document.path, c.document.filename, limits)
+    return [c.document for c in converted]
 
 
 def cmd_status(args: argparse.Namespace) -> int:

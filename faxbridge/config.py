@@ -37,6 +37,7 @@ import yaml
 
 from faxbridge.errors import ConfigError, NumberError
 from faxbridge.model import JobType
+from faxbridge.convert.settings import CONVERTIBLE_AS_IS, ColourMode, ConvertSettings, ImageGrouping, Paper
 from faxbridge.documents import DocumentLimits
 from faxbridge.numbers import ANY_COUNTRY, NumberPolicy, is_known_region
 
@@ -272,6 +273,8 @@ class HotfolderConfig:
     poll_interval: float = 5.0
     rescan_interval: float = 300.0  # periodic full rescan; 0 disables it
     text: str = ""  # default fax note / SMS text
+    # The top-level convert section with this folder's own keys on top (a folder for scans in bw).
+    convert: ConvertSettings = field(default_factory=ConvertSettings)
 
 
 @dataclass(frozen=True)
@@ -367,8 +370,10 @@ class SmtpConfig:
     max_recipients: int = 10
     rate_limit: RateLimit | None = field(default_factory=RateLimit)  # per sender; None: no limit
     max_connections: int = 20
-    idle_timeout: float = 60.0
+    idle_timeout: float = 60.0  # seconds without a command, or without a byte during DATA
+    data_timeout: float = 600.0  # seconds one DATA transfer may take in all
     body: BodyMode = BodyMode.AUTO
+    trim_body: bool = True  # the note ends before the signature and a quoted reply
     multi_recipient: MultiRecipient = MultiRecipient.SEPARATE
     tls: TlsConfig = field(default_factory=TlsConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -413,6 +418,7 @@ class Config:
     numbers: NumbersConfig = field(default_factory=NumbersConfig)
     journal: JournalConfig = field(default_factory=JournalConfig)
     documents: DocumentsConfig = field(default_factory=DocumentsConfig)
+    convert: ConvertSettings = field(default_factory=ConvertSettings)
     hotfolders: tuple[HotfolderConfig, ...] = ()
     status: StatusConfig = field(default_factory=StatusConfig)
     inbound: InboundConfig | None = None  # None: inbound faxes are not collected
@@ -477,7 +483,8 @@ def parse_config(
     faxde = _faxde(top["faxde"], "faxde", ctx)
     journal = _journal(top.get("journal"), "journal", ctx)
     documents = _documents(top.get("documents"), "documents")
-    hotfolders = _hotfolders(top.get("hotfolders"), "hotfolders", ctx, policy)
+    convert = _convert(top.get("convert"), "convert", ConvertSettings(work_dir=state_dir / "convert"))
+    hotfolders = _hotfolders(top.get("hotfolders"), "hotfolders", ctx, policy, convert)
     status = _status(top.get("status"), "status")
     inbound, inbound_enabled = (
         _inbound(top["inbound"], "inbound", ctx, policy) if "inbound" in top else (None, False)
@@ -518,6 +525,7 @@ def parse_config(
         numbers=numbers,
         journal=journal,
         documents=documents,
+        convert=convert,
         hotfolders=hotfolders,
         status=status,
         inbound=inbound if inbound_enabled else None,
@@ -669,6 +677,35 @@ def _documents(value: Any, path: str) -> DocumentsConfig:
     )
 
 
+def _convert(value: Any, path: str, defaults: ConvertSettings) -> ConvertSettings:
+    """The convert section, or a hotfolder's: keys not given keep ``defaults``."""
+    data = _mapping(value, path)
+    _check_keys(data, _keys(ConvertSettings), path)
+    parsers: dict[str, Callable[[Any, str], Any]] = {
+        "paper": _enum(Paper, case_insensitive=True),
+        "colour": _enum(ColourMode, case_insensitive=True),
+        "images": _enum(ImageGrouping, case_insensitive=True),
+        "office": _bool,
+        "office_timeout": _positive_duration,
+        "as_is": _as_is,
+    }
+    return dataclasses.replace(defaults, **{k: parsers[k](v, _join(path, k)) for k, v in data.items()})
+
+
+def _as_is(value: Any, path: str) -> frozenset[str]:
+    if not isinstance(value, list):
+        _fail(path, f"a list of {', '.join(sorted(CONVERTIBLE_AS_IS))}", value)
+    kinds = set()
+    for i, item in enumerate(value):
+        kind = item.lower().removeprefix(".") if isinstance(item, str) else item
+        kind = "tiff" if kind == "tif" else kind
+        if kind not in CONVERTIBLE_AS_IS:
+            raise ConfigError(f"{path}[{i}]", f"expected one of {', '.join(sorted(CONVERTIBLE_AS_IS))};"
+                                              f" got {_show(item)} (PDF and HTML always go as they are)")
+        kinds.add(kind)
+    return frozenset(kinds)
+
+
 def _status(value: Any, path: str) -> StatusConfig:
     data = _mapping(value, path)
     _check_keys(data, _keys(StatusConfig), path)
@@ -686,14 +723,14 @@ def _status(value: Any, path: str) -> StatusConfig:
 
 
 def _hotfolders(
-    value: Any, path: str, ctx: _Context, numbers: NumberPolicy
+    value: Any, path: str, ctx: _Context, numbers: NumberPolicy, convert: ConvertSettings
 ) -> tuple[HotfolderConfig, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
         _fail(path, "a list of hotfolders", value)
     folders = tuple(
-        _hotfolder(item, f"{path}[{i}]", ctx, numbers) for i, item in enumerate(value)
+        _hotfolder(item, f"{path}[{i}]", ctx, numbers, convert) for i, item in enumerate(value)
     )
     for i, folder in enumerate(folders):
         for j in range(i):
@@ -704,7 +741,9 @@ def _hotfolders(
     return folders
 
 
-def _hotfolder(value: Any, path: str, ctx: _Context, numbers: NumberPolicy) -> HotfolderConfig:
+def _hotfolder(
+    value: Any, path: str, ctx: _Context, numbers: NumberPolicy, convert: ConvertSettings
+) -> HotfolderConfig:
     data = _mapping(value, path)
     _check_keys(data, _keys(HotfolderConfig), path)
     if "path" not in data:
@@ -729,6 +768,7 @@ def _hotfolder(value: Any, path: str, ctx: _Context, numbers: NumberPolicy) -> H
         poll_interval=_opt(data, "poll_interval", path, HotfolderConfig, _positive_duration),
         rescan_interval=_opt(data, "rescan_interval", path, HotfolderConfig, _duration),
         text=_opt(data, "text", path, HotfolderConfig, lambda v, p: _str(v, p, allow_empty=True)),
+        convert=_convert(data.get("convert"), _join(path, "convert"), convert),
     )
     # Defaults are relative names; make them absolute like given values.
     hotfolder = dataclasses.replace(
@@ -904,7 +944,9 @@ def _smtp(value: Any, path: str, ctx: _Context, state_dir: Path) -> SmtpConfig:
         rate_limit=_opt(data, "rate_limit", path, SmtpConfig, _optional(_rate_limit)),
         max_connections=_opt(data, "max_connections", path, SmtpConfig, _int_range(1, 10_000)),
         idle_timeout=_opt(data, "idle_timeout", path, SmtpConfig, _positive_duration),
+        data_timeout=_opt(data, "data_timeout", path, SmtpConfig, _positive_duration),
         body=_opt(data, "body", path, SmtpConfig, _enum(BodyMode)),
+        trim_body=_opt(data, "trim_body", path, SmtpConfig, _bool),
         multi_recipient=_opt(data, "multi_recipient", path, SmtpConfig, _enum(MultiRecipient)),
         tls=_opt(data, "tls", path, SmtpConfig, lambda v, p: _tls(v, p, ctx)),
         auth=_opt(data, "auth", path, SmtpConfig, lambda v, p: _auth(v, p, ctx)),

@@ -17,7 +17,7 @@ import socket
 import time
 from pathlib import Path
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
@@ -30,6 +30,9 @@ from faxbridge.model import Job
 from faxbridge.nodes import Node
 from faxbridge.outbound import Outbound, OutboundSettings, number_check
 from faxbridge.provider import FaxProvider, ProviderCalls
+
+if TYPE_CHECKING:
+    from faxbridge.adapters.web import HTTPServer
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +122,7 @@ class Services:
     async def __aexit__(self, *exc: object) -> None:
         if self.scheduler is not None and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
-        # Thread seam: joining the provider pool blocks until its calls return.
-        await asyncio.to_thread(self.calls.close)
+        await self.calls.close()
         self.journal.close()
 
     async def wait_until_final(self, job_id: int, poll_every: float | None = None) -> Job:
@@ -328,7 +330,7 @@ class Daemon:
             services.node.register()
             services.outbound.recover(services.node.lease if services.node.shared else None)
             self._sender = loop.create_task(services.outbound.run(), name="sender")
-            status_server: asyncio.AbstractServer | None = None
+            status_server: HTTPServer | None = None
             # Whatever fails during start-up, what was started is stopped in order.
             try:
                 services.start_scheduler()
@@ -354,16 +356,15 @@ class Daemon:
                 self.ready.clear()
                 await self._shutdown(services)
                 if status_server is not None:
-                    status_server.close()
-                    await status_server.wait_closed()
+                    await status_server.close()
 
-    async def _start_status_server(self) -> asyncio.AbstractServer | None:
+    async def _start_status_server(self) -> HTTPServer | None:
         listen = self.config.metrics.listen
         if listen is None:
             return None
-        from faxbridge.adapters import metrics
+        from faxbridge.adapters import web
 
-        return await metrics.start_server(self, listen.host, listen.port)
+        return await web.serve(self, listen.host, listen.port)
 
     async def _watchdog(self) -> None:
         """WATCHDOG=1 from the event loop itself: if the loop hangs, the pings stop and systemd

@@ -68,7 +68,7 @@ def setup(level: str | int = "INFO", *, stream=None) -> None:
     # their warnings still get through. With -v they say more, but never DEBUG: aiosmtpd's
     # mail.log shows AUTH exchanges at DEBUG.
     quiet = logging.INFO if root.level <= logging.DEBUG else logging.WARNING
-    for noisy in ("urllib3", "zeep", "apscheduler", "watchdog", "mail.log", "asyncio"):
+    for noisy in ("aiohttp", "zeep", "apscheduler", "watchdog", "mail.log", "asyncio"):
         logging.getLogger(noisy).setLevel(quiet)
     if root.level > logging.DEBUG:
         handler.addFilter(_routine_scheduler_skips)

@@ -25,7 +25,7 @@ from faxbridge.crashpoints import crash_point
 from faxbridge.errors import DocumentError, FaxbridgeError, JournalError, ProviderError, disk_full
 from faxbridge.journal import Journal
 from faxbridge.journal.jobs import Ambiguity, TransitionError
-from faxbridge.model import Job, JobState, Recipient, SendRequest
+from faxbridge.model import Job, JobState, JobStatusReport, Recipient, SendRequest
 from faxbridge.provider import ProviderCalls
 
 log = logging.getLogger(__name__)
@@ -62,11 +62,25 @@ def next_reconcile_at(ambiguity: Ambiguity, now: float, settings: OutboundSettin
     The usual backoff (initial_delay doubling up to max_delay), counted from the last request's
     departure — not from now, so that a restart never re-arms it — and at most half of what is
     left of the window, so that a re-send that fails again still has a chance within it."""
-    deadline = ambiguity.since + settings.reconcile_window
+    # A re-send must *arrive* within FAX.de's window, and it leaves some seconds before it
+    # arrives (connection, upload): the last one leaves a margin before the deadline.
+    deadline = ambiguity.since + settings.reconcile_window - reconcile_margin(settings.reconcile_window)
     if settings.reconcile_window <= 0 or now >= deadline:
+        return None
+    if now < ambiguity.last_sent:
+        # The clock was set back (a reboot without a real-time clock, an NTP step): how long ago
+        # the request left cannot be told, so FAX.de's window may have passed.
         return None
     delay = backoff(ambiguity.resends + 1, settings.initial_delay, settings.max_delay)
     return min(max(now, ambiguity.last_sent + delay), now + (deadline - now) / 2)
+
+
+ORPHANED_AFTER = 900.0  # seconds a job may stay 'submitting' before it counts as abandoned
+
+
+def reconcile_margin(window: float) -> float:
+    """How long before the end of the reconcile window the last re-send must have left."""
+    return min(5.0, window * 0.2)
 
 
 def mask_number(address: str) -> str:
@@ -145,6 +159,8 @@ class Outbound:
     ) -> None:
         self.journal = journal
         self.callbacks = callbacks  # FAX.de's status callback (STATURL), where one is reachable
+        # Jobs whose SendJob answer could not be journaled (a full disk): still 'submitting'.
+        self._unrecorded: set[int] = set()
         self.provider = provider
         self.settings = settings
         self._check_recipient = check_recipient
@@ -328,12 +344,14 @@ class Outbound:
         # a slot waits so (the sender starts two a slot), and a crash meanwhile only costs it a
         # reconciling re-send, which FAX.de takes as new.
         try:
-            job = self.journal.jobs.begin_submit(job_id, durable=False)
+            job = self.journal.jobs.begin_submit(
+                job_id, durable=False, request=self._with_callback(job) if job.attempts == 0 else None)
             await self.journal.sync_async()
-        except TransitionError:
-            # Another node sharing the journal began this very send first: the transition,
-            # decided under the journal's write lock, is the claim (README, "Two nodes").
-            log.debug("job %d: taken by another node", job_id)
+        except TransitionError as exc:
+            # Another process moved the job meanwhile: a CLI command, or another node sharing the
+            # journal that began this very send first — the transition, decided under the
+            # journal's write lock, is the claim (README, "Two nodes").
+            log.info("job %d: not sent from here: %s", job_id, exc)
             return self.journal.jobs.get(job_id)
         except JournalError as exc:
             if not disk_full(exc):
@@ -342,6 +360,7 @@ class Outbound:
         if self._disk_full_until is not None:
             self._disk_full_until = None
             log.warning("sending resumes: the journal can be written again")
+            self._recover_unrecorded()
         async with self._send_slots:
             if ambiguity is not None and not by_operator and self._window_passed(ambiguity):
                 # The window closed while this re-send waited for a slot: it never left.
@@ -359,9 +378,21 @@ class Outbound:
                 # FAX.de's answer is lost; the job stays 'submitting', which the next start
                 # turns into 'unknown' and reconciles, as after a crash at this point.
                 self._disk_full_until = self._clock() + DISK_FULL_RETRY
+                self._unrecorded.add(job.id)
                 log.warning("job %d: FAX.de's answer to SendJob could not be journaled: %s; the"
                             " job stays 'submitting' and is reconciled at the next start", job.id, exc)
                 return job
+
+    def _recover_unrecorded(self) -> None:
+        """Once the journal takes writes again: jobs whose answer it could not record become
+        unknown and are reconciled, as a restart would do with them."""
+        for job_id in sorted(self._unrecorded):
+            with contextlib.suppress(JournalError):
+                job = self.journal.jobs.mark_unknown(
+                    job_id, "FAX.de's answer could not be journaled (disk full); FAX.de may have the job")
+                self._unrecorded.discard(job_id)
+                log.warning("job %d: its SendJob answer was lost to the full disk; outcome unknown", job_id)
+                self._schedule_reconcile(job)
 
     def _wait_for_space(self, job: Job, exc: JournalError, reconciling: bool) -> Job:
         """Nothing sent: the job stays as it was (or, if only the fsync failed, goes back to
@@ -381,17 +412,19 @@ class Outbound:
                 return self.journal.jobs.mark_retry(job.id, str(exc), None, self._disk_full_until)
         return current or job
 
-    def _request_to_send(self, job: Job) -> SendRequest:
-        """The journaled request, with our STATURL where a callback address is configured (and the
-        sender set none): derived from the job's id alone, so every re-send is identical."""
+    def _with_callback(self, job: Job) -> SendRequest | None:
+        """For a job's first attempt: its request with our STATURL, where a callback address is
+        configured and the sender set none (None: send the request as journaled). Journaled with
+        'submitting', so that every re-send is the very request that left first, whatever the
+        configuration says by then — FAX.de's duplicate check compares the options too."""
         if self.callbacks is None or any(key == "STATURL" for key, _ in job.request.options):
-            return job.request
-        return dataclasses.replace(
-            job.request, options=(*job.request.options, ("STATURL", self.callbacks.url(job.id))))
+            return None
+        url = self.callbacks.url(job.id, job.content_key)
+        return dataclasses.replace(job.request, options=(*job.request.options, ("STATURL", url)))
 
     async def _call_and_record(self, job: Job, reconciling: bool) -> Job:
         try:
-            accepted = await self.provider.send_job(self._request_to_send(job))
+            accepted = await self.provider.send_job(job.request)
         except ProviderError as exc:
             return await self._record_failure(job, exc, reconciling)
         except DocumentError as exc:  # gone or changed while being sent: the request was cut short
@@ -403,10 +436,13 @@ class Outbound:
             log.warning("job %d ✗ %s", job.id, exc)
             return await self._finish(self.journal.jobs.mark_rejected(job.id, str(exc)))
         except Exception as exc:  # a bug: never leave 'submitting'
+            # The request may have left before the failure: unknown, reconciled like a dropped
+            # answer — never 'rejected', which would invite the sender to send it again.
             log.exception("job %d: SendJob failed unexpectedly", job.id)
-            return await self._finish(
-                self.journal.jobs.mark_rejected(job.id, f"internal error: {type(exc).__name__}: {exc}")
-            )
+            job = self.journal.jobs.mark_unknown(
+                job.id, f"outcome unknown after an internal error: {type(exc).__name__}: {exc}")
+            self._schedule_reconcile(job)
+            return job
         # FAX.de has the job and its JobId is only in memory: the reconciling -77 covers this.
         crash_point("outbound.after_sendjob")
         job = self.journal.jobs.mark_submitted(
@@ -427,7 +463,9 @@ class Outbound:
 
     async def _record_failure(self, job: Job, exc: ProviderError, reconciling: bool) -> Job:
         jobs = self.journal.jobs
-        if reconciling and exc.code == -77:
+        # -77 to a retry (an earlier attempt failed in a way that looked certain) means just the
+        # same: FAX.de has that earlier request — confirmed, never 'rejected'.
+        if exc.code == -77 and (reconciling or job.attempts > 1):
             job = jobs.mark_confirmed(job.id)
             log.warning("job %d: FAX.de confirms it has the job (-77); its JobId is unknown", job.id)
             return await self._finish(job)
@@ -554,9 +592,10 @@ class Outbound:
         return await task
 
     async def on_callback(self, job_id: int, faxde_job_id: int, result: str) -> None:
-        """FAX.de called our STATURL: job ``job_id`` is its ``faxde_job_id`` and has ended. For a job
-        whose JobId was lost (unknown, confirmed) this is the missing piece; for any other it only
-        hurries the next JobStatus. Idempotent: FAX.de may call once per recipient."""
+        """FAX.de called our STATURL (its token already checked): job ``job_id`` is its
+        ``faxde_job_id`` and has ended. For a job whose JobId was lost (unknown, confirmed) this is
+        the missing piece; for any other it only hurries the next JobStatus. Idempotent: FAX.de
+        may call once per recipient."""
         job = self.journal.jobs.find(job_id)
         if job is None:
             return
@@ -568,22 +607,48 @@ class Outbound:
             return
         detail = f"FAX.de's status callback: JobId {faxde_job_id}, result {result or '?'}"
         if job.state is JobState.UNKNOWN:
-            job = self.journal.jobs.learn_job_id(job_id, faxde_job_id, detail, next_poll_at=self._clock())
+            # Asked before believed: the JobId must be a job of this account with as many
+            # recipients as ours (a replayed or stray call must not attach a foreign job).
+            report = await self._status_of_found(job, faxde_job_id)
+            if report is None:
+                return
+            try:
+                job = self.journal.jobs.learn_job_id(job_id, faxde_job_id, detail, next_poll_at=self._clock())
+            except TransitionError:  # a re-send began meanwhile: its own answer will tell
+                return
             log.warning("job %d: FAX.de has it after all (JobId %d, %s): no re-send needed",
                         job_id, faxde_job_id, result or "?")
             await self.poll(job)
-        elif job.state is JobState.CONFIRMED and job.faxde_job_id is None:
-            job = self.journal.jobs.learn_job_id(job_id, faxde_job_id, detail, next_poll_at=self._clock())
-            log.info("job %d: its lost JobId is %d (FAX.de's status callback)", job_id, faxde_job_id)
-            try:
-                report = await self.provider.job_status(faxde_job_id)
-            except ProviderError as exc:
-                log.warning("job %d: JobStatus of the found JobId failed: %s", job_id, exc)
+        elif job.state is JobState.CONFIRMED and job.faxde_job_id in (None, faxde_job_id) and not job.status_file:
+            report = await self._status_of_found(job, faxde_job_id)
+            if report is None:
                 return
-            if report.finished:
+            if job.faxde_job_id is None:
+                self.journal.jobs.learn_job_id(job_id, faxde_job_id, detail, next_poll_at=self._clock())
+                log.info("job %d: its lost JobId is %d (FAX.de's status callback)", job_id, faxde_job_id)
+            if report.finished:  # else the next recipient's call asks again
                 await self._finish(self.journal.jobs.complete_report(job_id, report))
         elif job.state is JobState.SUBMITTED and job.faxde_job_id == faxde_job_id:
             await self.poll(job)
+        elif job.faxde_job_id is not None and job.faxde_job_id != faxde_job_id:
+            log.error(
+                "job %d is FAX.de job %d, yet FAX.de called back for job %d with this job's token: "
+                "FAX.de may have it twice — check the FAX.de job list", job_id, job.faxde_job_id, faxde_job_id)
+
+    async def _status_of_found(self, job: Job, faxde_job_id: int) -> JobStatusReport | None:
+        """JobStatus of a JobId a callback named, if it fits the job (None: ignore the call)."""
+        try:
+            report = await self.provider.job_status(faxde_job_id)
+        except ProviderError as exc:
+            log.warning("job %d: a status callback named FAX.de job %d, which JobStatus refuses (%s);"
+                        " ignored", job.id, faxde_job_id, exc)
+            return None
+        expected = max(1, len(job.request.recipients))
+        if report.rows and len(report.rows) != expected:
+            log.warning("job %d: a status callback named FAX.de job %d with %d recipient(s), ours has %d;"
+                        " ignored", job.id, faxde_job_id, len(report.rows), expected)
+            return None
+        return report
 
     # -- status ----------------------------------------------------------------------------
 
@@ -707,6 +772,11 @@ def awaiting_operator(
     """Ids of the 'unknown' jobs past their reconcile window (and not being sent right now):
     those the daemon will not re-send by itself. Also for the CLI, without a running daemon."""
     stuck = []
+    for job in journal.jobs.in_states(JobState.SUBMITTING):
+        # Left 'submitting' by a process that is gone (a CLI command killed mid-call) or could not
+        # record the answer: no call lasts this long, and only a restart would look at it again.
+        if job.id not in busy and job.updated_at is not None and now - job.updated_at.timestamp() > ORPHANED_AFTER:
+            stuck.append(job.id)
     for job in journal.jobs.in_states(JobState.UNKNOWN):
         if job.id in busy:
             continue

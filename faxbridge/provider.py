@@ -1,4 +1,4 @@
-"""The provider seam: what the core needs from FAX.de, and where provider calls meet threads or the loop.
+"""The provider seam: what the core needs from FAX.de, and the bounded, counted way the core calls it.
 
 ``FaxProvider`` is the only interface in faxbridge, because FAX.de is the only part that cannot run
 for real here; the SOAP client implements it, and tests run it against the project's simulator.
@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from faxbridge.errors import ProviderError
 from faxbridge.model import Accepted, InboundFax, JobStatusReport, SendRequest
@@ -19,15 +18,14 @@ T = TypeVar("T")
 
 
 class FaxProvider(Protocol):
-    """The five operations, blocking. A provider may also set ``calls_on_loop`` and offer each as
-    a coroutine named ``…_on_loop`` (FaxDeClient does): ProviderCalls then uses those."""
+    """The five operations, as coroutines on the event loop; ``close`` on the same loop."""
 
-    def send_job(self, request: SendRequest) -> Accepted: ...
-    def job_status(self, faxde_job_id: int) -> JobStatusReport: ...
-    def cancel_job(self, faxde_job_id: int) -> None: ...
-    def request_received(self) -> InboundFax | None: ...
-    def delete_received(self, fax_id: int) -> None: ...
-    def close(self) -> None: ...
+    async def send_job(self, request: SendRequest) -> Accepted: ...
+    async def job_status(self, faxde_job_id: int) -> JobStatusReport: ...
+    async def cancel_job(self, faxde_job_id: int) -> None: ...
+    async def request_received(self) -> InboundFax | None: ...
+    async def delete_received(self, fax_id: int) -> None: ...
+    async def close(self) -> None: ...
 
 
 # Latency buckets in seconds for the Prometheus histogram (a SendJob with 20 MB takes seconds).
@@ -53,38 +51,21 @@ class CallStats:
 
 
 class ProviderCalls:
-    """Runs the provider's calls: on the event loop where the provider can, else in threads.
+    """Runs the provider's calls from the event loop, bounded and counted.
 
-    zeep blocks; the event loop must not. A provider with ``calls_on_loop`` (FaxDeClient without
-    a proxy) has an ``…_on_loop`` coroutine for each operation and is called from the loop:
-    handing the GIL to a worker thread and back cost more CPU per call than the HTTP itself. Any
-    other runs in a bounded pool of worker threads. The concurrency bounds every call together:
-    more parallel calls queue here instead of opening more connections to FAX.de.
+    The concurrency bounds every call together: more parallel calls queue here instead of
+    opening more connections to FAX.de.
     """
 
     def __init__(self, provider: FaxProvider, concurrency: int = 4) -> None:
         self.provider = provider
         self.concurrency = concurrency
-        self._on_loop = bool(getattr(provider, "calls_on_loop", False))
-        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="faxde")
         self._slots = asyncio.Semaphore(concurrency)
         self.in_flight = 0
         # Since when FAX.de cannot be reached at all (transport errors only; any answer, even
         # an error code, proves it reachable). For health checks.
         self.unreachable_since: float | None = None
         self.stats = CallStats()
-
-    async def run(self, operation: str, fn: Callable[..., T], *args: object) -> T:
-        """``fn(*args)`` in the provider pool."""
-        loop = asyncio.get_running_loop()
-        # Thread seam: the zeep call runs in the provider pool.
-        return await self._observed(operation, lambda: loop.run_in_executor(self._pool, fn, *args))
-
-    async def _call(self, operation: str, method: str, *args: Any) -> Any:
-        if self._on_loop:
-            on_loop = getattr(self.provider, f"{method}_on_loop")
-            return await self._observed(operation, lambda: on_loop(*args))
-        return await self.run(operation, getattr(self.provider, method), *args)
 
     async def _observed(self, operation: str, start: Callable[[], Awaitable[T]]) -> T:
         async with self._slots:
@@ -110,20 +91,19 @@ class ProviderCalls:
         return result
 
     async def send_job(self, request: SendRequest) -> Accepted:
-        return await self._call("SendJob", "send_job", request)
+        return await self._observed("SendJob", lambda: self.provider.send_job(request))
 
     async def job_status(self, faxde_job_id: int) -> JobStatusReport:
-        return await self._call("JobStatus", "job_status", faxde_job_id)
+        return await self._observed("JobStatus", lambda: self.provider.job_status(faxde_job_id))
 
     async def cancel_job(self, faxde_job_id: int) -> None:
-        await self._call("CancelJob", "cancel_job", faxde_job_id)
+        await self._observed("CancelJob", lambda: self.provider.cancel_job(faxde_job_id))
 
     async def request_received(self) -> InboundFax | None:
-        return await self._call("RequestReceived", "request_received")
+        return await self._observed("RequestReceived", self.provider.request_received)
 
     async def delete_received(self, fax_id: int) -> None:
-        await self._call("DeleteReceived", "delete_received", fax_id)
+        await self._observed("DeleteReceived", lambda: self.provider.delete_received(fax_id))
 
-    def close(self, wait: bool = True) -> None:
-        self._pool.shutdown(wait=wait, cancel_futures=True)
-        self.provider.close()
+    async def close(self) -> None:
+        await self.provider.close()

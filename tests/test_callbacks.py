@@ -82,8 +82,9 @@ def test_a_callback_turns_an_unknown_job_into_a_reported_one_without_a_resend(
         # What FAX.de would call, checked as the HTTP route checks it.
         filled = urllib.parse.urlsplit(simulator.wait_for_status_calls(1)[0][0])
         job_id, token = filled.path.rsplit("/", 2)[-2:]
-        assert int(job_id) == job.id and tokens.check(job.id, token)
-        assert not tokens.check(job.id + 1, token)
+        assert int(job_id) == job.id and tokens.check(job.id, job.content_key, token)
+        assert not tokens.check(job.id + 1, job.content_key, token)
+        assert not tokens.check(job.id, "another content", token)
         parsed = parse_callback(dict(urllib.parse.parse_qsl(filled.query)))
         assert parsed is not None
         await outbound.on_callback(job.id, parsed[0], parsed[1])
@@ -124,10 +125,11 @@ def test_a_callback_completes_the_report_of_a_confirmed_job(
 def test_the_key_survives_a_restart_and_tokens_differ_per_job(tmp_path: Path) -> None:
     first = CallbackTokens.load(tmp_path, BASE)
     again = CallbackTokens.load(tmp_path, BASE)
-    assert first.token(7) == again.token(7) != first.token(8)
+    assert first.token(7, "k") == again.token(7, "k") != first.token(8, "k")
+    assert first.token(7, "k") != first.token(7, "other")  # a restored journal reuses ids, not content
     assert (tmp_path / "callback.key").stat().st_mode & 0o777 == 0o600
     (tmp_path / "elsewhere").mkdir()
-    assert CallbackTokens.load(tmp_path / "elsewhere", BASE).token(7) != first.token(7)  # a key each
+    assert CallbackTokens.load(tmp_path / "elsewhere", BASE).token(7, "k") != first.token(7, "k")  # a key each
 
 
 @pytest.mark.parametrize(("url", "problem"), [
@@ -149,3 +151,42 @@ def test_the_callback_address_is_checked(url: str, problem: str | None) -> None:
 ])
 def test_a_callback_query_is_read_strictly(query: dict[str, str], expected: Any) -> None:
     assert parse_callback(query) == expected
+
+
+def test_a_resend_after_the_callback_address_changed_is_still_the_identical_request(
+    simulator: Simulator, tmp_path: Path, pdf: Path  # noqa: F811
+) -> None:
+    # Review of issue 14: STATURL was built from the configuration of the moment, so a re-send
+    # after callback_url was added (or its key lost) differed from the first request, and FAX.de
+    # made a second job. What left first is journaled; every re-send is exactly that.
+    simulator.set_faults(Fault(FaultKind.DROP_AFTER, operation="SendJob", calls=frozenset({1})))
+
+    async def first(outbound: Outbound, tokens: CallbackTokens) -> int:
+        outbound.callbacks = None  # no callback_url yet
+        job = await outbound.submit(fax(pdf), source="test", source_ref="a")
+        assert (await outbound.send_now(job.id)).state is JobState.UNKNOWN
+        return job.id
+
+    job_id = run(simulator, tmp_path, first)
+
+    async def after_reload(outbound: Outbound, tokens: CallbackTokens) -> JobState:
+        return (await outbound.retry_unknown(job_id)).state  # now with callback_url configured
+
+    assert run(simulator, tmp_path, after_reload) is JobState.CONFIRMED
+    assert [c.result for c in simulator.calls_for("SendJob")] == [0, -77]
+    assert len(simulator.jobs) == 1 and "STATURL" not in simulator.jobs[0].options
+
+
+def test_a_callback_naming_a_job_fax_de_does_not_know_changes_nothing(
+    simulator: Simulator, tmp_path: Path, pdf: Path  # noqa: F811
+) -> None:
+    simulator.set_faults(Fault(FaultKind.DROP_AFTER, operation="SendJob"))
+    manual = OutboundSettings(**{**FAST.__dict__, "reconcile_window": 0.0})
+
+    async def body(outbound: Outbound, tokens: CallbackTokens) -> JobState:
+        job = await outbound.submit(fax(pdf), source="test", source_ref="a")
+        await outbound.send_now(job.id)
+        await outbound.on_callback(job.id, 999_999, "OK")  # a replayed URL with another JobId
+        return outbound.journal.jobs.get(job.id).state
+
+    assert run(simulator, tmp_path, body, settings=manual) is JobState.UNKNOWN

@@ -126,6 +126,7 @@ def test_smtp_defaults_and_state_dir_paths(tmp_path: Path) -> None:
     assert (s.max_message_size, s.max_recipients, s.max_connections) == (25_000_000, 10, 20)
     assert s.rate_limit is not None and (s.rate_limit.messages, s.rate_limit.per) == (60, 3600)
     assert s.idle_timeout == 60 and s.body is BodyMode.AUTO
+    assert s.data_timeout == 600 and s.trim_body is True
     assert s.multi_recipient is MultiRecipient.SEPARATE
     assert not s.tls.enabled and s.auth.users == {} and not s.auth.required
     assert s.archive_dir == tmp_path / "state" / "mail-archive"
@@ -413,6 +414,8 @@ BAD = [
     (smtp("  rate_limit: {messages: 10, per: never}\n"), "smtp.rate_limit.per", "expected a duration"),
     (smtp("  body: attach\n"), "smtp.body", "expected one of cover, ignore, auto; got 'attach'"),
     (smtp("  multi_recipient: all\n"), "smtp.multi_recipient", "expected one of separate, combined"),
+    (smtp("  data_timeout: 0s\n"), "smtp.data_timeout", "must be more than zero"),
+    (smtp("  trim_body: yes please\n"), "smtp.trim_body", "true or false"),
     (smtp("  tls: {cert: /nonexistent/cert.pem}\n"), "smtp.tls.key", "required when the other"),
     (smtp("  tls: {cert: /nonexistent/c.pem, key: /nonexistent/k.pem}\n"), "smtp.tls.cert",
      "no such file: /nonexistent/c.pem"),
@@ -817,7 +820,7 @@ def test_example_config_loads() -> None:
     assert config.inbound is None  # enabled: false in the example, so copying it collects nothing
     # Its values are the defaults, so it documents them truthfully.
     defaults = parse("")
-    for section in ("journal", "documents", "status", "numbers", "metrics", "logging"):
+    for section in ("journal", "documents", "convert", "status", "numbers", "metrics", "logging"):
         assert getattr(config, section) == getattr(defaults, section), section
     assert config.faxde.retry == defaults.faxde.retry
     assert dataclasses.replace(config.faxde, account="12345") == defaults.faxde
@@ -829,7 +832,8 @@ def test_example_config_loads() -> None:
     )
     smtp_defaults = SmtpConfig(domains=config.smtp.domains)
     for name in ("listen", "report_from", "max_message_size", "max_recipients", "rate_limit",
-                 "max_connections", "idle_timeout", "body", "multi_recipient", "tls", "auth"):  # fmt: skip
+                 "max_connections", "idle_timeout", "data_timeout", "body", "trim_body",
+                 "multi_recipient", "tls", "auth"):  # fmt: skip
         assert getattr(config.smtp, name) == getattr(smtp_defaults, name), name
 
 

@@ -7,10 +7,10 @@ import datetime as dt
 import hashlib
 import logging
 import socket
+import urllib.request
 from pathlib import Path
 
 import pytest
-import requests
 import zeep
 from lxml import etree
 
@@ -43,7 +43,7 @@ def client_for(sim: Simulator, tmp_path: Path, **kwargs) -> FaxDeClient:
 def client(simulator: Simulator, tmp_path: Path):
     c = client_for(simulator, tmp_path)
     yield c
-    c.close()
+    close(c)
 
 
 @pytest.fixture
@@ -53,21 +53,22 @@ def pdf(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture(params=["thread", "loop"])
-def on(request):
-    """``on(client, "job_status", 42)``: an operation as the CLI calls it (urllib3, in the calling
-    thread) and as the daemon does (LoopHTTP, ``…_on_loop`` from the event loop): the tests that
-    take this fixture run both ways."""
-    if request.param == "thread":
-        return lambda client, method, *args: getattr(client, method)(*args)
+@pytest.fixture
+def on():
+    """``on(client, "job_status", 42)``: one operation from its own event loop, as a command of the
+    CLI makes it; the client's connections are closed on that loop afterwards, as the daemon does."""
 
-    async def on_loop(client: FaxDeClient, method: str, *args):
+    async def call(client: FaxDeClient, method: str, *args):
         try:
-            return await getattr(client, f"{method}_on_loop")(*args)
+            return await getattr(client, method)(*args)
         finally:
-            client.close()  # on the loop its connections belong to, as the daemon does
+            await client.close()
 
-    return lambda client, method, *args: asyncio.run(on_loop(client, method, *args))
+    return lambda client, method, *args: asyncio.run(call(client, method, *args))
+
+
+def close(client: FaxDeClient) -> None:
+    asyncio.run(client.close())
 
 
 def fax(pdf: Path, *numbers: str, **kwargs) -> SendRequest:
@@ -87,12 +88,13 @@ def test_the_endpoint_comes_from_the_fetched_wsdl_and_is_cached(simulator, tmp_p
     assert client.endpoint == simulator.url
     assert client.wsdl_source.startswith("fetched")
     [copy] = (tmp_path / "wsdl-cache").glob("IntfXMLWS-*.wsdl")
-    assert copy.read_bytes() == requests.get(simulator.wsdl_url, timeout=5).content
-    client.close()
+    with urllib.request.urlopen(simulator.wsdl_url, timeout=5) as served:
+        assert copy.read_bytes() == served.read()
+    close(client)
 
 
 def test_a_start_reads_the_cached_wsdl_and_refreshes_it_in_the_background(simulator, tmp_path) -> None:
-    client_for(simulator, tmp_path).close()  # fills the cache
+    close(client_for(simulator, tmp_path))  # fills the cache
     [copy] = (tmp_path / "wsdl-cache").glob("IntfXMLWS-*.wsdl")
     fresh = copy.read_bytes()
     copy.write_bytes(fresh.replace(b"<definitions", b"<!-- an older copy --><definitions", 1))
@@ -101,18 +103,18 @@ def test_a_start_reads_the_cached_wsdl_and_refreshes_it_in_the_background(simula
     assert client.wsdl_source == "cached copy" and client.endpoint == simulator.url
     wait_until(lambda: copy.read_bytes() == fresh, what="the cached WSDL refreshed")
     assert len(simulator.calls) == before  # fetching the WSDL is no SOAP call
-    client.close()
+    close(client)
 
 
 def test_the_cached_wsdl_belongs_to_its_url(simulator, tmp_path) -> None:
     # Switching faxde.wsdl from a test service to production must not keep using the test
     # service's WSDL (its endpoint address) from the cache.
-    client_for(simulator, tmp_path).close()
+    close(client_for(simulator, tmp_path))
     other = Simulator().start()
     try:
         client = client_for(other, tmp_path)
         assert client.wsdl_source.startswith("fetched") and client.endpoint == other.url
-        client.close()
+        close(client)
     finally:
         other.stop()
     assert len(list((tmp_path / "wsdl-cache").glob("IntfXMLWS-*.wsdl"))) == 2
@@ -123,14 +125,14 @@ def test_an_unreachable_wsdl_falls_back_to_the_cache_then_the_bundled_copy(simul
     bundled = client_for(simulator, tmp_path, wsdl=dead, endpoint=simulator.url)
     assert bundled.wsdl_source == "bundled copy"
     assert bundled.send_job  # usable: the endpoint override points it at the simulator
-    bundled.close()
+    close(bundled)
     # A copy cached before the outage is used (its refresh fails quietly in the background).
     gone = Simulator().start()
-    client_for(gone, tmp_path).close()
+    close(client_for(gone, tmp_path))
     gone.stop()
     cached = client_for(simulator, tmp_path, wsdl=gone.wsdl_url)
     assert cached.wsdl_source == "cached copy" and cached.endpoint == gone.url
-    cached.close()
+    close(cached)
 
 
 def test_building_a_client_never_fetches_the_soap_encoding_schema(tmp_path, monkeypatch) -> None:
@@ -146,17 +148,16 @@ def test_building_a_client_never_fetches_the_soap_encoding_schema(tmp_path, monk
     )
     path = tmp_path / "delphi.wsdl"
     path.write_text(wsdl)
-    fetched: list[str] = []
-    import requests
+    fetched: list[object] = []
 
-    def no_network(self, url, *a, **k):
-        fetched.append(url)
-        raise AssertionError(f"network access to {url}")
+    def no_network(self, address, *a, **k):
+        fetched.append(address)
+        raise AssertionError(f"network access to {address}")
 
-    monkeypatch.setattr(requests.Session, "get", no_network)
+    monkeypatch.setattr(socket.socket, "connect", no_network)
     client = FaxDeClient(account="1", password="x", wsdl=str(path), endpoint="http://127.0.0.1:9/")
     assert fetched == []
-    client.close()
+    close(client)
 
 
 # -- SendJob ----------------------------------------------------------------------------------
@@ -211,10 +212,7 @@ def test_the_spliced_body_is_byte_identical_to_what_zeep_would_send(pdf, tmp_pat
         (pybase64.b64encode(marks[1]), tiff, tiff.stat().st_size),
     ])
     assert len(body) == len(expected)
-    chunks = []
-    while chunk := body.read(16384):
-        chunks.append(chunk)
-    assert b"".join(chunks) == expected
+    assert b"".join(body.chunks()) == expected
 
 
 def test_a_large_document_is_spliced_block_by_block_in_little_memory(tmp_path) -> None:
@@ -236,7 +234,7 @@ def test_a_large_document_is_spliced_block_by_block_in_little_memory(tmp_path) -
     try:
         digest = hashlib.sha256()
         total = 0
-        while chunk := body.read(16384):
+        for chunk in body.chunks():
             digest.update(chunk)
             total += len(chunk)
         _, peak = tracemalloc.get_traced_memory()
@@ -291,7 +289,7 @@ def test_every_sendjob_result_code_becomes_a_provider_error(simulator, pdf, tmp_
             simulator.set_faults(Fault(FaultKind.RESULT, operation="SendJob", code=code))
         with pytest.raises(ProviderError) as err:
             on(client, "send_job", request)
-        client.close()
+        close(client)
         e = err.value
         assert (e.code, e.name, e.sentence) == (code, entry.name, entry.sentence), code
         assert e.retryable == (entry.outcome is Outcome.RETRYABLE)
@@ -334,7 +332,7 @@ def test_natural_errors_of_the_other_operations(simulator, client, tmp_path, on)
         with pytest.raises(ProviderError) as err:
             call()
         assert err.value.code == code and err.value.stops_account
-    wrong.close()
+    close(wrong)
 
 
 # -- JobStatus, CancelJob ---------------------------------------------------------------------
@@ -398,7 +396,7 @@ def test_connection_refused_is_retryable_and_certainly_not_sent(simulator, tmp_p
     with pytest.raises(ProviderError) as err:
         on(client, "send_job", fax(pdf))
     assert err.value.retryable and not err.value.outcome_unknown
-    client.close()
+    close(client)
 
 
 @pytest.mark.parametrize(
@@ -430,7 +428,7 @@ def test_a_reply_slower_than_the_timeout_leaves_the_outcome_unknown(simulator, t
     with pytest.raises(ProviderError) as err:
         on(client, "send_job", fax(pdf))
     assert err.value.code == -77
-    client.close()
+    close(client)
 
 
 def test_the_password_never_reaches_logs_even_at_debug(simulator, tmp_path, pdf, caplog, on) -> None:
@@ -443,7 +441,7 @@ def test_the_password_never_reaches_logs_even_at_debug(simulator, tmp_path, pdf,
     assert PASSWORD not in str(err.value)
     assert PASSWORD not in repr(client)
     assert PASSWORD not in caplog.text
-    client.close()
+    close(client)
 
 
 def _free_port() -> int:

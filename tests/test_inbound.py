@@ -143,13 +143,9 @@ class WatchingProvider:
         indexed = tif is not None and str(fax_id) in (self.output / "received.csv").read_text()
         self.seen_at_delete.append((fax_id, tif is not None and tif.stat().st_size > 0, indexed))
 
-    def delete_received(self, fax_id: int) -> None:
+    async def delete_received(self, fax_id: int) -> None:
         self._look(fax_id)
-        self.provider.delete_received(fax_id)
-
-    async def delete_received_on_loop(self, fax_id: int) -> None:  # how the daemon calls it
-        self._look(fax_id)
-        await self.provider.delete_received_on_loop(fax_id)
+        await self.provider.delete_received(fax_id)
 
 
 def test_the_daemon_collects_on_schedule_and_deletes_only_files_in_place(

@@ -1,8 +1,8 @@
-"""SendJob from the event loop (adapters/loop_http.py): connections kept and dropped, every way an
-HTTP answer can be framed, and documents that change while they are sent.
+"""FAX.de's HTTP on the event loop (adapters/loop_http.py, over aiohttp): connections kept and
+dropped, every way an HTTP answer can be framed, proxies, TLS, and documents that change while
+they are sent.
 
-The SendJob tests in test_faxde_client.py run this path too (the ``send`` fixture); these are
-what only it has. The odd answers come from a small asyncio server on loopback that answers
+The tests in test_faxde_client.py run this path too; these are what only it has. The odd answers come from a small asyncio server on loopback that answers
 each request with prepared bytes; everything else from the simulator.
 """
 
@@ -64,13 +64,13 @@ def test_one_connection_carries_one_send_after_another(simulator: Simulator, tmp
 
     async def five() -> list[int]:
         try:
-            return [(await client.send_job_on_loop(fax(letter))).faxde_job_id for letter in letters]
+            return [(await client.send_job(fax(letter))).faxde_job_id for letter in letters]
         finally:
-            client.close()
+            await client.close()
 
     ids = on_loop(five)
     assert len(set(ids)) == 5 and len(simulator.calls_for("SendJob")) == 5
-    assert client._loop_http.opened == 1
+    assert client._http.opened == 1
 
 
 class Canned:
@@ -115,8 +115,17 @@ class Canned:
             writer.close()
 
 
-def http(timeout: float = 2.0, ca_bundle: str | None = None) -> Callable[[str], LoopHTTP]:
-    return lambda url: LoopHTTP(url, connect_timeout=1.0, read_timeout=timeout, ca_bundle=ca_bundle)
+def http(timeout: float = 2.0, ca_bundle: str | None = None, proxy: str | None = None) -> Callable[[str], LoopHTTP]:
+    tls = ssl.create_default_context(cafile=ca_bundle)
+    return lambda url: LoopHTTP(url, connect_timeout=1.0, read_timeout=timeout, tls=tls, proxy=proxy)
+
+
+def idle(client: LoopHTTP) -> list[Any]:
+    """The connections waiting in the pool for the next call, still open."""
+    connector = client._session.connector if client._session is not None else None
+    if connector is None:
+        return []
+    return [proto for conns in connector._conns.values() for proto, _ in conns if proto.is_connected()]
 
 
 async def post(client: LoopHTTP, body: bytes = b"<x/>") -> Any:
@@ -138,12 +147,12 @@ def test_a_connection_the_server_closed_while_idle_is_not_written_into() -> None
             assert (await post(client)).content == b"<one/>"
             await asyncio.sleep(0)  # let the loop see the server's FIN, as any busy loop has
             for _ in range(100):
-                if client._idle and client._idle[0].reader.at_eof():
+                if not idle(client):
                     break
                 await asyncio.sleep(0.01)
             assert (await post(client)).content == b"<two/>"
             assert client.opened == 2 and server.connections == 2
-            client.close()
+            await client.close()
 
     on_loop(main)
 
@@ -164,11 +173,11 @@ def test_every_framing_of_an_answer_is_read_whole(answer: bytes, content: bytes,
             client = http()(url)
             got = await post(client, b"<request/>")
             assert got.content == content
-            assert len(client._idle) == (1 if kept else 0)
+            assert len(idle(client)) == (1 if kept else 0)
             assert server.requests[0].endswith(b"\r\n\r\n<request/>")
             assert b"POST /soap HTTP/1.1\r\nHost: 127.0.0.1:" in server.requests[0]
             assert b"\r\nAccept-Encoding: identity\r\n" in server.requests[0]
-            client.close()
+            await client.close()
 
     on_loop(main)
 
@@ -187,7 +196,8 @@ def test_a_broken_answer_may_have_been_sent(answer: bytes, what: str) -> None:
             with pytest.raises(HTTPFailure) as err:
                 await post(client)
             assert err.value.maybe_sent and what in str(err.value)
-            assert client._idle == []
+            assert idle(client) == []
+            await client.close()
 
     on_loop(main)
 
@@ -199,6 +209,46 @@ def test_a_server_that_never_answers_times_out_as_maybe_sent() -> None:
             with pytest.raises(HTTPFailure) as err:
                 await post(client)
             assert err.value.maybe_sent and "no answer within 0.2 s" in str(err.value)
+            await client.close()
+
+    on_loop(main)
+
+
+def test_a_server_that_stops_taking_the_body_times_out_as_maybe_sent() -> None:
+    # aiohttp times only the answer; a server that stops reading a large body must not hold the
+    # call for ever. The socket buffers fill, then no block goes out within the read timeout.
+    async def main() -> None:
+        done = asyncio.Event()
+
+        async def deaf(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            await done.wait()  # reads nothing more, answers nothing
+            writer.close()
+            await writer.wait_closed()
+
+
+        server = await asyncio.start_server(deaf, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        client = http(timeout=0.3)(f"http://127.0.0.1:{port}/soap")
+        size, block = 256 * 1024 * 1024, b"x" * (256 * 1024)
+        sent = 0
+
+        async def body():
+            nonlocal sent
+            while sent < size:
+                sent += len(block)
+                yield block
+
+        try:
+            with pytest.raises(HTTPFailure) as err:
+                await client.post({"Content-Length": str(size)}, body())
+            assert err.value.maybe_sent and "no answer within 0.3 s" in str(err.value)
+            assert sent < size  # it stopped on the way, not after the whole body
+        finally:
+            await client.close()
+            done.set()
+            server.close()
+            await server.wait_closed()
 
     on_loop(main)
 
@@ -220,12 +270,13 @@ def test_https_checks_the_certificate_and_keeps_the_connection(tmp_path: Path) -
             assert (await post(client)).content == b"<one/>"
             assert (await post(client)).content == b"<two/>"
             assert client.opened == 1
-            client.close()
+            await client.close()
         async with Canned([ok()], tls=server_tls) as url:  # a CA this client does not trust
             stranger = http()(url)
             with pytest.raises(HTTPFailure) as err:
                 await post(stranger)
             assert "TLS handshake failed" in str(err.value) and not err.value.maybe_sent
+            await stranger.close()
 
     on_loop(main)
 
@@ -233,26 +284,23 @@ def test_https_checks_the_certificate_and_keeps_the_connection(tmp_path: Path) -
 # -- documents that change under the send --------------------------------------------------------
 
 
-def test_a_document_that_shrinks_while_sent_is_never_taken_by_fax_de(simulator: Simulator, tmp_path: Path) -> None:
+@pytest.mark.parametrize("size", [1_200_000, 200_000], ids=["read-in-a-thread", "read-on-the-loop"])
+def test_a_document_that_shrinks_while_sent_is_never_taken_by_fax_de(simulator: Simulator, tmp_path: Path,
+                                                                     size: int) -> None:
+    # Over 1 MiB the document is read in a worker thread, under it on the loop: either way the
+    # failure is the document's, never an OSError that would pass for a dropped connection.
     big = tmp_path / "big.pdf"
-    big.write_bytes(make_pdf(1) + b"%" * 1_200_000)  # over 1 MiB: read in a worker thread
+    big.write_bytes(make_pdf(1) + b"%" * size)
     client = client_for(simulator, tmp_path)
 
     async def main() -> None:
         body = client._sendjob_body(fax(big))
         big.write_bytes(make_pdf(1))  # replaced by a smaller one after its size was taken
         with pytest.raises(DocumentUnreadable, match="changed size while being sent"):
-            await client._loop_http.post({"Content-Length": str(len(body))}, body.blocks())
-        client.close()
+            await client._http.post({"Content-Length": str(len(body))}, body.blocks())
+        await client.close()
 
     on_loop(main)
-    # …and so does urllib3, where an OSError would have passed for a dropped connection:
-    big.write_bytes(make_pdf(1) + b"%" * 1_200_000)
-    body = client._sendjob_body(fax(big))
-    big.write_bytes(make_pdf(1))
-    with pytest.raises(DocumentUnreadable, match="changed size while being sent"):
-        client._post("SendJob", body, sends_job=True)
-    client.close()
     assert simulator.calls_for("SendJob") == []  # the body was cut short: nothing to process
 
 
@@ -270,24 +318,46 @@ def test_a_vanished_document_fails_its_job_with_the_reason_instead_of_leaving_it
     assert simulator.calls_for("SendJob") == []
 
 
-def test_a_provider_behind_a_proxy_sends_through_it_from_its_threads(simulator: Simulator, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch, pdf: Path) -> None:
-    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # LoopHTTP speaks no proxy
+def test_a_provider_behind_a_proxy_sends_through_it(simulator: Simulator, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch, pdf: Path) -> None:
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
     monkeypatch.setenv("no_proxy", "")
     client = FaxDeClient(account=ACCOUNT, password=PASSWORD, wsdl=str(bundled_wsdl()),
                          endpoint=simulator.url, timeout=2.0, connect_timeout=1.0)
-    assert not client.calls_on_loop
+    assert client.proxy == "http://127.0.0.1:9"
 
     async def main() -> None:
         calls = ProviderCalls(client, concurrency=1)
         try:
-            with pytest.raises(ProviderError):  # nothing listens where the proxy should be
+            with pytest.raises(ProviderError) as err:  # nothing listens where the proxy should be
                 await calls.send_job(fax(pdf))
+            assert "could not connect" in str(err.value) and not err.value.outcome_unknown
         finally:
-            calls.close()
+            await calls.close()
 
     on_loop(main)
     assert simulator.calls_for("SendJob") == []  # not sent around the proxy
+
+
+def test_a_request_through_a_proxy_names_the_whole_url_and_the_proxy_credentials() -> None:
+    # An HTTP proxy is asked for the absolute URL (RFC 9112, 3.2.2) and answers for the server;
+    # credentials in the proxy's URL (https_proxy=http://user:pw@host:port) go as Proxy-Authorization.
+    async def main() -> None:
+        proxy = Canned([ok(b"<through/>"), ok(b"<again/>")])
+        async with proxy as proxy_url:
+            plain = http(proxy=proxy_url.removesuffix("/soap"))("http://fax.example:8080/soap")
+            assert (await post(plain)).content == b"<through/>"
+            await plain.close()
+            with_user = http(proxy=proxy_url.removesuffix("/soap").replace("//", "//faxer:s%3Acret@"))(
+                "http://fax.example:8080/soap")
+            assert (await post(with_user)).content == b"<again/>"
+            await with_user.close()
+        first, second = proxy.requests
+        assert first.startswith(b"POST http://fax.example:8080/soap HTTP/1.1\r\n")
+        assert b"proxy-authorization" not in first.lower()
+        assert b"\r\nProxy-Authorization: Basic ZmF4ZXI6czpjcmV0\r\n" in second  # faxer:s:cret
+
+    on_loop(main)
 
 
 def test_a_document_gone_before_a_reconciling_resend_leaves_the_job_for_the_operator(
@@ -319,11 +389,11 @@ def test_a_large_received_fax_comes_whole_through_the_loop(simulator: Simulator,
 
     async def main() -> Any:
         try:
-            got = await client.request_received_on_loop()
-            await client.delete_received_on_loop(sent.fax_id)
-            return got, await client.request_received_on_loop()
+            got = await client.request_received()
+            await client.delete_received(sent.fax_id)
+            return got, await client.request_received()
         finally:
-            client.close()
+            await client.close()
 
     got, after = on_loop(main)
     assert got.fax_id == sent.fax_id and got.image == image and got.pages == 3

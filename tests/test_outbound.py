@@ -42,7 +42,7 @@ def run(simulator: Simulator, tmp_path: Path, body: Callable[[Outbound], Awaitab
                 return await body(outbound)
             finally:
                 await outbound.stop(5)
-                calls.close()
+                await calls.close()
 
     return asyncio.run(main())
 
@@ -372,7 +372,9 @@ def test_backoff_doubles_up_to_the_cap(attempt: int, expected: float) -> None:
         (0, 4, 1, 4, 12),  # then doubled: 8 s after the last one
         (30, 40, 3, 40, 56),  # capped at max_delay (16 s), never 32
         (0, 0, 0, 30, 30),  # back from a 30 s outage: at once, not initial_delay after the start
-        (0, 48, 1, 50, 55),  # late in the window: half of what is left, not the full 8 s
+        (0, 48, 1, 50, 52.5),  # late in the window: half of what is left, not the full 8 s
+        (0, 50, 1, 56, None),  # the last 5 s are a margin: a re-send must arrive, not only leave
+        (0, 20, 1, 10, None),  # the clock was set back: nobody can tell how long ago it left
         (0, 0, 0, 60, None),  # the window has passed: the operator decides
         (0, 59, 5, 61, None),  # re-sends and restarts do not stretch it
     ],
@@ -385,3 +387,66 @@ def test_reconcile_resends_follow_the_backoff_and_never_the_restart(
 
     settings = OutboundSettings(initial_delay=4, max_delay=16, reconcile_window=60)
     assert next_reconcile_at(Ambiguity(since, last_sent, resends), now, settings) == due
+
+
+def test_a_job_abandoned_in_submitting_is_shown_to_the_operator(tmp_path: Path) -> None:
+    # Review of issue 14: a CLI command killed mid-call (or an answer lost to a full disk) left
+    # a job 'submitting' that nothing looked at until a restart, and nothing flagged it.
+    from faxbridge.outbound import ORPHANED_AFTER, awaiting_operator
+
+    pdf = tmp_path / "a.pdf"
+    pdf.write_bytes(make_pdf(1))
+    with Journal.open(tmp_path / "state") as journal:
+        job, _ = journal.jobs.add(fax(pdf), source="cli", source_ref="x", content_key="k", duplicate_window=0)
+        journal.jobs.begin_submit(job.id)
+        now = journal.jobs.get(job.id).updated_at.timestamp()
+        assert awaiting_operator(journal, 30.0, now + 60) == []
+        assert awaiting_operator(journal, 30.0, now + ORPHANED_AFTER + 1) == [job.id]
+        assert awaiting_operator(journal, 30.0, now + ORPHANED_AFTER + 1, busy={job.id}) == []
+
+
+def test_duplicate_answer_to_a_plain_retry_confirms_the_job(simulator: Simulator, tmp_path: Path, pdf: Path) -> None:
+    # Review of issue 14: an attempt that failed in a way that looked certain (HTTP 500) may still
+    # have reached FAX.de; its -77 to the retry meant "I have it", and the job was 'rejected'.
+    simulator.set_faults(Fault(FaultKind.HTTP_500, operation="SendJob", calls=frozenset({2})))
+
+    async def body(outbound: Outbound) -> JobState:
+        job = await outbound.submit(fax(pdf), source="test", source_ref="b")
+        await outbound.provider.send_job(job.request)  # call 1: FAX.de holds the identical job
+        assert (await outbound.send_now(job.id)).state is JobState.QUEUED  # call 2: HTTP 500
+        return (await outbound.send_now(job.id)).state  # call 3, the retry: -77
+
+    assert run(simulator, tmp_path, body) is JobState.CONFIRMED
+    assert [c.result for c in simulator.calls_for("SendJob")][-1] == -77
+    assert len(simulator.jobs) == 1
+
+
+def test_an_unexpected_failure_during_sendjob_leaves_the_job_unknown_not_rejected(
+    simulator: Simulator, tmp_path: Path, pdf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Review of issue 14: the request may have left before a bug struck; 'rejected' told the sender
+    # to send it again while FAX.de was sending it.
+    calls = {"n": 0}
+    real = FaxDeClient.send_job
+
+    async def flaky(self: FaxDeClient, request: SendRequest) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            await real(self, request)  # it reached FAX.de …
+            raise RuntimeError("a bug after the answer")  # … and then something broke
+        return await real(self, request)
+
+    monkeypatch.setattr(FaxDeClient, "send_job", flaky)
+
+    async def body(outbound: Outbound) -> JobState:
+        job = await outbound.submit(fax(pdf), source="test", source_ref="c")
+        assert (await outbound.send_now(job.id)).state is JobState.UNKNOWN
+        for _ in range(300):
+            state = outbound.journal.jobs.get(job.id).state
+            if state.is_final:
+                return state
+            await asyncio.sleep(0.01)
+        return outbound.journal.jobs.get(job.id).state
+
+    assert run(simulator, tmp_path, body) is JobState.CONFIRMED  # reconciled: -77
+    assert len(simulator.jobs) == 1

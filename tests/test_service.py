@@ -170,6 +170,35 @@ def test_metrics_parse_as_prometheus_text_and_move_with_jobs(make_config, simula
     assert get(f"http://127.0.0.1:{port}/nope")[0] == 404
 
 
+def test_metrics_keep_every_digit(make_config, run_daemon) -> None:
+    # Values were once formatted with {:g}: the start time read 1.79639e+09 (up to half an hour
+    # off) and any counter past 999 999 was rounded to six digits.
+    port = free_port()
+    daemon = run_daemon(make_config(metrics={"listen": f"127.0.0.1:{port}"}))
+
+    async def count_many() -> None:
+        daemon.services.calls.stats.calls["JobStatus", "ok"] = 1_234_567
+
+    daemon.call(count_many)  # on the daemon's loop, where the calls are counted
+    found = samples(get(f"http://127.0.0.1:{port}/metrics")[1])
+    assert found["faxbridge_start_time_seconds", ()] == daemon.daemon.started_at
+    assert found["faxbridge_provider_calls_total", (("operation", "JobStatus"), ("outcome", "ok"))] == 1_234_567
+
+
+def test_the_status_server_answers_only_its_routes(make_config, run_daemon) -> None:
+    port = free_port()
+    run_daemon(make_config(metrics={"listen": f"127.0.0.1:{port}"}))
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/healthz", data=b"x", method="POST")
+    try:
+        urllib.request.urlopen(request, timeout=10)
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 405
+    else:
+        raise AssertionError("POST /healthz was answered")
+    status, body = get(f"http://127.0.0.1:{port}/metrics")
+    assert status == 200 and "# TYPE faxbridge_provider_call_duration_seconds histogram" in body
+
+
 def test_healthz_and_the_health_command_report_a_paused_account(make_config, simulator, run_daemon, tmp_path, pdf) -> None:
     port = free_port()
     config = make_config(metrics={"listen": f"127.0.0.1:{port}"})

@@ -275,3 +275,31 @@ def test_the_spool_waits_while_mails_arrive_but_not_for_long(start_rig, relay, m
     monkeypatch.setattr(smtp, "PROCESS_DEFER", 1.0)
     rig.send(mail(subject="second", body="Zweites Fax.\n"), [FAX])
     assert [r["state"] for r in rig.wait_processed(2)] == ["processed", "processed"]
+
+
+REPLY_BODY = (
+    "Bitte rufen Sie mich zurück.\n"
+    "\n"
+    "-- \n"
+    "Alice Example\n"
+    "ACME GmbH\n"
+    "\n"
+    "Am 03.03.2025 um 10:00 schrieb Bob <bob@example.com>:\n"
+    "> Wann passt es Ihnen?\n"
+)
+
+
+def test_the_note_leaves_out_signature_and_quoted_reply(start_rig, relay) -> None:
+    rig = start_rig(relay.port)
+    rig.send(mail(body=REPLY_BODY), [FAX])
+    rig.wait_final(1)
+    [call] = rig.simulator.calls_for("SendJob")
+    assert call.params["SendText"] == "Bitte rufen Sie mich zurück."
+
+
+def test_with_trim_body_off_the_whole_body_is_faxed_delimiter_and_all(start_rig, relay) -> None:
+    rig = start_rig(relay.port, trim_body=False, body="cover")
+    rig.send(mail(body=REPLY_BODY), [FAX])
+    rig.wait_final(1)
+    [call] = rig.simulator.calls_for("SendJob")
+    assert call.params["SendText"] == REPLY_BODY.rstrip("\n")  # "-- " keeps its blank

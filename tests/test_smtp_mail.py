@@ -90,7 +90,7 @@ def test_format_flowed_text_is_joined(tmp_path) -> None:
     assert part.request.text == "Ein langer Satz."
 
 
-def test_signature_parts_and_inline_images_are_left_out_but_png_attachments_refused(tmp_path) -> None:
+def test_signature_parts_and_inline_images_are_left_out_but_png_attachments_converted(tmp_path) -> None:
     pdf = make_pdf(1)
     data = raw_mail(
         "Content-Type: text/plain\r\n\r\nHallo",
@@ -107,19 +107,19 @@ def test_signature_parts_and_inline_images_are_left_out_but_png_attachments_refu
         "Content-Type: text/plain\r\n\r\nHallo",
         "Content-Type: image/png\r\nContent-Disposition: attachment; filename=foto.png\r\n\r\nPNG",
     )
-    refused = plan(attached_png, tmp_path)
+    refused = plan(attached_png, tmp_path)  # attached, so converted: "PNG" is no image
     assert refused.parts == ()
-    assert refused.problems == ((FAX.address, "foto.png: this type cannot be faxed; FAX.de takes PDF,"
-                                 " TIF, BMP, HTML, DOC and XLS files"),)
+    assert refused.problems == ((FAX.address, "foto.png: not an image faxbridge can read (damaged, or another"
+                                 " type)"),)
 
 
 @pytest.mark.parametrize(
     ("part", "problem"),
     [
-        ("Content-Type: application/ms-tnef; name=winmail.dat\r\n\r\nx", "winmail.dat cannot be faxed"),
+        ("Content-Type: application/ms-tnef; name=winmail.dat\r\n\r\nx", "winmail.dat"),
         ("Content-Type: message/rfc822\r\n\r\nSubject: fwd\r\n\r\nhi", "forwarded-message-1.eml: this type"),
         ("Content-Type: application/pdf; name=fake.pdf\r\n\r\nnot a pdf", "fake.pdf: named .pdf but is text"),
-        ("Content-Type: application/octet-stream; name=a.docx\r\n\r\nPK", "a.docx: this type cannot"),
+        ("Content-Type: application/octet-stream; name=a.zip\r\n\r\nPK", "a.zip: this type cannot"),
     ],
 )
 def test_attachments_that_are_not_documents_refuse_the_fax(tmp_path, part: str, problem: str) -> None:
@@ -180,20 +180,32 @@ def test_a_mail_with_nothing_to_fax_is_refused(tmp_path) -> None:
     )
 
 
+REPLY = "Gern, bis morgen.\n\nAm 03.03.2025 um 10:00 schrieb Bob <bob@example.com>:\n> Passt 10 Uhr?"
+
+
 @pytest.mark.parametrize(
-    ("body", "documents", "mode", "text"),
+    ("body", "documents", "mode", "trim", "text"),
     [
-        ("Hallo\n-- \nAlice", True, BodyMode.AUTO, "Hallo\n-- \nAlice"),
-        ("-- \nAlice", True, BodyMode.AUTO, ""),
-        ("-- \nAlice", False, BodyMode.AUTO, "-- \nAlice"),
-        ("-- \nAlice", True, BodyMode.COVER, "-- \nAlice"),
-        ("Hallo", True, BodyMode.IGNORE, ""),
-        ("Hallo", False, BodyMode.IGNORE, ""),
-        ("", False, BodyMode.AUTO, ""),
+        ("Hallo\n-- \nAlice", True, BodyMode.AUTO, True, "Hallo"),
+        ("Hallo\n-- \nAlice", True, BodyMode.AUTO, False, "Hallo\n-- \nAlice"),  # the blank kept
+        ("-- \nAlice", True, BodyMode.AUTO, True, ""),
+        ("-- \nAlice", True, BodyMode.AUTO, False, ""),
+        ("-- \nAlice", False, BodyMode.AUTO, True, ""),  # then refused: nothing to fax
+        ("-- \nAlice", False, BodyMode.AUTO, False, "-- \nAlice"),
+        ("-- \nAlice", True, BodyMode.COVER, True, ""),
+        ("-- \nAlice", True, BodyMode.COVER, False, "-- \nAlice"),
+        ("Hallo\n-- \nAlice", True, BodyMode.COVER, True, "Hallo"),
+        (REPLY, True, BodyMode.AUTO, True, "Gern, bis morgen."),
+        (REPLY, True, BodyMode.AUTO, False, REPLY),
+        (REPLY + "\n-- \nAlice", False, BodyMode.COVER, True, "Gern, bis morgen."),
+        ("Am 03.03.2025 um 10:00 schrieb Bob:\n> Passt 10 Uhr?", True, BodyMode.AUTO, True, ""),
+        ("Hallo", True, BodyMode.IGNORE, True, ""),
+        ("Hallo", False, BodyMode.IGNORE, False, ""),
+        ("", False, BodyMode.AUTO, True, ""),
     ],
 )
-def test_fax_text_by_body_mode(body: str, documents: bool, mode: BodyMode, text: str) -> None:
-    assert fax_text(body, documents, mode) == text
+def test_fax_text_by_body_mode(body: str, documents: bool, mode: BodyMode, trim: bool, text: str) -> None:
+    assert fax_text(body, documents, mode, trim=trim) == text
 
 
 @pytest.mark.parametrize(
@@ -238,3 +250,44 @@ def test_send_at(value: str, expected: dt.datetime | None) -> None:
 def test_send_at_refuses_what_it_cannot_read_or_is_too_far(value: str) -> None:
     with pytest.raises(ValueError):
         parse_send_at(value, UTC, now=NOW)
+
+
+def test_a_photo_sent_inline_by_a_phone_is_faxed_but_a_cid_logo_is_not(tmp_path) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    photo = io.BytesIO()
+    Image.effect_noise((700, 900), 60).convert("RGB").save(photo, format="JPEG", quality=95)
+    assert len(photo.getvalue()) >= 100_000
+    b64photo = base64.b64encode(photo.getvalue()).decode()
+    data = raw_mail(
+        "Content-Type: text/html\r\n\r\n<p>Logo: <img src=\"cid:big@x\"></p>",
+        "Content-Type: image/jpeg\r\nContent-Disposition: inline; filename=IMG_0001.jpeg\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\n" + b64photo,
+        "Content-Type: image/jpeg\r\nContent-ID: <big@x>\r\nContent-Disposition: inline; filename=logo.jpeg\r\n"
+        "Content-Transfer-Encoding: base64\r\n\r\n" + b64photo,
+    )
+    result = plan(data, tmp_path)
+    [part] = result.parts
+    assert [d.filename for d in part.request.documents] == ["IMG_0001.pdf"]
+    assert any("logo.jpeg" in n for n in result.notes)
+
+
+def test_attachments_without_a_file_name_are_converted_by_their_content_type(tmp_path) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    photo = io.BytesIO()
+    Image.new("RGB", (300, 400), "red").save(photo, format="JPEG")
+    data = raw_mail(
+        "Content-Type: text/plain\r\n\r\nHallo",
+        "Content-Type: image/jpeg\r\nContent-Disposition: attachment\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.b64encode(photo.getvalue()).decode(),
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Disposition: attachment\r\n\r\nGrüße",
+    )
+    [part] = plan(data, tmp_path).parts
+    assert [d.filename for d in part.request.documents] == ["attachment-1.pdf", "attachment-2.pdf"]

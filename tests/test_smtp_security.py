@@ -13,8 +13,11 @@ import time
 
 import pytest
 
-from faxbridge.adapters.smtp_auth import hash_password
+from faxbridge.adapters import smtp_auth
+from faxbridge.adapters.smtp_auth import LoginFailures, hash_password
 from faxbridge.errors import JournalError
+from faxbridge.journal import Journal
+from faxbridge.journal.logins import LoginFailuresTable
 
 from conftest import wait_until
 from test_smtp_support import (  # noqa: F401 (fixtures)
@@ -93,14 +96,20 @@ def test_oversize_mail_is_refused_with_552_by_size_and_by_data(start_rig, relay)
     big = mail(body=("x" * 70 + "\n") * 90)
     with pytest.raises(smtplib.SMTPSenderRefused) as refused:  # SIZE= announced at MAIL
         rig.send(big, [FAX])
-    assert refused.value.smtp_code == 552
+    assert (refused.value.smtp_code, refused.value.smtp_error) == (
+        552, b"5.3.4 Message too big: at most 4000 bytes")
     with _session(rig) as client:  # a client that does not announce the size
         client.mail(SENDER)
         client.rcpt(FAX)
         code, text = client.data(wire(big))
-        assert (code, text) == (552, b"Error: Too much mail data")
-    assert rig.simulator.calls_for("SendJob") == []
-    assert rig.mail_rows() == []
+        assert (code, text) == (552, b"5.3.4 Message too big: at most 4000 bytes")
+        # The session goes on: the next mail, within the limit, is accepted.
+        client.rset()
+        client.mail(SENDER)
+        client.rcpt(FAX)
+        assert client.data(wire(mail()))[0] == 250
+    rig.wait_final(1)
+    assert len(rig.simulator.calls_for("SendJob")) == 1  # only the small one
 
 
 def test_connections_over_the_limit_are_greeted_with_421(start_rig, relay) -> None:
@@ -219,3 +228,54 @@ def test_auth_is_offered_and_accepted_only_after_starttls(tls_rig, relay, caplog
     for secret in secrets_:
         assert secret not in caplog.text
     assert "AUTH failed for user 'bob'" in caplog.text
+
+
+def test_login_failures_are_journaled_and_read_back_within_their_window(tmp_path) -> None:
+    now = [1_700_000_000.0]
+    journal = Journal.open(tmp_path / "state", clock=lambda: now[0])
+    table = LoginFailuresTable(journal)
+    journal.register_table(table)
+    failures = LoginFailures(limit=3, window=60, clock=journal.clock, store=table)
+    for _ in range(3):
+        failures.record("192.0.2.7")
+        now[0] += 1
+    failures.record("198.51.100.1")
+    assert failures.blocked("192.0.2.7") and not failures.blocked("198.51.100.1")
+    journal.close()
+
+    journal = Journal.open(tmp_path / "state", clock=lambda: now[0])  # a restart
+    table = LoginFailuresTable(journal)
+    journal.register_table(table)
+    again = LoginFailures(limit=3, window=60, clock=journal.clock, store=table)
+    assert again.blocked("192.0.2.7") and not again.blocked("198.51.100.1")
+    now[0] += 58  # two failures leave the window: 1 of 3 left
+    assert not LoginFailures(limit=3, window=60, clock=journal.clock, store=table).blocked("192.0.2.7")
+    again.record("203.0.113.9")  # forgets what is older than the window
+    rows = journal.query("SELECT address FROM smtp_login_failures ORDER BY failed_at")
+    assert [r["address"] for r in rows] == ["192.0.2.7", "192.0.2.7", "198.51.100.1", "203.0.113.9"]
+    journal.close()
+
+
+def test_an_auth_lockout_survives_a_restart_of_the_daemon(tmp_path, start_rig, relay, monkeypatch) -> None:
+    monkeypatch.setattr(smtp_auth, "FAILURE_DELAY", 0.0)  # the lockout is the point here, not the delay
+    cert, key = self_signed_cert(tmp_path)
+    settings = {"tls": {"cert": str(cert), "key": str(key)},
+                "auth": {"users": {"bob": hash_password(AUTH_PASSWORD, rounds=1000)}}}
+    rig = start_rig(relay.port, **settings)
+
+    def login(password: str) -> int:
+        """One AUTH PLAIN attempt (smtplib's login() would try each mechanism in turn)."""
+        with _session(rig) as client:
+            client.starttls(context=insecure_client_context())
+            client.ehlo("office.example.com")
+            blob = base64.b64encode(f"\0bob\0{password}".encode()).decode()
+            return client.docmd("AUTH", f"PLAIN {blob}")[0]
+
+    assert login(AUTH_PASSWORD) == 235
+    codes = [login(f"guess-{n}") for n in range(smtp_auth.MAX_FAILURES)]
+    assert codes == [535] * smtp_auth.MAX_FAILURES
+    assert login(AUTH_PASSWORD) == 454  # locked out: not even checked
+    rig.daemon.stop()
+    rig = start_rig(relay.port, **settings)  # the same state_dir
+    assert login(AUTH_PASSWORD) == 454  # still locked out after the restart
+    assert rig.simulator.calls_for("SendJob") == []

@@ -14,7 +14,10 @@ from faxbridge.adapters.smtp_text import (
     ascii_line,
     has_real_text,
     html_to_text,
+    normalize_text,
+    note_text,
     safe_filename,
+    strip_quoted_reply,
     strip_signature,
     unflow,
 )
@@ -75,6 +78,62 @@ def test_signatures(body: str, above: str, real: bool) -> None:
 )
 def test_unflow(flowed: str, delsp: bool, text: str) -> None:
     assert unflow(flowed, delsp=delsp) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "normalized"),
+    [
+        ("Hallo\n-- \nAlice", "Hallo\n-- \nAlice"),  # RFC 3676's delimiter keeps its blank
+        ("Hallo\r\n-- \r\nAlice\r\n", "Hallo\n-- \nAlice"),
+        ("Hallo\n--  \t\nAlice", "Hallo\n-- \nAlice"),  # blanks after "--": the delimiter
+        ("Hallo\n--\nAlice", "Hallo\n--\nAlice"),  # without one it stays as written
+        ("a  \n\n\n\nb\t\n\n", "a\n\nb"),
+        ("x -- \ny", "x --\ny"),  # only a line of its own is a delimiter
+    ],
+)
+def test_normalize_text_keeps_the_signature_delimiter(text: str, normalized: str) -> None:
+    assert normalize_text(text) == normalized
+
+
+GMAIL_WRAPPED = "On Mon, 3 Mar 2025 at 10:00, Bob Example <bob@example.com>\nwrote:"
+
+
+@pytest.mark.parametrize(
+    ("body", "note"),
+    [
+        # Attribution lines followed by nothing but the quote: cut.
+        ("Ja, passt.\n\nOn Mon, Mar 3, 2025 at 10:00 AM Bob <bob@example.com> wrote:\n> 10 Uhr?\n>\n> Bob",
+         "Ja, passt."),
+        (f"Ja, passt.\n\n{GMAIL_WRAPPED}\n\n> 10 Uhr?", "Ja, passt."),
+        ("Ja.\nAm 03.03.25 um 10:00 schrieb Bob:\n> 10 Uhr?", "Ja."),
+        ("Ja.\n\nAm Mo., 3. März 2025 um 10:00 Uhr schrieb Bob Example <bob@example.com>:\n\n> 10 Uhr?", "Ja."),
+        ("Oui.\n\nLe lun. 3 mars 2025 à 10:00, Bob <bob@example.com> a écrit :\n> 10 h ?", "Oui."),
+        ("Ja.\n\nam 3.3. schrieb bob:\n> > tief zitiert\n>  eins", "Ja."),
+        # Outlook: everything below its separator is the earlier mail, quoted or not.
+        ("Anbei.\n\n-----Original Message-----\nFrom: Bob\nSent: Monday\n\nBitte schicken.", "Anbei."),
+        ("Anbei.\n\n-----Ursprüngliche Nachricht-----\nVon: Bob\nGesendet: Montag\n\nBitte.", "Anbei."),
+        ("Anbei.\n\n________________________________\nVon: Bob <bob@example.com>\nGesendet: Montag", "Anbei."),
+        # The signature goes too, above or below the quote.
+        ("Ja.\n-- \nAlice\n\nOn Monday Bob wrote:\n> 10?", "Ja."),
+        ("Ja.\n\nOn Monday Bob wrote:\n> 10?\n> -- \n> Bob", "Ja."),
+        # Kept: an answer below the quote (bottom posting, inline replies) and look-alikes.
+        ("On Monday Bob wrote:\n> 10 Uhr?\n\nJa, passt.\n-- \nAlice", "On Monday Bob wrote:\n> 10 Uhr?\n\nJa, passt."),
+        ("Bob wrote:\n> a\nmeine Antwort", "Bob wrote:\n> a\nmeine Antwort"),
+        ("On Monday Bob wrote: see below\n> a", "On Monday Bob wrote: see below\n> a"),
+        ("On Monday Bob wrote:\nno quote follows", "On Monday Bob wrote:\nno quote follows"),
+        ("Preis -----\nOriginal-Angebot", "Preis -----\nOriginal-Angebot"),
+        ("Summe:\n________________________________\n42 EUR", "Summe:\n________________________________\n42 EUR"),
+        ("> nur ein Zitat", "> nur ein Zitat"),
+        ("", ""),
+    ],
+)
+def test_note_text_leaves_out_quoted_replies_and_signatures(body: str, note: str) -> None:
+    assert note_text(body) == note
+
+
+def test_a_long_body_is_searched_for_quotes_in_linear_time() -> None:
+    body = "Am " + "x " * 50_000 + "\n" + "Zeile\n" * 50_000 + "On Monday Bob wrote:\n> q"
+    assert strip_quoted_reply(body).endswith("Zeile")
 
 
 @pytest.mark.parametrize(

@@ -1,34 +1,35 @@
-"""HTTP/1.1 POSTs on the event loop: keep-alive connections, a streamed body, the answer read whole.
+"""FAX.de's HTTP on the event loop, through aiohttp: POSTs to one URL, answers as plain values.
 
-The daemon calls FAX.de from here rather than from urllib3 in worker threads: a 100 KB SendJob
-spent more CPU handing the GIL between the loop and four sender threads (futex calls, ~370 a
-job) than on the HTTP itself, and the daemon as a whole is bound by one CPU (bench.throughput:
-4.7 → 2.1–2.6 ms of CPU a job). Only what a SOAP client needs: POST with a Content-Length,
-answers with a Content-Length, chunked or until close; no redirects, no proxies (with a proxy
-configured, the client stays on urllib3).
+One aiohttp session per event loop keeps connections alive between calls, streams a request body
+from an async iterable (the SendJob splice) with an exact Content-Length, goes through an HTTP
+proxy where the environment names one, and turns every failure into ``HTTPFailure`` saying
+whether the server may have the request — the question a SendJob's "maybe sent" hangs on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import ssl
-import time
 import urllib.parse
 import zlib
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from dataclasses import dataclass
+from types import SimpleNamespace
 
-from requests.structures import CaseInsensitiveDict
+import aiohttp
 
 # An answer larger than this is refused rather than held in memory: a received fax of a few
 # hundred pages is ~30 MB of base64; nothing FAX.de sends comes near.
 MAX_ANSWER = 256 * 1024 * 1024
-_MAX_HEADERS = 100
 # A connection idle for longer is not reused: a server closing an idle connection just as a
 # request goes out would leave that request's fate unknown (for a SendJob: "maybe sent"). Common
 # servers keep idle connections 5 s (Apache) to 120 s (IIS); 4 s stays under both, and a new
 # connection costs a handshake, never a fax.
 IDLE_REUSE_SECONDS = 4.0
+# Content codings an answer may come in though none was asked for (a proxy may compress), with
+# zlib's window bits for each; anything else is refused rather than handed to zeep as XML.
+_DECODED = {"identity": 0, "gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
 class HTTPFailure(Exception):
@@ -45,228 +46,219 @@ class Answer:
     """The little of an HTTP response that zeep's ``process_reply`` reads."""
 
     status_code: int
-    headers: CaseInsensitiveDict[str]
+    headers: Mapping[str, str]
     content: bytes
-
-
-class _Connection:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.idle_since = time.monotonic()
-
-    def usable(self) -> bool:
-        # The server closed it, or sent something nobody asked for: never write into that.
-        return (not self.writer.is_closing() and not self.reader.at_eof()
-                and not self.reader._buffer  # type: ignore[attr-defined]  # no public way to ask
-                and time.monotonic() - self.idle_since < IDLE_REUSE_SECONDS)
-
-    def close(self) -> None:
-        try:
-            self.writer.close()
-        except RuntimeError:  # its loop is closed and can no longer close it: close the socket
-            sock = self.writer.transport.get_extra_info("socket")
-            if sock is not None:
-                sock._sock.close()  # noqa: SLF001 — asyncio's wrapper refuses close()
+    encoding: str | None = None
 
 
 class LoopHTTP:
-    """POSTs to one URL from the running event loop. Not thread-safe: one loop uses it."""
+    """POSTs to one URL from the running event loop. Not thread-safe: one loop uses it at a time.
+
+    ``close()`` must be awaited on the loop that made the calls (as with any aiohttp session);
+    the next call after it opens a new session.
+    """
 
     def __init__(self, url: str, *, connect_timeout: float, read_timeout: float,
-                 ca_bundle: str | None = None, keep: int = 8) -> None:
+                 tls: ssl.SSLContext | None = None, proxy: str | None = None, keep: int = 8) -> None:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {url}")
-        self.host = parts.hostname
-        self.port = parts.port or (443 if parts.scheme == "https" else 80)
-        self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        default_port = self.port == (443 if parts.scheme == "https" else 80)
-        self.host_header = parts.hostname if default_port else f"{parts.hostname}:{self.port}"
-        if ":" in self.host and not self.host.startswith("["):  # IPv6 literal
-            self.host_header = f"[{self.host}]" + ("" if default_port else f":{self.port}")
-        self.tls = ssl.create_default_context(cafile=ca_bundle) if parts.scheme == "https" else None
+        self.url = url
+        self.proxy, credentials = _proxy_and_credentials(proxy)
+        # The proxy reads its credentials from the CONNECT request of an HTTPS tunnel, and from
+        # the request itself for plain HTTP (aiohttp sends proxy_headers with CONNECT only).
+        self._tunnel_headers = credentials if parts.scheme == "https" else None
+        self._request_headers = credentials if parts.scheme == "http" else None
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        self._tls = tls
         self._keep = keep
-        self._idle: list[_Connection] = []
+        self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.opened = 0  # connections opened so far (tests check reuse with it)
 
-    async def post(self, headers: dict[str, str], body: AsyncGenerator[bytes, None]) -> Answer:
-        """Send ``body`` (exactly ``headers['Content-Length']`` bytes) and read the answer."""
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # idle connections of an earlier loop cannot serve this one
-            self._close_idle()
-            self._loop = loop
-        connection: _Connection | None = None
-        reusable = False
+    async def post(self, headers: dict[str, str], body: bytes | AsyncIterable[bytes]) -> Answer:
+        """Send ``body`` (exactly ``headers['Content-Length']`` bytes) and read the answer whole."""
+        session = self._session_on_this_loop()
+        if self._request_headers:
+            headers = {**headers, **self._request_headers}
+        watched = _Watched(body, self.read_timeout) if not isinstance(body, bytes) else None
         try:
-            connection = await self._connection()
-            answer, reusable = await self._exchange(connection, headers, body)
-            return answer
+            # The write side's deadline: aiohttp times only the answer (sock_read, pushed back
+            # whenever bytes arrive), so a server that stops taking a large body would hold the
+            # call for ever. ``_Watched`` pushes this one back whenever a block has gone out.
+            async with asyncio.timeout(None) as deadline:
+                if watched is not None:
+                    watched.deadline = deadline
+                async with session.post(self.url, data=watched if watched is not None else body,
+                                        headers=headers, proxy=self.proxy, proxy_headers=self._tunnel_headers,
+                                        allow_redirects=False) as response:
+                    try:
+                        return await _read_answer(response)
+                    except HTTPFailure:
+                        # A connection that carried a broken answer is not reused. It may be
+                        # back in the pool already (an answer read to its end releases it, and
+                        # a small one is read with its head): close its transport, which the
+                        # pool then drops.
+                        protocol = getattr(response, "_protocol", None)
+                        response.close()
+                        if protocol is not None:
+                            protocol.close()
+                        raise
+        except HTTPFailure:
+            raise
+        except BaseException as exc:
+            if watched is not None and watched.failure is not None:
+                raise watched.failure from None  # the body itself failed: its reason, not the socket's
+            failure = _classify(exc, self.read_timeout)
+            if failure is None:
+                raise
+            raise failure from None
         finally:
-            await body.aclose()  # a body cut short closes its files now, not at collection
-            if connection is not None and reusable and len(self._idle) < self._keep:
-                connection.idle_since = time.monotonic()
-                self._idle.append(connection)
-            elif connection is not None:
-                connection.close()
+            if watched is not None:
+                await watched.close()
 
-    def close(self) -> None:
-        """Close the idle connections; from any thread (a call in flight closes its own)."""
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            self._close_idle()
-            return
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._close_idle()
-        else:
-            try:
-                loop.call_soon_threadsafe(self._close_idle)
-            except RuntimeError:  # closed meanwhile
-                self._close_idle()
+    async def close(self) -> None:
+        """Close the pooled connections (on the loop that used them)."""
+        session, self._session, self._loop = self._session, None, None
+        if session is not None:
+            await session.close()
 
-    def _close_idle(self) -> None:
-        while self._idle:
-            self._idle.pop().close()
+    def _session_on_this_loop(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is not None and self._loop is loop and not self._session.closed:
+            return self._session
+        if self._session is not None:  # left open on an earlier loop: its sockets cannot serve this one
+            _abandon(self._session)
+        tracing = aiohttp.TraceConfig()
+        tracing.on_connection_create_end.append(self._count_connection)
+        connector = aiohttp.TCPConnector(
+            limit=self._keep, keepalive_timeout=IDLE_REUSE_SECONDS,
+            ssl=self._tls if self._tls is not None else True,  # True: aiohttp's verified default
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector, trace_configs=[tracing],
+            # FAX.de's SOAP service needs no cookies: none are kept.
+            cookie_jar=aiohttp.DummyCookieJar(),
+            # connect: opening the connection (TCP and TLS, or the proxy's tunnel); sock_read:
+            # silence while the answer is awaited and read. No total: a 20 MB SendJob that keeps
+            # flowing may take minutes.
+            timeout=aiohttp.ClientTimeout(total=None, connect=self.connect_timeout, sock_read=self.read_timeout),
+            # Without Accept-Encoding a server may compress the answer (RFC 9110, 12.5.3). What
+            # comes compressed anyway is decoded in _read_answer, where an unknown coding is
+            # refused by name (aiohttp's decoder would need Brotli for one of them).
+            headers={"Accept-Encoding": "identity"}, auto_decompress=False,
+        )
+        self._loop = loop
+        return self._session
 
-    async def _connection(self) -> _Connection:
-        while self._idle:
-            connection = self._idle.pop()
-            if connection.usable():
-                return connection
-            connection.close()
-        try:
-            async with asyncio.timeout(self.connect_timeout):
-                reader, writer = await asyncio.open_connection(
-                    self.host, self.port, ssl=self.tls,
-                    server_hostname=self.host if self.tls else None, limit=1 << 16,
-                )
-        except ssl.SSLError as exc:
-            raise HTTPFailure(f"TLS handshake failed ({exc.reason or type(exc).__name__})",
-                              maybe_sent=False) from None
-        except TimeoutError:
-            raise HTTPFailure("could not connect (timeout)", maybe_sent=False) from None
-        except OSError as exc:
-            raise HTTPFailure(f"could not connect ({exc.strerror or type(exc).__name__})",
-                              maybe_sent=False) from None
+    async def _count_connection(self, session: aiohttp.ClientSession, context: SimpleNamespace,
+                                params: aiohttp.TraceConnectionCreateEndParams) -> None:
         self.opened += 1
-        return _Connection(reader, writer)
 
-    async def _exchange(self, connection: _Connection, headers: dict[str, str],
-                        body: AsyncGenerator[bytes, None]) -> tuple[Answer, bool]:
-        reader, writer = connection.reader, connection.writer
-        # Without Accept-Encoding a server may compress the answer (RFC 9110, 12.5.3).
-        head = [f"POST {self.target} HTTP/1.1", f"Host: {self.host_header}", "Accept-Encoding: identity"]
-        head += [f"{name}: {value}" for name, value in headers.items()]
+
+class _Watched:
+    """A request body passed through block by block; each block sent pushes the deadline back.
+
+    Remembers an exception the body raised (a document that changed while it was read), which
+    aiohttp would otherwise report as a broken connection.
+    """
+
+    def __init__(self, body: AsyncIterable[bytes], read_timeout: float) -> None:
+        self._body = body
+        self._read_timeout = read_timeout
+        self.deadline: asyncio.Timeout | None = None
+        self.failure: BaseException | None = None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
         loop = asyncio.get_running_loop()
         try:
-            # One deadline, pushed back whenever bytes move either way: like a socket timeout,
-            # a large document that keeps flowing never times out, a silent server does.
-            async with asyncio.timeout(self.read_timeout) as deadline:
-                writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"))
-                async for block in body:
-                    writer.write(block)
-                    await writer.drain()
-                    deadline.reschedule(loop.time() + self.read_timeout)
-                await writer.drain()
-                return await _read_answer(reader, deadline, self.read_timeout)
-        except TimeoutError:
-            raise HTTPFailure(f"no answer within {self.read_timeout:g} s", maybe_sent=True) from None
-        except (OSError, asyncio.IncompleteReadError):
-            raise HTTPFailure("connection dropped before the answer", maybe_sent=True) from None
-        except (asyncio.LimitOverrunError, ValueError, zlib.error) as exc:
-            raise HTTPFailure(f"unreadable HTTP answer ({exc})", maybe_sent=True) from None
+            async for block in self._body:
+                if self.deadline is not None:
+                    self.deadline.reschedule(loop.time() + self._read_timeout)
+                yield block
+        except Exception as exc:
+            self.failure = exc
+            raise
+        if self.deadline is not None:  # all written: aiohttp's sock_read times the answer
+            self.deadline.reschedule(None)
+
+    async def close(self) -> None:
+        # A body cut short closes its files now, not at garbage collection.
+        closing = getattr(self._body, "aclose", None)
+        if closing is not None:
+            await closing()
 
 
-async def _read_answer(reader: asyncio.StreamReader, deadline: asyncio.Timeout,
-                       read_timeout: float) -> tuple[Answer, bool]:
-    loop = asyncio.get_running_loop()
-    while True:
-        status_line = await reader.readuntil(b"\r\n")
-        version, _, rest = status_line.decode("latin-1").partition(" ")
-        if not version.startswith("HTTP/1."):
-            raise ValueError("not an HTTP answer")
-        status = int(rest[:3])
-        headers: CaseInsensitiveDict[str] = CaseInsensitiveDict()
-        for _ in range(_MAX_HEADERS):
-            line = await reader.readuntil(b"\r\n")
-            if line == b"\r\n":
-                break
-            name, colon, value = line.decode("latin-1").partition(":")
-            if not colon:
-                raise ValueError("malformed header line")
-            headers[name.strip()] = value.strip()
-        else:
-            raise ValueError("too many header lines")
-        if status >= 200:
-            break  # 1xx (100 Continue) precedes the real answer
-    deadline.reschedule(loop.time() + read_timeout)
-    connection = headers.get("Connection", "").lower()
-    keep_alive = "close" not in connection and (version == "HTTP/1.1" or "keep-alive" in connection)
-    if "chunked" in headers.get("Transfer-Encoding", "").lower():
-        content = await _read_chunked(reader, deadline, read_timeout)
-    elif "Content-Length" in headers:
-        content = await _read_exactly(reader, int(headers["Content-Length"]), deadline, read_timeout)
-    else:  # the answer ends with the connection
-        content = await _read_to_eof(reader, deadline, read_timeout)
-        keep_alive = False
-    encoding = headers.get("Content-Encoding", "identity").lower()
-    if encoding in ("gzip", "x-gzip", "deflate"):  # asked for none, but a proxy may still
-        content = zlib.decompress(content, 16 + zlib.MAX_WBITS if "gzip" in encoding else zlib.MAX_WBITS)
-    elif encoding != "identity":
-        raise ValueError(f"answer in an unknown encoding: {encoding}")
-    return Answer(status, headers, content), keep_alive
-
-
-async def _read_exactly(reader: asyncio.StreamReader, size: int, deadline: asyncio.Timeout,
-                        read_timeout: float) -> bytes:
-    if not 0 <= size <= MAX_ANSWER:
-        raise ValueError(f"answer of {size} bytes")
-    loop = asyncio.get_running_loop()
-    parts: list[bytes] = []
-    left = size
-    while left:
-        part = await reader.read(min(left, 1 << 20))
-        if not part:
-            raise asyncio.IncompleteReadError(b"".join(parts), size)
-        parts.append(part)
-        left -= len(part)
-        deadline.reschedule(loop.time() + read_timeout)
-    return b"".join(parts)
-
-
-async def _read_chunked(reader: asyncio.StreamReader, deadline: asyncio.Timeout,
-                        read_timeout: float) -> bytes:
+async def _read_answer(response: aiohttp.ClientResponse) -> Answer:
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in _DECODED:
+        raise HTTPFailure(f"unreadable HTTP answer (unknown encoding: {encoding})", maybe_sent=True)
+    if response.content_length is not None and response.content_length > MAX_ANSWER:
+        raise HTTPFailure(f"unreadable HTTP answer (answer of {response.content_length} bytes)",
+                          maybe_sent=True)
     parts: list[bytes] = []
     total = 0
-    while True:
-        size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0].strip(), 16)
-        if size == 0:
-            while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers
-                pass
-            return b"".join(parts)
-        total += size
-        if total > MAX_ANSWER:
-            raise ValueError("answer too large")
-        parts.append(await _read_exactly(reader, size, deadline, read_timeout))
-        if await reader.readexactly(2) != b"\r\n":
-            raise ValueError("malformed chunk")
-
-
-async def _read_to_eof(reader: asyncio.StreamReader, deadline: asyncio.Timeout,
-                       read_timeout: float) -> bytes:
-    loop = asyncio.get_running_loop()
-    parts: list[bytes] = []
-    total = 0
-    while part := await reader.read(1 << 20):
-        parts.append(part)
+    async for part in response.content.iter_any():
         total += len(part)
         if total > MAX_ANSWER:
-            raise ValueError("answer too large")
-        deadline.reschedule(loop.time() + read_timeout)
-    return b"".join(parts)
+            raise HTTPFailure("unreadable HTTP answer (answer too large)", maybe_sent=True)
+        parts.append(part)
+    content = b"".join(parts)
+    if _DECODED[encoding]:
+        try:
+            content = zlib.decompress(content, _DECODED[encoding])
+        except zlib.error as exc:
+            raise HTTPFailure(f"unreadable HTTP answer ({exc})", maybe_sent=True) from None
+    return Answer(response.status, response.headers, content)
+
+
+def _classify(exc: BaseException, read_timeout: float) -> HTTPFailure | None:
+    """What a failed POST means: could the server have the request? None: not a transport failure."""
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return HTTPFailure("could not connect (timeout)", maybe_sent=False)
+    if isinstance(exc, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError)):
+        reason = getattr(exc, "certificate_error", None) or getattr(exc, "os_error", None) or exc
+        return HTTPFailure(f"TLS handshake failed ({getattr(reason, 'reason', None) or type(reason).__name__})",
+                           maybe_sent=False)
+    if isinstance(exc, aiohttp.ClientConnectorError):  # refused, unreachable, no such host, the proxy too
+        return HTTPFailure(f"could not connect ({exc.os_error.strerror or type(exc.os_error).__name__})",
+                           maybe_sent=False)
+    if isinstance(exc, aiohttp.ClientHttpProxyError):  # the proxy refused the tunnel: nothing went on
+        return HTTPFailure(f"could not connect (the proxy answered HTTP {exc.status})", maybe_sent=False)
+    if isinstance(exc, TimeoutError):  # aiohttp's sock_read, or the write deadline above
+        return HTTPFailure(f"no answer within {read_timeout:g} s", maybe_sent=True)
+    if isinstance(exc, aiohttp.ClientResponseError):  # not HTTP at all, or malformed
+        return HTTPFailure(f"unreadable HTTP answer ({exc.message})", maybe_sent=True)
+    if isinstance(exc, (aiohttp.ClientError, OSError)):  # reset, closed, truncated
+        return HTTPFailure("connection dropped before the answer", maybe_sent=True)
+    return None
+
+
+def _proxy_and_credentials(proxy: str | None) -> tuple[str | None, dict[str, str] | None]:
+    """The proxy's URL without credentials, and the header that carries them (``http://user:pw@host``)."""
+    if proxy is None:
+        return None, None
+    parts = urllib.parse.urlsplit(proxy)
+    if parts.username is None:
+        return proxy, None
+    netloc = parts.hostname or ""
+    if ":" in netloc:  # an IPv6 literal
+        netloc = f"[{netloc}]"
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    user, password = urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or "")
+    # RFC 7617 Basic, UTF-8 (aiohttp's BasicAuth is deprecated, its successor too new to require).
+    header = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), {"Proxy-Authorization": header}
+
+
+def _abandon(session: aiohttp.ClientSession) -> None:
+    """Drop a session whose loop has ended: close what can still be closed, quietly."""
+    connector = session.connector
+    if connector is None:
+        return
+    try:
+        connector._close(abort_ssl=True)  # the public close() needs its (gone) loop
+    except RuntimeError:  # "Event loop is closed": the transports go with it
+        pass

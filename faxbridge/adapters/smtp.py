@@ -24,14 +24,15 @@ import socket
 import ssl
 import time
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, AnyStr, Final
 
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import MISSING, SMTP
 
 from faxbridge.adapters.relay import Relay, relay_for
 from faxbridge.adapters.reports import fsync_dir, fsync_file, sync_file_system, write_atomically
-from faxbridge.adapters.smtp_auth import Authenticator, install_log_filter
-from faxbridge.adapters.smtp_handler import REPLIES, FaxEnvelope, IncomingMail, SmtpHandler
+from faxbridge.adapters.smtp_auth import Authenticator, LoginFailures, install_log_filter
+from faxbridge.adapters.smtp_data import DataAssembler, Refusal, read_data
+from faxbridge.adapters.smtp_handler import REPLIES, FaxEnvelope, IncomingMail, SmtpHandler, reply
 from faxbridge.adapters.smtp_mail import Addressee, MailPlan, MailSettings, plan_mail
 from faxbridge.adapters.smtp_report import (
     job_report,
@@ -42,6 +43,7 @@ from faxbridge.adapters.smtp_report import (
 from faxbridge.config import HostPort, SmtpConfig
 from faxbridge.crashpoints import crash_point
 from faxbridge.errors import ConfigError, FaxbridgeError, JournalError, NumberError
+from faxbridge.journal.logins import LoginFailuresTable
 from faxbridge.journal.mail import MailsTable, MailState, SpooledMail
 from faxbridge.model import Job, JobType
 from faxbridge.outbound import number_check
@@ -64,6 +66,8 @@ SESSION_IDLE_TIMEOUTS: Final = 10  # a whole SMTP session lasts at most this man
 # half the rate (bench.smtp_rate). A mail is spooled durably either way.
 INTAKE_QUIET: Final = 0.1
 PROCESS_DEFER: Final = 5.0
+# aiosmtpd's own reply to MAIL FROM with SIZE= over data_size_limit, given faxbridge's "too_big" reply.
+_AIOSMTPD_SIZE_REFUSAL: Final = "552 Error: message size exceeds fixed maximum message size"
 
 
 def build(services: Any) -> SmtpEdge | None:
@@ -74,19 +78,24 @@ def build(services: Any) -> SmtpEdge | None:
 
 
 class _FaxSMTP(SMTP):
-    """aiosmtpd's protocol with faxbridge's envelope, counted by the edge for max_connections."""
+    """aiosmtpd's protocol with faxbridge's envelope, counted by the edge for max_connections, and
+    its own DATA reader (smtp_data: bare-LF lines, exact end of data, timeouts)."""
 
     def __init__(self, handler: SmtpHandler, *, edge: SmtpEdge, **kwargs: Any) -> None:
         super().__init__(handler, **kwargs)
         self._edge = edge
         self._deadline: asyncio.TimerHandle | None = None
+        self._session_started = False
+        self._session_left = 0.0  # seconds of the session deadline left while DATA runs
+        self._data_idle: asyncio.Timeout | None = None  # pushed back by every byte during DATA
 
     def _create_envelope(self) -> FaxEnvelope:
         return FaxEnvelope()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._edge._connections.add(self)
-        if self._deadline is None:  # not again after STARTTLS: one session, one deadline
+        if not self._session_started:  # not again after STARTTLS: one session, one deadline
+            self._session_started = True
             # aiosmtpd's idle timeout restarts with every command: a client sending one every
             # minute (RSET, RCPT … up to their limits) would hold a connection slot for a day.
             self._deadline = self.loop.call_later(
@@ -99,13 +108,92 @@ class _FaxSMTP(SMTP):
             self._deadline.cancel()
         super().connection_lost(error)
 
+    def data_received(self, data: bytes) -> None:
+        if self._data_idle is not None and not self._data_idle.expired():
+            self._data_idle.reschedule(self.loop.time() + self._edge.config.idle_timeout)
+        super().data_received(data)
+
+    async def push(self, status: AnyStr) -> None:
+        if status == _AIOSMTPD_SIZE_REFUSAL:  # aiosmtpd's answer to MAIL … SIZE= over the limit
+            await super().push(reply("too_big", self.data_size_limit))
+        else:
+            await super().push(status)
+
     def _session_over(self) -> None:
         log.warning("SMTP session from %s cut off after %.0f s", self.session.peer if self.session else "?",
                     SESSION_IDLE_TIMEOUTS * self._edge.config.idle_timeout)
+        self._hang_up(REPLIES["session_too_long"])
+
+    def _hang_up(self, status: str) -> None:
+        """The reply written without waiting for the client to read it, and the connection closed."""
         if self.transport is not None and not self.transport.is_closing():
             assert isinstance(self.transport, asyncio.WriteTransport)
-            self.transport.write(REPLIES["session_too_long"].encode("ascii") + b"\r\n")
+            self.transport.write(status.encode("ascii") + b"\r\n")
             self.transport.close()
+
+    def _pause_session_clock(self) -> None:
+        """DATA has timeouts of its own (data_timeout, idle_timeout); it does not use up the session's."""
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()  # aiosmtpd's command timeout would cut a long DATA
+        if self._deadline is not None:
+            self._session_left = max(0.0, self._deadline.when() - self.loop.time())
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _resume_session_clock(self) -> None:
+        if self._deadline is None and self.transport is not None and not self.transport.is_closing():
+            self._deadline = self.loop.call_later(self._session_left, self._session_over)
+
+    async def smtp_DATA(self, arg: str | None) -> None:
+        """aiosmtpd's smtp_DATA (1.4) with smtp_data's reader; the checks before 354 are its own."""
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        config = self._edge.config
+        assembler = DataAssembler(size_limit=self.data_size_limit, max_line_chars=self.line_length_limit)
+        self._pause_session_clock()
+        idle = self._data_idle = asyncio.timeout(config.idle_timeout)
+        try:
+            async with asyncio.timeout(config.data_timeout), idle:
+                complete = await read_data(self._reader, assembler)
+        except TimeoutError:
+            stalled = idle.expired()
+            log.warning("SMTP DATA from %s cut off: %s (%d bytes read)",
+                        self.session.peer if self.session else "?",
+                        f"no data for {config.idle_timeout:g} s" if stalled
+                        else f"longer than {config.data_timeout:g} s", assembler.size)
+            self._hang_up(reply("data_idle", f"{config.idle_timeout:g}") if stalled
+                          else reply("data_too_slow", f"{config.data_timeout:g}"))
+            return
+        finally:
+            self._data_idle = None
+        if not complete:  # the client hung up in the middle: nothing to answer, nothing stored
+            if self.transport is not None:
+                self.transport.close()
+            return
+        self._resume_session_clock()
+        if assembler.refusal is Refusal.LINE_TOO_LONG:
+            status = reply("line_too_long", self.line_length_limit)
+        elif assembler.refusal is Refusal.TOO_BIG:
+            status = reply("too_big", self.data_size_limit)
+        else:
+            content = assembler.content()
+            # decode_data is never set: the handler reads the bytes (original_content).
+            self.envelope.content = content
+            self.envelope.original_content = content
+            status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
+        self._reset_timeout()  # the command timeout again, from now
 
 
 class _Refuse(asyncio.Protocol):
@@ -135,8 +223,10 @@ class SmtpEdge:
         self.archive_dir = Path(config.archive_dir)
         self.settings = MailSettings(
             body=config.body,
+            trim_body=config.trim_body,
             multi_recipient=config.multi_recipient,
             limits=services.config.documents.limits(),
+            convert=services.config.convert,
         )
         policy = services.config.numbers.policy()
         authenticator = Authenticator(config.auth.users)
@@ -146,11 +236,15 @@ class SmtpEdge:
             log.warning("smtp.auth has users but smtp.tls is not set: AUTH is offered only after"
                         " STARTTLS, so nobody can log in")
         self.tls_context = _tls_context(config) if config.tls.enabled else None
+        failures_table = LoginFailuresTable(self.journal)
+        self.journal.register_table(failures_table)
         self.handler = SmtpHandler(
             config,
             check_number=number_check(policy),
             store=self._store,
             authenticator=authenticator,
+            # Journaled, so a restart does not hand a guesser a fresh allowance; wall-clock time.
+            login_failures=LoginFailures(clock=self.journal.clock, store=failures_table),
         )
         self.address: HostPort | None = None  # where it listens, once started (port 0 resolved)
         self._connections: set[_FaxSMTP] = set()

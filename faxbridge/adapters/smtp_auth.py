@@ -20,9 +20,14 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from aiosmtpd.smtp import MISSING, SMTP, AuthResult
+
+from faxbridge.errors import JournalError
+
+if TYPE_CHECKING:
+    from faxbridge.journal.logins import LoginFailuresTable
 
 log = logging.getLogger(__name__)
 
@@ -104,20 +109,35 @@ TOO_MANY_FAILURES: Final = "454 4.7.0 Too many failed logins from your address; 
 
 
 class LoginFailures:
-    """Failed AUTH attempts per client address in a sliding window; bounded memory."""
+    """Failed AUTH attempts per client address in a sliding window; bounded memory.
+
+    With a ``store`` (the journal's table) the failures are also written there and read back at
+    start, so a restart does not wipe a lockout; ``clock`` must then be wall-clock time.
+    """
 
     def __init__(self, limit: int = MAX_FAILURES, window: float = FAILURE_WINDOW,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 store: LoginFailuresTable | None = None) -> None:
         self.limit = limit
         self.window = window
         self._clock = clock
+        self._store = store
         self._seen: dict[str, collections.deque[float]] = {}
+        if store is not None:
+            for address, at in store.since(clock() - window):
+                self._seen.setdefault(address, collections.deque()).append(at)
 
     def blocked(self, address: str) -> bool:
         return len(self._recent(address)) >= self.limit
 
     def record(self, address: str) -> None:
-        self._recent(address).append(self._clock())
+        now = self._clock()
+        self._recent(address).append(now)
+        if self._store is not None:
+            try:
+                self._store.add(address, now, forget_before=now - self.window)
+            except JournalError as exc:  # still counted in memory; only a restart would forget it
+                log.warning("failed login from %s not journaled: %s", address, exc)
 
     def _recent(self, address: str) -> collections.deque[float]:
         now = self._clock()

@@ -35,20 +35,23 @@ REPLIES: Final[dict[str, str]] = {
     "shutting_down": "421 4.3.2 Service shutting down, try again later",
     "too_many_connections": "421 4.7.0 Too many connections, try again later",
     "session_too_long": "421 4.4.2 Session too long, closing; try again",
+    "data_idle": "421 4.4.2 No data for {} s, closing; try again",
+    "data_too_slow": "421 4.4.2 DATA took longer than {} s, closing; try again",
     "rate_limited": "450 4.7.1 Too many mails from {}; try again later",
     "not_stored": "451 4.3.0 Mail not stored because of a local problem; try again later",
     "disk_full": "451 4.3.1 Mail system full; try again later",
     "error": "451 4.3.0 Local error; try again later",
     "too_many_recipients": "452 4.5.3 Too many recipients (at most {} per mail)",
+    "line_too_long": "500 5.5.2 Line too long: at most {} characters per line (RFC 5321 4.5.3.1.6)",
     "auth_required": "530 5.7.0 Authentication required",
     "sender_denied": "550 5.7.1 Sender {} is not allowed to send faxes",
     "relay_denied": "550 5.7.1 Relaying denied: {} is not a fax domain here",
     "number_refused": "550 5.7.1 {}",
     "job_type_refused": "550 5.7.1 {} jobs cannot be sent by mail",
+    "too_big": "552 5.3.4 Message too big: at most {} bytes",
     "number_unreadable": "553 5.1.3 {}",
     "bad_address": "553 5.1.3 Malformed address {}",
 }
-
 
 
 def reply(name: str, *args: object) -> str:
@@ -116,13 +119,14 @@ class SmtpHandler(AuthMechanisms):
         check_number: CheckNumber,
         store: StoreMail,
         authenticator: Authenticator,
+        login_failures: LoginFailures | None = None,  # None: counted in memory only
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
         self.check_number = check_number
         self.store = store
         self.authenticator = authenticator
-        self.login_failures = LoginFailures(clock=clock)
+        self.login_failures = login_failures if login_failures is not None else LoginFailures(clock=clock)
         self.closing = False
         limit = config.rate_limit
         self.rate = RateLimiter(limit.messages, limit.per, clock) if limit is not None else None

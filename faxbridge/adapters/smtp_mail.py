@@ -1,8 +1,9 @@
 """Reading an accepted mail into the jobs it asks for: body, attachments, X-Fax-* options, per recipient.
 
 ``plan_mail`` is the SMTP edge's translation step. It reads the spooled bytes, decodes charsets,
-RFC 2047 subjects and RFC 2231 file names, writes the documents beside the spool, checks them like
-hotfolder documents (documents.inspect), merges more than three PDFs into one (pypdf), and returns a
+RFC 2047 subjects and RFC 2231 file names, writes the documents beside the spool, unpacks an
+Outlook winmail.dat (convert.tnef), converts what FAX.de does not take to PDF (convert.pipeline),
+checks them like hotfolder documents (documents.inspect), merges more than three PDFs into one (pypdf), and returns a
 ``MailPlan``: the SendRequests to submit, plus the problems to tell the sender. It blocks (parsing,
 file writes, PDF work): call it in a worker thread. It is deterministic for the same input, so a
 mail processed again after a crash yields the same parts in the same order.
@@ -30,11 +31,15 @@ from faxbridge.adapters.smtp_text import (
     has_real_text,
     html_to_text,
     normalize_text,
+    note_text,
     safe_filename,
     strip_signature,
     unflow,
 )
 from faxbridge.config import BodyMode, MultiRecipient, validate_options
+from faxbridge.convert import ConversionError
+from faxbridge.convert.pipeline import accepted_types, convert_documents, kind_of
+from faxbridge.convert.settings import ConvertSettings
 from faxbridge.documents import DocumentLimits
 from faxbridge.errors import ConfigError, DocumentError
 from faxbridge.model import Document, JobType, Recipient, SendRequest
@@ -62,6 +67,21 @@ _EXTENSION_FOR_TYPE: Final[dict[str, str]] = {
     "application/msword": ".doc",
     "application/vnd.ms-excel": ".xls",
     "text/html": ".html",
+    # converted to PDF (convert.pipeline)
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/gif": ".gif",
+    "image/webp": ".webp",
+    "image/heic": ".heic",
+    "image/heif": ".heif",
+    "text/plain": ".txt",
+    "application/rtf": ".rtf",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document": ".docx",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": ".xlsx",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation": ".pptx",
+    "application/vnd.oasis.opendocument.text": ".odt",
+    "application/vnd.oasis.opendocument.spreadsheet": ".ods",
+    "application/vnd.oasis.opendocument.presentation": ".odp",
 }
 # Cryptographic signatures are not content: never faxed, never a reason to refuse a mail.
 _SIGNATURE_TYPES: Final = frozenset(
@@ -90,10 +110,12 @@ class Addressee:
 @dataclass(frozen=True)
 class MailSettings:
     body: BodyMode = BodyMode.AUTO
+    trim_body: bool = True  # the note without the signature and a quoted earlier mail
     multi_recipient: MultiRecipient = MultiRecipient.SEPARATE
     limits: DocumentLimits = DocumentLimits()
     max_sms_chars: int = 1600  # ten SMS; FAX.de bills each 160 characters
     timezone: dt.tzinfo | None = None  # for X-Fax-Send-At without an offset; None: the host's
+    convert: ConvertSettings = ConvertSettings()
 
 
 @dataclass(frozen=True)
@@ -176,7 +198,9 @@ def plan_mail(
     def documents_once() -> tuple[tuple[Document, ...], list[str]]:
         nonlocal docs, doc_problems
         if docs is None:
-            docs, doc_problems = prepare_documents(content.attachments, work_dir, settings.limits)
+            docs, doc_problems = prepare_documents(
+                content.attachments, work_dir, settings.limits, settings.convert
+            )
         return docs, doc_problems
 
     index = 0
@@ -187,7 +211,8 @@ def plan_mail(
             problems.extend((a.address, exc.problem) for a in group)
             continue
         if job_type is JobType.SMS:
-            text, problem = sms_text(content.text, subject, settings.max_sms_chars)
+            text, problem = sms_text(content.text, subject, settings.max_sms_chars,
+                                     trim=settings.trim_body)
             if problem:
                 problems.extend((a.address, problem) for a in group)
                 continue
@@ -201,7 +226,7 @@ def plan_mail(
                 problems.extend((a.address, p) for a in group for p in found)
                 continue
             if job_type is JobType.FAX:
-                text = fax_text(content.text, bool(doc_tuple), settings.body)
+                text = fax_text(content.text, bool(doc_tuple), settings.body, trim=settings.trim_body)
                 if not doc_tuple and not has_real_text(text):
                     # A signature alone is a forgotten attachment, not a fax worth paying for.
                     problems.extend((a.address, NOTHING_TO_FAX) for a in group)
@@ -324,12 +349,20 @@ def _leaves(part: Message, in_alternative: bool = False) -> Iterator[tuple[Messa
         yield part, in_alternative
 
 
+# An inline image at least this large is a photo to fax (phone mail apps send photos inline),
+# not a signature logo or an icon pasted into the text.
+INLINE_PHOTO_SIZE: Final = 100_000
+
+
 def _is_inline_image(part: Message, html: str) -> bool:
     """Signature logos and pasted pictures: shown inside the text, not attached as documents."""
-    if part.get_content_disposition() != "attachment":
-        return True
     cid = (part.get("Content-ID") or "").strip().strip("<>")
-    return bool(cid) and f"cid:{cid}" in html
+    if cid and f"cid:{cid}" in html:
+        return True
+    if part.get_content_disposition() != "attachment":
+        payload = part.get_payload(decode=True)
+        return not (part.get_filename() and isinstance(payload, bytes) and len(payload) >= INLINE_PHOTO_SIZE)
+    return False
 
 
 def part_text(part: Message) -> str:
@@ -353,7 +386,7 @@ def _attachment(part: Message, number: int) -> _Attachment:
     raw_name = part.get_filename() or ""
     name = safe_filename(raw_name, fallback=f"attachment-{number}")
     if documents.file_type(name) is None and ctype in _EXTENSION_FOR_TYPE and "." not in name:
-        name += _EXTENSION_FOR_TYPE[ctype]  # "scan" sent as application/pdf
+        name += _EXTENSION_FOR_TYPE[ctype]  # "scan" sent as application/pdf, a photo as image/jpeg
     if ctype == "message/rfc822":
         inner = part.get_payload()
         data = inner[0].as_bytes() if isinstance(inner, list) and inner else part.as_bytes()
@@ -370,35 +403,46 @@ def _attachment(part: Message, number: int) -> _Attachment:
 
 
 def prepare_documents(
-    attachments: Sequence[_Attachment], work_dir: Path, limits: DocumentLimits
+    attachments: Sequence[_Attachment],
+    work_dir: Path,
+    limits: DocumentLimits,
+    convert: ConvertSettings = ConvertSettings(),
 ) -> tuple[tuple[Document, ...], list[str]]:
-    """Write, check and (if more than 3) merge the attachments; returns (documents, problems)."""
+    """Write, convert, check and (if more than 3) merge the attachments; returns (documents, problems)."""
     problems: list[str] = []
+    unpacked: list[_Attachment] = []
     for attachment in attachments:
-        if attachment.content_type == "application/ms-tnef":
-            problems.append(
-                f"{attachment.filename}: an Outlook winmail.dat cannot be faxed — send the mail"
-                " in Internet format (HTML or plain text) with the documents attached"
-            )
-        elif documents.file_type(attachment.filename) is None:
-            problems.append(
-                f"{attachment.filename}: this type cannot be faxed; FAX.de takes PDF, TIF, BMP,"
-                " HTML, DOC and XLS files"
-            )
+        if _is_tnef(attachment):
+            try:
+                unpacked.extend(unpack_tnef(attachment))
+            except ConversionError as exc:
+                problems.append(str(exc))
+        else:
+            unpacked.append(attachment)
+    attachments = unpacked
+    for attachment in attachments:
+        if kind_of(attachment.filename, convert) is None:
+            problems.append(f"{attachment.filename}: this type cannot be faxed; faxbridge takes {accepted_types()}")
     if problems:
         return (), problems
     work_dir.mkdir(parents=True, exist_ok=True)
-    written: list[Document] = []
+    arrived: list[Document] = []
     for i, attachment in enumerate(attachments, 1):
         extension = Path(attachment.filename).suffix.lower()
         path = work_dir / f"{i}{extension}"
         write_atomically(path, attachment.data)
+        arrived.append(Document(attachment.filename, path))
+    converted, problems = convert_documents(arrived, work_dir / "converted", convert, limits)
+    if problems:
+        return (), problems
+    written: list[Document] = []
+    for document in (c.document for c in converted):
         try:
-            documents.inspect(path, attachment.filename, limits)
+            documents.inspect(document.path, document.filename, limits)
         except DocumentError as exc:
             problems.append(str(exc))
             continue
-        written.append(Document(attachment.filename, path))
+        written.append(document)
     if problems:
         return (), problems
     if len(written) <= MAX_DOCUMENTS:
@@ -429,6 +473,29 @@ def prepare_documents(
     return tuple(result), []
 
 
+_TNEF_TYPES: Final = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
+
+
+def _is_tnef(attachment: _Attachment) -> bool:
+    return attachment.content_type in _TNEF_TYPES or attachment.filename.lower() == "winmail.dat"
+
+
+def unpack_tnef(attachment: _Attachment) -> list[_Attachment]:
+    """The files inside an Outlook winmail.dat, each as if attached directly."""
+    try:
+        from faxbridge.convert import tnef
+    except ImportError:
+        raise ConversionError(
+            f"{attachment.filename}: an Outlook winmail.dat cannot be unpacked here — send the mail"
+            " in Internet format (HTML or plain text) with the documents attached"
+        ) from None
+    inner = tnef.unpack(attachment.data)
+    return [
+        _Attachment(safe_filename(name, fallback=f"winmail-{i}"), "application/octet-stream", data)
+        for i, (name, data) in enumerate(inner, 1)
+    ]
+
+
 def merge_pdfs(paths: Sequence[Path], target: Path) -> None:
     import pypdf  # only mails with more than three PDFs need it
 
@@ -444,21 +511,24 @@ def merge_pdfs(paths: Sequence[Path], target: Path) -> None:
 # Text
 
 
-def fax_text(body: str, has_documents: bool, mode: BodyMode) -> str:
-    """SendText of a fax: the body as note/cover page, as smtp.body says."""
+def fax_text(body: str, has_documents: bool, mode: BodyMode, *, trim: bool = True) -> str:
+    """SendText of a fax: the body as note/cover page, as smtp.body says; with ``trim``
+    (smtp.trim_body) without its signature and a quoted earlier mail."""
     if mode is BodyMode.IGNORE:
         return ""
+    note = note_text(body) if trim else body
     if mode is BodyMode.COVER:
-        return body
+        return note
     # auto: only when there is no document, or the body says more than a signature.
-    if not has_documents or has_real_text(body):
-        return body if body.strip() else ""
+    if not has_documents or has_real_text(note):
+        return note if note.strip() else ""
     return ""
 
 
-def sms_text(body: str, subject: str, limit: int) -> tuple[str, str]:
-    """SendText of an SMS: the body without its signature, else the subject; (text, problem)."""
-    text = strip_signature(body) or subject.strip()
+def sms_text(body: str, subject: str, limit: int, *, trim: bool = True) -> tuple[str, str]:
+    """SendText of an SMS: the body without its signature (and with ``trim`` without a quoted
+    earlier mail), else the subject; (text, problem)."""
+    text = (note_text(body) if trim else strip_signature(body)) or subject.strip()
     if not text:
         return "", "an SMS needs a text: the mail body and subject are empty"
     if len(text) > limit:

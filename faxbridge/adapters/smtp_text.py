@@ -1,4 +1,5 @@
-"""Plain-text helpers of the SMTP edge: HTML to text, signatures, flowed text, safe names and replies.
+"""Plain-text helpers of the SMTP edge: HTML to text, signatures, quoted replies, flowed text, safe
+names and replies.
 
 Pure functions, no I/O; tests/test_smtp_text.py holds their tables.
 """
@@ -111,9 +112,13 @@ def html_to_text(html: str) -> str:
 
 
 def normalize_text(text: str) -> str:
-    """LF line ends, no trailing blanks, at most one empty line in a row, none at either end."""
+    """LF line ends, no trailing blanks, at most one empty line in a row, none at either end.
+
+    The signature delimiter keeps its blank: "-- " (RFC 3676, 4.3) is what readers and mail
+    clients recognise; "--" is not the same line.
+    """
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    lines = [line.rstrip() for line in text.split("\n")]
+    lines = [_without_trailing_blanks(line) for line in text.split("\n")]
     out: list[str] = []
     for line in lines:
         if not line and (not out or not out[-1]):
@@ -122,6 +127,11 @@ def normalize_text(text: str) -> str:
     while out and not out[-1]:
         out.pop()
     return "\n".join(out)
+
+
+def _without_trailing_blanks(line: str) -> str:
+    stripped = line.rstrip()
+    return SIGNATURE_DELIMITER if stripped == "--" and line != stripped else stripped
 
 
 def unflow(text: str, *, delsp: bool = False) -> str:
@@ -143,6 +153,7 @@ def unflow(text: str, *, delsp: bool = False) -> str:
 
 # "-- " on a line of its own starts a signature (RFC 3676, 4.3); "--" is what many clients send
 # after trimming the blank.  Mobile footers are signatures too.
+SIGNATURE_DELIMITER: Final = "-- "
 _SIGNATURE_LINE: Final = re.compile(r"^--\s*$")
 _MOBILE_FOOTER: Final = re.compile(
     r"^(sent from my \w+|von meinem \w+ gesendet|gesendet von meinem \w+|"
@@ -158,6 +169,57 @@ def strip_signature(text: str) -> str:
         if _SIGNATURE_LINE.match(line) or _MOBILE_FOOTER.match(line.strip()):
             return normalize_text("\n".join(lines[:i]))
     return normalize_text("\n".join(lines))
+
+
+# A reply's quote of the earlier mail: an attribution line ("On … wrote:", "Am … schrieb …:",
+# possibly wrapped onto a second line) followed by nothing but ">" lines; or Outlook's separator,
+# after which everything is the earlier mail.
+_ATTRIBUTION: Final = re.compile(
+    r"^(on\s.*\swrote|am\s.*\sschrieb(\s.*)?|le\s.*\sa\s+écrit)\s*:$", re.IGNORECASE
+)
+_OUTLOOK_SEPARATOR: Final = re.compile(
+    r"^-{3,}\s*(original message|ursprüngliche nachricht|message d'origine)\s*-{3,}$", re.IGNORECASE
+)
+_OUTLOOK_RULE: Final = re.compile(r"^_{10,}$")  # Outlook's plain-text rule above "From: …"
+_OUTLOOK_HEADER: Final = re.compile(r"^(from|von|de)\s*:", re.IGNORECASE)
+_MAX_ATTRIBUTION: Final = 400  # characters: longer lines are text (and kept out of the regex)
+
+
+def strip_quoted_reply(text: str) -> str:
+    """The text above a quoted earlier mail at its end; quotes answered in between are kept."""
+    lines = normalize_text(text).split("\n")
+    quotes_follow = _quotes_from(lines)
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if _OUTLOOK_SEPARATOR.match(stripped) or (
+            _OUTLOOK_RULE.match(stripped) and i + 1 < len(lines) and _OUTLOOK_HEADER.match(lines[i + 1])
+        ):
+            return normalize_text("\n".join(lines[:i]))
+        for width in (1, 2):  # "On Mon, 3 Mar 2025 at 10:00, Alice <alice@example.com>" / "wrote:"
+            if i + width > len(lines) or not quotes_follow[i + width]:
+                continue
+            attribution = " ".join(part.strip() for part in lines[i:i + width])
+            if len(attribution) <= _MAX_ATTRIBUTION and _ATTRIBUTION.match(attribution):
+                return normalize_text("\n".join(lines[:i]))
+    return normalize_text("\n".join(lines))
+
+
+def _quotes_from(lines: list[str]) -> list[bool]:
+    """For each index i: True when lines[i:] are quoted (">") and blank lines, at least one quoted."""
+    result = [False] * (len(lines) + 1)
+    quoted_seen, all_quoted = False, True
+    for i in range(len(lines) - 1, -1, -1):
+        line = lines[i].lstrip()
+        if line:
+            quoted_seen = quoted_seen or line.startswith(">")
+            all_quoted = all_quoted and line.startswith(">")
+        result[i] = quoted_seen and all_quoted
+    return result
+
+
+def note_text(text: str) -> str:
+    """What the sender wrote in this mail: above the signature and above a quoted earlier mail."""
+    return strip_quoted_reply(strip_signature(text))
 
 
 def has_real_text(text: str) -> bool:

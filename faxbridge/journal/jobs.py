@@ -149,11 +149,17 @@ class JobsTable:
             # it back.
             return _job({**_NEW_ROW, **written, "id": job_id}), True
 
-    def begin_submit(self, job_id: int, *, durable: bool = True) -> Job:
+    def begin_submit(
+        self, job_id: int, *, durable: bool = True, request: SendRequest | None = None
+    ) -> Job:
         """queued/unknown → submitting, before the SendJob request leaves (durable unless the
-        caller syncs itself before sending)."""
+        caller syncs itself before sending). ``request``: what is sent from now on, journaled in
+        the same transaction (a first attempt that adds our STATURL), so that every re-send is
+        byte for byte the request that left first. The job is claimed by this node (``claimed_by``)
+        while the request is in flight."""
+        fields: dict[str, Any] = {} if request is None else {"request": request_to_json(request)}
         return self._move(job_id, JobState.SUBMITTING, "SendJob", attempts_plus=1, durable=durable,
-                          claimed_by=self._journal.node_name)
+                          claimed_by=self._journal.node_name, **fields)
 
     def mark_submitted(self, job_id: int, accepted: Accepted, next_poll_at: float) -> Job:
         """submitting → submitted; the FAX.de JobId lands in the same transaction."""
@@ -190,8 +196,10 @@ class JobsTable:
         is polled from ``next_poll_at``; a confirmed one keeps its state and gets the JobId."""
         job = self.get(job_id)
         if job.state is JobState.UNKNOWN:
+            # Compare-and-set: another process may have begun a re-send since the read above.
             return self._move(job_id, JobState.SUBMITTED, detail, faxde_job_id=faxde_job_id,
-                              next_poll_at=next_poll_at, last_error="", last_error_code=None)
+                              next_poll_at=next_poll_at, last_error="", last_error_code=None,
+                              expected=JobState.UNKNOWN)
         if job.state is not JobState.CONFIRMED or job.faxde_job_id is not None:
             raise TransitionError(f"job {job_id} is {job.state}: no JobId to learn")
         with self._journal.transaction() as db:
@@ -400,11 +408,13 @@ class JobsTable:
         left: a crash, a restart or a long stop cannot move these times, so the reconcile window
         counted from them cannot be stretched by anything that happens to the daemon."""
         rows = self._journal.query(
+            # The latest 'submitting' before the first 'unknown', and the latest of all: by event
+            # id, the order things happened in, not by time (a clock set back must not reorder).
             "SELECT"
-            " (SELECT MAX(s.at) FROM job_events s WHERE s.job_id = :id AND s.to_state = :submitting"
-            "   AND s.id < first.id) AS since,"
-            " (SELECT MAX(s.at) FROM job_events s WHERE s.job_id = :id AND s.to_state = :submitting)"
-            "   AS last_sent,"
+            " (SELECT s.at FROM job_events s WHERE s.job_id = :id AND s.to_state = :submitting"
+            "   AND s.id < first.id ORDER BY s.id DESC LIMIT 1) AS since,"
+            " (SELECT s.at FROM job_events s WHERE s.job_id = :id AND s.to_state = :submitting"
+            "   ORDER BY s.id DESC LIMIT 1) AS last_sent,"
             " (SELECT COUNT(*) FROM job_events s WHERE s.job_id = :id AND s.to_state = :submitting"
             "   AND s.id > first.id) AS resends"
             " FROM (SELECT MIN(id) AS id FROM job_events WHERE job_id = :id AND to_state = :unknown)"
@@ -434,12 +444,15 @@ class JobsTable:
         attempts_plus: int = 0,
         finished: bool = False,
         durable: bool = True,
+        expected: JobState | None = None,
         **fields: Any,
     ) -> Job:
         now = self._journal.clock()
         with self._journal.transaction(durable=durable) as db:
             row = _row(db, job_id)
             current = JobState(row["state"])
+            if expected is not None and current is not expected:
+                raise TransitionError(f"job {job_id} is {current} now, not {expected}")
             if to not in ALLOWED_TRANSITIONS[current]:
                 raise TransitionError(f"job {job_id}: {current} → {to} is not allowed")
             fields["state"] = to.value

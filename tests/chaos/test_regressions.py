@@ -129,7 +129,7 @@ def test_a_reconciliation_due_while_its_send_is_still_finishing_is_not_dropped(
                     break
                 await asyncio.sleep(0.01)
             await outbound.stop(5)
-            calls.close()
+            await calls.close()
             return journal.jobs.get(job.id).state
 
     assert asyncio.run(main()) is JobState.CONFIRMED

@@ -44,6 +44,9 @@ REFUSAL: Final = ".refusal.json"
 # The end of a claim's token when the claim holds one document, named as in the folder, and no
 # manifest (only a unit like that gets such a token: see claim_token).
 SINGLE: Final = ".1"
+# Inside a claim: the PDFs converted from its images, text or Office files (convert.pipeline);
+# they go to sent/ beside their originals, and are made again if a crash comes before.
+CONVERTED_DIR: Final = ".converted"
 
 Signature = tuple[int, int, int]  # size, mtime_ns, inode: what "unchanged" means
 
@@ -238,7 +241,7 @@ def read_claim(directory: Path) -> Claim | None:
     except (OSError, ValueError, KeyError, TypeError):
         pass
     try:
-        names = sorted(p.name for p in directory.iterdir() if p.name not in (MANIFEST, REFUSAL))
+        names = sorted(p.name for p in directory.iterdir() if p.name not in (MANIFEST, REFUSAL, CONVERTED_DIR))
     except OSError:
         return None
     if not names:
@@ -254,6 +257,8 @@ def read_claim(directory: Path) -> Claim | None:
 def release(directory: Path) -> None:
     """Forget a claim whose files are all gone (moved on, or never taken)."""
     try:
+        # Converted PDFs still here belong to a unit refused after converting: made again if needed.
+        shutil.rmtree(directory / CONVERTED_DIR, ignore_errors=True)
         (directory / MANIFEST).unlink(missing_ok=True)
         (directory / REFUSAL).unlink(missing_ok=True)
         directory.rmdir()

@@ -8,7 +8,8 @@ Recipients come from the first source that names any (the issue's order):
 iLetter and QSign need none (the address is printed in the document).
 
 Every problem raises ``Refusal`` with the sentence and what to do; the file then goes to failed/.
-The functions read small files only (sidecars, SMS texts): the caller runs them in a thread.
+The functions read sidecars and SMS texts, and convert documents FAX.de does not take (photos,
+text, Office files) into PDFs inside the claim (convert.pipeline): the caller runs them in a thread.
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ from typing import Any, Final
 import yaml
 
 from faxbridge.config import OPTION_RULES, HotfolderConfig, validate_options
+from faxbridge.convert.pipeline import convert_documents
+from faxbridge.documents import DocumentLimits
 from faxbridge.errors import ConfigError, FaxbridgeError, NumberError
 from faxbridge.model import Document, JobType, Recipient, SendRequest
 from faxbridge.numbers import NumberPolicy
 
+from faxbridge.adapters.hotfolder.files import CONVERTED_DIR
 from faxbridge.adapters.hotfolder.names import recipient_from_name, stem
 
 SIDECAR_KEYS: Final = (
@@ -287,8 +291,14 @@ class Prepared:
     recipient_source: str  # sidecar, list, file name, folder, none — for the log and meta
 
 
-def prepare_request(unit: UnitFiles, folder: HotfolderConfig, policy: NumberPolicy) -> Prepared:
-    """The SendRequest for a claimed unit; raises Refusal (or NumberError) with the reason."""
+def prepare_request(
+    unit: UnitFiles, folder: HotfolderConfig, policy: NumberPolicy, limits: DocumentLimits = DocumentLimits()
+) -> Prepared:
+    """The SendRequest for a claimed unit; raises Refusal (or NumberError) with the reason.
+
+    Documents FAX.de does not take are converted to PDFs in the claim's CONVERTED_DIR; the
+    request sends those, and the originals stay in the claim (to be archived beside them).
+    """
     sidecar = Sidecar()
     if unit.yaml is not None:
         name, path = unit.yaml
@@ -317,6 +327,17 @@ def prepare_request(unit: UnitFiles, folder: HotfolderConfig, policy: NumberPoli
                       "Drop the letter as a PDF.")
 
     recipients, source = _recipients(unit, sidecar, folder, job_type, policy)
+    if documents:
+        # After the recipients: a unit refused for its number is not converted first.
+        converted, problems = convert_documents(
+            documents, unit.documents[0][1].parent / CONVERTED_DIR, folder.convert, limits
+        )
+        if problems:
+            raise Refusal("\n".join(problems), "Send the document as a PDF, or correct it and drop it in again.")
+        if len(converted) > 3:  # a winmail.dat may hold more files than FAX.de takes
+            raise Refusal(f"{len(converted)} documents after unpacking; FAX.de takes at most 3 per job (SendFile1..3)",
+                          "Send the files in several drops, or as one PDF.")
+        documents = [c.document for c in converted]
     request = SendRequest(
         job_type=job_type,
         recipients=recipients,

@@ -220,7 +220,7 @@ def _choose_suffixes(jobs: Sequence[Job], key: str) -> list[str]:
         claim = claim_of(job)
         target = job.meta[key]
         suffixes.append(files.choose_suffix(
-            Path(target), [f.original for f in claim.files], claim.stem, f"job {job.id}",
+            Path(target), [f.original for f in claim.files] + converted_names(job, claim), claim.stem, f"job {job.id}",
             reserved.setdefault(target, set()),
         ))
     return suffixes
@@ -239,6 +239,12 @@ def _move_jobs(jobs: Sequence[Job], abandoned: dict[int, list[dict[str, str]]]) 
              target / with_suffix(f.original, intent["suffix"]))
             for f in claim.files
         ]
+        # The PDFs made from images, text or Office files go beside their originals (NAME.fax.pdf).
+        moves += [
+            (_places(job, claim, name, f"{files.CONVERTED_DIR}/{name}", abandoned[job.id]),
+             target / with_suffix(name, intent["suffix"]))
+            for name in converted_names(job, claim)
+        ]
         try:
             results.append(files.move_all(moves, touched))
         except OSError as exc:
@@ -249,6 +255,12 @@ def _move_jobs(jobs: Sequence[Job], abandoned: dict[int, list[dict[str, str]]]) 
     except OSError as exc:
         return [result if isinstance(result, Exception) else exc for result in results]
     return results
+
+
+def converted_names(job: Job, claim: Claim) -> list[str]:
+    """The names of the job's documents that were converted in its claim (NAME.fax.pdf)."""
+    converted = claim.dir / files.CONVERTED_DIR
+    return [d.path.name for d in job.request.documents if d.path.parent == converted]
 
 
 def _places(
