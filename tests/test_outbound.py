@@ -396,7 +396,7 @@ def test_a_job_abandoned_in_submitting_is_shown_to_the_operator(tmp_path: Path) 
 
     pdf = tmp_path / "a.pdf"
     pdf.write_bytes(make_pdf(1))
-    with Journal.open(tmp_path / "state") as journal:
+    with open_journal(tmp_path / "state") as journal:
         job, _ = journal.jobs.add(fax(pdf), source="cli", source_ref="x", content_key="k", duplicate_window=0)
         journal.jobs.begin_submit(job.id)
         now = journal.jobs.get(job.id).updated_at.timestamp()
