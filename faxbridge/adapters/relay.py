@@ -167,7 +167,7 @@ class Relay:
         """Try every due message once; returns how many the relay took."""
         delivered = 0
         try:
-            for mail in self.outbox.due(self._clock()):
+            for mail in self.outbox.due(self._clock(), folder=self.outbox_dir):  # this node's own
                 if await self._deliver(mail):
                     delivered += 1
         except JournalError as exc:
