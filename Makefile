@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 # Then the journal and core suites once more on PostgreSQL (a throwaway cluster the tests start).
 PG_SUITES := tests/test_journal.py tests/test_outbound.py tests/test_inbound.py tests/test_inbound_crash.py \
-	tests/test_relay.py tests/test_callbacks.py tests/test_service.py tests/test_daemon_smoke.py
+	tests/test_relay.py tests/test_callbacks.py tests/test_service.py tests/test_daemon_smoke.py tests/test_nodes.py
 
 test: $(STAMP)
 	bash .ci/system-deps
