@@ -501,6 +501,8 @@ def parse_config(
                 raise ConfigError(
                     f"inbound.routes[{i}].mail_to", "needs smtp.relay to send mail through"
                 )
+    if faxde.callback_url and metrics.listen is None:
+        raise ConfigError("faxde.callback_url", "needs metrics.listen: the HTTP server FAX.de calls back")
     if print_ is not None and print_.report_to and (smtp is None or smtp.relay is None):
         raise ConfigError("print.report_to", "needs smtp.relay to send the report mails through")
     if smtp is not None:

@@ -364,7 +364,7 @@ class Daemon:
             return None
         from faxbridge.adapters import web
 
-        return await web.serve(self, listen.host, listen.port)
+        return await web.serve(self, listen.host, listen.port, callback_url=self.config.faxde.callback_url)
 
     async def _watchdog(self) -> None:
         """WATCHDOG=1 from the event loop itself: if the loop hangs, the pings stop and systemd

@@ -39,7 +39,7 @@ def run(simulator: Simulator, tmp_path: Path, body: Callable[[Outbound, Callback
                 return await body(outbound, tokens)
             finally:
                 await outbound.stop(5)
-                calls.close()
+                await calls.close()
 
     (tmp_path / "state").mkdir(exist_ok=True)
     return asyncio.run(main())
@@ -190,3 +190,47 @@ def test_a_callback_naming_a_job_fax_de_does_not_know_changes_nothing(
         return outbound.journal.jobs.get(job.id).state
 
     assert run(simulator, tmp_path, body, settings=manual) is JobState.UNKNOWN
+
+
+def test_the_daemon_takes_fax_de_s_call_and_finishes_the_unknown_job(
+    tmp_path: Path, simulator: Simulator, make_config: Callable[..., Path], run_daemon: Callable[..., Any]
+) -> None:
+    # End to end: a hotfolder document whose SendJob answer was lost, FAX.de's real HTTP call to
+    # the daemon's status server, and the document in sent/ with its report — one FAX.de job.
+    import urllib.error
+    import urllib.request
+
+    from conftest import wait_until
+    from faxbridge.simulator.samples import make_pdf
+    from test_smtp_support import free_port
+
+    port = free_port()
+    folder = tmp_path / "out"
+    folder.mkdir()
+    config = make_config(
+        metrics={"listen": f"127.0.0.1:{port}"},
+        faxde={"reconcile_window": "0s", "callback_url": f"http://127.0.0.1:{port}/faxde/status"},
+        hotfolders=[{"path": str(folder), "settle_time": "50ms"}],
+    )
+    simulator.set_faults(Fault(FaultKind.DROP_AFTER, operation="SendJob"))
+    daemon = run_daemon(config)
+    (folder / "+494012345678_Invoice.pdf").write_bytes(make_pdf(1))
+    wait_until(lambda: daemon.services.outbound.awaiting_operator(), what="the job left to the operator")
+    [job_id] = daemon.services.outbound.awaiting_operator()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        assert "faxbridge_jobs_awaiting_operator 1.0" in answer.read().decode()
+
+    forged = f"http://127.0.0.1:{port}/faxde/status/{job_id}/aaaaaaaaaaaaaaaa?j=5&s=OK"
+    try:
+        urllib.request.urlopen(forged, timeout=5)
+        raise AssertionError("a forged callback was taken")
+    except urllib.error.HTTPError as error:
+        assert error.code == 404
+
+    simulator.finish_job(simulator.jobs[0].job_id)  # FAX.de sends the fax and calls STATURL
+    [(url, status)] = simulator.wait_for_status_calls(1)
+    assert status == 200 and url.startswith(f"http://127.0.0.1:{port}/faxde/status/{job_id}/")
+    wait_until(lambda: (folder / "sent" / "+494012345678_Invoice.status.csv").exists(), what="the report")
+    job = daemon.services.journal.jobs.get(job_id)
+    assert job.state is JobState.DELIVERED and job.faxde_job_id == simulator.jobs[0].job_id
+    assert len(simulator.jobs) == 1 and len(simulator.calls_for("SendJob")) == 1

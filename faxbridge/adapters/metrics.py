@@ -30,6 +30,7 @@ from faxbridge.provider import LATENCY_BUCKETS, ProviderCalls
 class _Outbound(Protocol):
     @property
     def paused(self) -> str | None: ...
+    def awaiting_operator(self) -> list[int]: ...
 
 
 class RunningServices(Protocol):
@@ -78,7 +79,8 @@ def attention(source: StatusSource) -> dict[str, object]:
     if source.services is None:
         return {}
     unknown = source.services.journal.jobs.in_states(JobState.UNKNOWN)
-    return {"jobs_with_unknown_outcome": [job.id for job in unknown]}
+    return {"jobs_with_unknown_outcome": [job.id for job in unknown],
+            "jobs_awaiting_operator": source.services.outbound.awaiting_operator()}
 
 
 class FaxbridgeCollector(Collector):
@@ -118,6 +120,11 @@ def _journal_metrics(services: RunningServices) -> Iterator[Metric]:
                             value=time.time() - oldest if oldest else 0.0)
     yield GaugeMetricFamily("faxbridge_sending_paused", "1 while all sending is paused (account problem).",
                             value=1.0 if services.outbound.paused else 0.0)
+    yield GaugeMetricFamily(
+        "faxbridge_jobs_awaiting_operator",
+        "Jobs the daemon will not send again by itself: SendJob's outcome unknown past the reconcile"
+        " window, or left 'submitting' by a process that is gone.",
+        value=len(services.outbound.awaiting_operator()))
     inbound = GaugeMetricFamily("faxbridge_inbound_faxes", "Received faxes in the journal by state.",
                                 labels=["state"])
     for inbound_state, n in sorted(journal.inbound.counts_by_state().items()):

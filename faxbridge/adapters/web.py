@@ -19,9 +19,13 @@ log = logging.getLogger(__name__)
 _SHUTDOWN_SECONDS = 2.0
 
 
-def build_app(source: metrics.StatusSource) -> web.Application:
+def build_app(source: metrics.StatusSource, callback_url: str | None = None) -> web.Application:
     app = web.Application()
     metrics.add_routes(app, source)
+    if callback_url:
+        from faxbridge.adapters import callback_route
+
+        callback_route.add_routes(app, source, callback_url)  # type: ignore[arg-type]
     return app
 
 
@@ -45,8 +49,10 @@ class HTTPServer:
         await self._runner.cleanup()
 
 
-async def serve(source: metrics.StatusSource, host: str, port: int) -> HTTPServer:
+async def serve(
+    source: metrics.StatusSource, host: str, port: int, callback_url: str | None = None
+) -> HTTPServer:
     """The daemon's HTTP app, listening."""
-    server = HTTPServer(build_app(source))
+    server = HTTPServer(build_app(source, callback_url))
     await server.start(host, port)
     return server
