@@ -274,6 +274,10 @@ class Outbound:
 
     async def run(self) -> None:
         """The sender loop: sends every due job, sleeps until the next one is due or a wake-up."""
+        if self.idle_poll is not None:
+            # Jobs journaled by other nodes wake this loop (LISTEN/NOTIFY); idle_poll stays behind it.
+            loop = asyncio.get_running_loop()
+            self.journal.listen_jobs(lambda: loop.call_soon_threadsafe(self._wake.set))
         while not self._stopping:
             next_due = await self.send_due()
             self._wake.clear()

@@ -268,3 +268,21 @@ def test_migrate_copies_every_table_without_loss(
     assert "already holds" in capsys.readouterr().err
     with pg_journal(postgres_url, tmp_path) as journal:
         assert len(journal.jobs.recent(100)) == 4
+
+
+def test_a_job_journaled_by_one_node_wakes_the_others(postgres_url: str, tmp_path: Path) -> None:
+    """LISTEN/NOTIFY as a wake-up: the listening node hears of the other node's new job."""
+    a, b = pg_journal(postgres_url, tmp_path / "a"), pg_journal(postgres_url, tmp_path / "b")
+    listening, woken = threading.Event(), threading.Event()
+
+    def wake() -> None:
+        if listening.is_set():
+            woken.set()
+        listening.set()  # the listener's first call: it is listening now
+
+    b.listen_jobs(wake)
+    assert listening.wait(10)
+    a.jobs.add(request(), source="cli", source_ref="x", content_key="k")
+    assert woken.wait(10)
+    a.close()
+    b.close()

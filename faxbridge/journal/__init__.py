@@ -235,6 +235,12 @@ class Journal:
                     (str(SCHEMA_VERSION),),
                 )
 
+    def notify_jobs(self, db: Any) -> None:
+        """Wake other nodes' senders at commit (PostgreSQL); one node on SQLite: nothing to do."""
+
+    def listen_jobs(self, wake: Callable[[], None]) -> None:
+        """Call ``wake()`` when another node journals a job (PostgreSQL); SQLite: never."""
+
     def json_field(self, column: str, key: str) -> str:
         """SQL for one key of a JSON text column (the two backends spell it differently)."""
         if self.dialect == "postgresql":

@@ -145,6 +145,7 @@ class JobsTable:
             )
             job_id = int(cursor.fetchone()[0])
             _event(db, job_id, now, None, JobState.QUEUED, f"from {source}")
+            self._journal.notify_jobs(db)
             # The row as written, the other columns at their defaults (_SCHEMA), without reading
             # it back.
             return _job({**_NEW_ROW, **written, "id": job_id}), True

@@ -19,7 +19,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 WRITE_LOCK_KEY = 0x666178
 
 URL_SCHEMES = ("postgresql://", "postgres://")
+JOBS_CHANNEL = "faxbridge_jobs"
 
 
 def is_postgresql_url(value: str | Path | None) -> bool:
@@ -154,6 +155,7 @@ class PostgresJournal(Journal):
         self._password = password
         self._timeout = timeout
         self._connection: psycopg.Connection[Any] | None = None
+        self._listener: _Listener | None = None
         self._commits = 0
         # Edges ask for ``path`` to see whether their spool shares the journal's file system; the
         # database is elsewhere, and its commits are durable by themselves.
@@ -200,6 +202,9 @@ class PostgresJournal(Journal):
         return self._connection
 
     def close(self) -> None:
+        if self._listener is not None:
+            self._listener.stop()
+            self._listener = None
         with self._lock:
             if self._connection is not None:
                 self._connection.close()
@@ -276,6 +281,17 @@ class PostgresJournal(Journal):
                     raise JournalError(f"journal read failed ({self.location}): {_reason(exc)}") from None
         raise AssertionError("unreachable")
 
+    def notify_jobs(self, db: Connection) -> None:
+        """Inside a write transaction: wake the other nodes' senders when it commits (LISTEN/NOTIFY
+        is only a wake-up; each sender also polls, so a lost notification costs a few seconds)."""
+        db.execute(f"NOTIFY {JOBS_CHANNEL}")
+
+    def listen_jobs(self, wake: Callable[[], None]) -> None:
+        """Call ``wake()`` (from a thread) whenever a node journals a new job."""
+        if self._listener is None:
+            self._listener = _Listener(self._url, self._password, self._timeout, wake)
+            self._listener.start()
+
     def backend_pid(self) -> int:
         """The server process of this node's connection (tests cut it with pg_terminate_backend)."""
         with self._lock:
@@ -284,3 +300,32 @@ class PostgresJournal(Journal):
 
 def _reason(exc: psycopg.Error) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+class _Listener(threading.Thread):
+    """LISTEN on its own connection. Thread seam: psycopg's notifies() blocks; each notification
+    only calls ``wake`` (which hands it to the event loop with call_soon_threadsafe)."""
+
+    def __init__(self, url: str, password: str | None, timeout: float, wake: Callable[[], None]) -> None:
+        super().__init__(name="journal-listen", daemon=True)
+        self._url, self._password, self._timeout, self._wake = url, password, timeout, wake
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                extra = {"password": self._password} if self._password is not None else {}
+                with psycopg.connect(self._url, autocommit=True, connect_timeout=max(1, int(self._timeout)),
+                                     application_name="faxbridge-listen", **extra) as connection:
+                    connection.execute(f"LISTEN {JOBS_CHANNEL}")
+                    self._wake()  # anything journaled while not listening: look once
+                    while not self._stopping.is_set():
+                        for _notification in connection.notifies(timeout=1.0):
+                            self._wake()
+            except psycopg.Error as exc:
+                log.debug("journal LISTEN connection lost (%s); the sender polls meanwhile", _reason(exc))
+                self._stopping.wait(2.0)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(timeout=5)
