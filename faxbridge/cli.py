@@ -537,7 +537,8 @@ def cmd_nodes(args: argparse.Namespace) -> int:
         }, indent=2))
         return EXIT_OK
     if not nodes:
-        print("no node has run on this journal yet")
+        print("no node has run on this journal yet" if config.journal.is_postgresql else
+              "one node: the journal is SQLite in state_dir (nodes share a PostgreSQL journal)")
     for node in nodes:
         age = now - node.heartbeat_at
         alive = node.state == "running" and age < lease_time

@@ -24,7 +24,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from faxbridge import cli_outbox, logs
 from faxbridge.adapters import systemd
 from faxbridge.callbacks import CallbackTokens
-from faxbridge.errors import FaxbridgeError
+from faxbridge.errors import FaxbridgeError, JournalError
 from faxbridge.journal import Journal
 from faxbridge.model import Job
 from faxbridge.nodes import Node
@@ -168,15 +168,21 @@ class Services:
         """JobStatus polling (and the reports it leads to): one node at a time per account."""
         async with self.node.duty(f"status:{self.config.faxde.account}") as held:
             if held:
-                await self.outbound.poll_due()
+                try:
+                    await self.outbound.poll_due()
+                except JournalError as exc:  # away for a moment: the next tick polls again
+                    log.warning("JobStatus polling skipped, the journal is unavailable: %s", exc)
 
     async def node_heartbeat(self) -> None:
         """This node's heartbeat; then the SendJobs in flight of nodes that stopped beating."""
         if not self.node.registered:
             return  # a command's scheduler (`faxbridge receive`), not a node
-        self.node.beat(f"{self.outbound.in_flight} SendJob(s) in flight")
-        if self.node.shared:
-            self.outbound.adopt_orphans(self.node.lease)
+        try:
+            self.node.beat(f"{self.outbound.in_flight} SendJob(s) in flight")
+            if self.node.shared:
+                self.outbound.adopt_orphans(self.node.lease)
+        except JournalError as exc:  # away for a moment; a silence past the lease costs the leases
+            log.warning("node %s: heartbeat skipped, the journal is unavailable: %s", self.node.name, exc)
 
     def start_scheduler(self) -> AsyncIOScheduler:
         """APScheduler on the running loop; edges add their jobs to it."""

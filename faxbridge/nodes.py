@@ -23,8 +23,11 @@ log = logging.getLogger(__name__)
 
 
 class Node:
-    def __init__(self, journal: Journal, name: str, lease: float) -> None:
+    def __init__(self, journal: Journal, name: str, lease: float, *, shared: bool | None = None) -> None:
         self.journal = journal
+        # SQLite: one node, so no node rows, no heartbeat and no lease writes (a node idle or on a
+        # full disk writes nothing, as before nodes existed). ``shared`` forces it (tests).
+        self.shared = journal.dialect == "postgresql" if shared is None else shared
         self.name = name
         self.lease = lease
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
@@ -32,12 +35,9 @@ class Node:
         self.registered = False  # the daemon registers; a command's Services only uses duties
         journal.node_name = name  # its claims on jobs in flight carry this name
 
-    @property
-    def shared(self) -> bool:
-        """Whether other nodes may share the journal (PostgreSQL), so leases mean something."""
-        return self.journal.dialect == "postgresql"
-
     def register(self) -> None:
+        if not self.shared:
+            return
         self.journal.nodes.register(self.name, self.instance, self.lease)
         self.registered = True
         log.info("node %s (%s) registered in the journal %s", self.name, self.instance, self.journal.location)
@@ -73,8 +73,17 @@ class Node:
     @asynccontextmanager
     async def duty(self, name: str) -> AsyncIterator[bool]:
         """``async with node.duty("inbound:12345") as held:`` — run the duty only if ``held``;
-        its journal writes are fenced by the lease meanwhile."""
-        lease = self.journal.nodes.acquire(name, self.name, self.lease)
+        its journal writes are fenced by the lease meanwhile. One node (SQLite): always held."""
+        if not self.shared:
+            yield True
+            return
+        try:
+            lease = self.journal.nodes.acquire(name, self.name, self.lease)
+        except JournalError as exc:
+            # The journal is away (PostgreSQL restarting, a cut connection): the duty waits for
+            # its next turn, on whichever node then holds the lease.
+            log.warning("node %s: %s skipped, the journal is unavailable: %s", self.name, name, exc)
+            lease = None
         if lease is None:
             yield False
             return

@@ -75,6 +75,7 @@ def next_reconcile_at(ambiguity: Ambiguity, now: float, settings: OutboundSettin
     return min(max(now, ambiguity.last_sent + delay), now + (deadline - now) / 2)
 
 
+JOURNAL_RETRY = 2.0  # seconds the sender waits when the journal cannot be read
 ORPHANED_AFTER = 900.0  # seconds a job may stay 'submitting' before it counts as abandoned
 
 
@@ -278,8 +279,21 @@ class Outbound:
             # Jobs journaled by other nodes wake this loop (LISTEN/NOTIFY); idle_poll stays behind it.
             loop = asyncio.get_running_loop()
             self.journal.listen_jobs(lambda: loop.call_soon_threadsafe(self._wake.set))
+        journal_down = False
         while not self._stopping:
-            next_due = await self.send_due()
+            try:
+                next_due = await self.send_due()
+            except JournalError as exc:
+                # The journal is away for a moment (PostgreSQL restarting, a connection cut, the
+                # disk busy): nothing was sent; look again shortly, say so once per outage.
+                if not journal_down:
+                    log.warning("sending waits: the journal cannot be read (%s)", exc)
+                journal_down = True
+                next_due = self._clock() + JOURNAL_RETRY
+            else:
+                if journal_down:
+                    log.warning("sending resumes: the journal can be read again")
+                journal_down = False
             self._wake.clear()
             timeout = None if next_due is None else max(0.05, next_due - self._clock())
             if self.idle_poll is not None:
@@ -316,11 +330,15 @@ class Outbound:
         task = asyncio.get_running_loop().create_task(
             self._send(job_id, by_operator=by_operator), name=f"send-job-{job_id}")
         self._in_flight[job_id] = task
-        task.add_done_callback(lambda _t: self._sent(job_id))
+        task.add_done_callback(lambda done: self._sent(job_id, done))
         return task
 
-    def _sent(self, job_id: int) -> None:
+    def _sent(self, job_id: int, task: asyncio.Task[Job] | None = None) -> None:
         self._in_flight.pop(job_id, None)
+        if task is not None and not task.cancelled() and isinstance(task.exception(), JournalError):
+            # Read here, so the loop does not report it as never retrieved; whoever awaits the
+            # task (send_now) still gets it. The job is as the journal last had it.
+            log.warning("job %d: not sent now, the journal is unavailable: %s", job_id, task.exception())
         self._wake.set()  # a slot is free: the sender loop looks for the next due job
 
     async def send_now(self, job_id: int) -> Job:

@@ -1,5 +1,5 @@
 """Several `faxbridge run` daemons on one PostgreSQL journal, killed with SIGKILL at random moments and
-with their database connections cut: every accepted mail is sent exactly once (the simulator's jobs per
+with their database connections cut and PostgreSQL restarted once: every accepted mail is sent exactly once (the simulator's jobs per
 recipient), every received fax is stored once and deleted on FAX.de.
 
 The quick run (`make test`) uses two nodes and a few kills; FAXBRIDGE_NODES=3, FAXBRIDGE_NODES_KILLS=50,
@@ -139,11 +139,17 @@ def test_nodes_killed_at_random_lose_and_double_nothing(
     kills, cuts = [], 0
     done = threading.Event()
 
+    restarted = False
+
     def chaos() -> None:
-        nonlocal cuts
+        nonlocal cuts, restarted
         while not done.is_set() and len(kills) < KILLS:
             time.sleep(rng.uniform(0.3, 1.5))
             victim = rng.choice(nodes)
+            if not restarted and len(kills) >= KILLS // 2:
+                postgres_server.pg_ctl("restart", "-m", "fast")  # PostgreSQL itself, mid-run
+                restarted = True
+                continue
             if rng.random() < 0.25:
                 with postgres_server.admin() as admin:  # every node's connection cut at once
                     admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
@@ -207,5 +213,6 @@ def test_nodes_killed_at_random_lose_and_double_nothing(
     logs = "".join(node.log.read_text(errors="replace") for node in nodes)
     assert "Traceback" not in logs, logs[-5000:]
     assert PG_PASSWORD not in logs and PASSWORD not in logs
-    print(f"{NODES} nodes, {len(kills)} kills ({Counter(kills)}), {cuts} connection cuts, {MAILS} mails,"
+    assert restarted
+    print(f"{NODES} nodes, {len(kills)} kills ({Counter(kills)}), {cuts} connection cuts, PostgreSQL restarted, {MAILS} mails,"
           f" {FAXES} faxes, {adopted} send(s) left in flight by a kill and reconciled: 0 lost, 0 duplicated")

@@ -65,7 +65,7 @@ def test_a_lease_is_held_by_one_node_until_it_expires_then_the_token_grows(journ
 def test_a_paused_holder_cannot_write_once_its_lease_passed_on(journals, clock) -> None:
     """The fencing token is checked by every write made under a duty."""
     a, b = journals
-    node_a, node_b = Node(a, "a", 15), Node(b, "b", 15)
+    node_a, node_b = Node(a, "a", 15, shared=True), Node(b, "b", 15, shared=True)
     job, _ = a.jobs.add(request(), source="cli", source_ref="x", content_key="k")
 
     async def scenario() -> None:

@@ -186,7 +186,9 @@ class PostgresJournal(Journal):
             self._connection.close()
             self._connection = None
         extra: dict[str, Any] = {
-            "connect_timeout": max(1, int(self._timeout)),
+            # Journal calls block the event loop as SQLite's do: while the database is away, each
+            # waits this long at most before it fails (SMTP then answers 451, sends wait).
+            "connect_timeout": max(1, min(int(self._timeout), 5)),
             "application_name": "faxbridge",
             # A node whose database host vanished notices within seconds, not hours.
             "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
