@@ -286,3 +286,13 @@ def test_a_job_journaled_by_one_node_wakes_the_others(postgres_url: str, tmp_pat
     assert woken.wait(10)
     a.close()
     b.close()
+
+
+def test_journal_check_and_backup_say_they_read_sqlite_files(
+    postgres_server: PostgresServer, postgres_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(tmp_path, {"url": postgres_url, "password_file": str(postgres_server.password_file)})
+    assert main(["journal", "check", "-c", str(config)]) != 0
+    assert main(["journal", "backup", "-c", str(config), str(tmp_path / "backup")]) != 0
+    err = capsys.readouterr().err
+    assert err.count("the journal is in PostgreSQL") == 2 and "pg_dump" in err
