@@ -119,6 +119,17 @@ def _photos(result: dict[str, dict[str, float]]) -> list[Row]:
     ]
 
 
+def _console(result: dict[str, float]) -> list[Row]:
+    return [
+        (f"console: /jobs with {result['jobs']:.0f} jobs, p95", f"{result['p95_ms']:.1f} ms (p50 {result['p50_ms']:.1f})",
+         "≤ 200 ms", f"{result['p95_ms'] / 200:.2f}× target", _verdict(result["p95_ms"] <= 200)),
+        (f"console: {result['thumbs']:.0f} page-1 images, cold", f"{result['thumbs_s']:.2f} s", "≤ 1 s",
+         f"{result['thumbs_s']:.2f}× target", _verdict(result["thumbs_s"] <= 1)),
+        ("console: idle RSS added", f"{result['rss_added_mb']:.1f} MB", "≤ 10 MB",
+         f"{result['rss_added_mb'] / 10:.2f}× target", _verdict(result["rss_added_mb"] <= 10)),
+    ]
+
+
 def _postgres(result: dict[str, float]) -> list[Row]:
     lease = result["lease_s"]
     return [
@@ -147,6 +158,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "inbound": Benchmark("bench.inbound_rate", _inbound, ("--faxes", "100")),
     "idle": Benchmark("bench.idle", _idle, ("--seconds", "10")),
     "photos": Benchmark("bench.photo_convert", _photos, ("--photos", "4")),
+    "console": Benchmark("bench.console", _console, ("--jobs", "20000", "--requests", "100")),
     "postgres": Benchmark("bench.postgres", _postgres, ("--jobs", "100")),
 }
 

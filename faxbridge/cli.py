@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("run", cmd_run, "run the daemon (hotfolders, SMTP, status, inbound)")
 
+    command("hash-password", cmd_hash_password,
+            "read a password on standard input; print its hash for console.users[].password_hash", config=False)
+    p = command("api-token", cmd_api_token, "make an API token for a console user (printed once; stored hashed)")
+    p.add_argument("user", help="a name from console.users; the token acts with that user's role")
+    p.add_argument("--label", default="", help="what the token is for (an ERP, a script)")
+
     p = command("send", cmd_send, "send documents or a text now")
     p.add_argument("--to", action="append", default=[], metavar="NUMBER",
                    help="recipient (repeat for several); omit for iletter/qsign")
@@ -83,6 +89,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("retry", cmd_retry, "re-send a job whose outcome is unknown (FAX.de's duplicate check guards it)")
     p.add_argument("job_id", type=int)
+
+    p = command("approve", cmd_approve, "approve a held job: it is sent now")
+    p.add_argument("job_id", type=int)
+
+    p = command("reject", cmd_reject, "reject a held job: it is not sent, and its sender is told why")
+    p.add_argument("job_id", type=int)
+    p.add_argument("--reason", required=True, help="why; reaches the sender (failed/ or a report mail)")
+
+    p = command("report", cmd_report, "write a job's send report PDF")
+    p.add_argument("job_id", type=int)
+    p.add_argument("-o", "--output", type=Path, help="the PDF file (default JOB-report.pdf here)")
+
+    p = sub.add_parser("addressbook", help="the address book (names ↔ numbers) of the approval rules",
+                       description="the address book (names ↔ numbers) of the approval rules")
+    book = p.add_subparsers(dest="book_action", metavar="ACTION", required=True)
+    for name, handler, text in (
+        ("import", cmd_addressbook_import, "add or rename contacts from a CSV file (name,number)"),
+        ("list", cmd_addressbook_list, "print the address book as CSV"),
+    ):
+        action = book.add_parser(name, help=text, description=text)
+        action.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"config file (default {DEFAULT_CONFIG})")
+        action.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+        action.set_defaults(handler=handler)
+        if name == "import":
+            action.add_argument("file", type=Path, metavar="FILE")
 
     p = command("jobs", cmd_jobs, "list recent jobs from the journal")
     p.add_argument("--limit", type=int, default=30)
@@ -332,6 +363,34 @@ def cmd_cups_uninstall(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_api_token(args: argparse.Namespace) -> int:
+    from faxbridge.adapters.console.api import create_token
+    from faxbridge.journal import Journal
+
+    config = _load(args)
+    if config.console is None or config.console.user(args.user) is None:
+        raise FaxbridgeError(f"{args.user!r} is not one of console.users in {args.config}")
+    with Journal.open(Path(config.state_dir)) as journal:
+        print(create_token(journal, args.user, args.label))
+    return EXIT_OK
+
+
+def cmd_hash_password(args: argparse.Namespace) -> int:
+    from faxbridge.adapters.console.auth import hash_password
+
+    # A terminal asks without echoing; a pipe (printf … | faxbridge hash-password) is read as is.
+    if sys.stdin.isatty():
+        import getpass
+
+        password = getpass.getpass("password: ")
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise FaxbridgeError("no password on standard input")
+    print(hash_password(password))
+    return EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from faxbridge.daemon import Daemon
 
@@ -453,7 +512,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
     async def cancel() -> Job:
         async with Services(config) as services:
-            return await services.outbound.cancel(args.job_id)
+            return await services.outbound.cancel(args.job_id, user=_os_user())
 
     _print_job(asyncio.run(cancel()))
     return EXIT_OK
@@ -466,11 +525,103 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
     async def retry() -> Job:
         async with Services(config) as services:
-            return await services.outbound.retry_unknown(args.job_id)
+            return await services.outbound.retry_unknown(args.job_id, user=_os_user())
 
     job = asyncio.run(retry())
     _print_job(job)
     return EXIT_OK if job.state in (JobState.SUBMITTED, JobState.CONFIRMED) else EXIT_FAILED
+
+
+def _os_user() -> str:
+    """Who runs the command, for the audit table."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (a container): the uid is still someone
+        import os
+
+        return f"uid {os.getuid()}"
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    from faxbridge.daemon import Services
+
+    config = _load(args)
+
+    async def approve() -> Job:
+        async with Services(config) as services:
+            await services.outbound.approve(args.job_id, _os_user())
+            # Sent from here, as `faxbridge send` does: a running daemon learns of the change only
+            # when its sender wakes, which may be long after.
+            return await services.outbound.send_now(args.job_id)
+
+    job = asyncio.run(approve())
+    _print_job(job)
+    return EXIT_FAILED if job.state in (JobState.REJECTED, JobState.UNKNOWN) else EXIT_OK
+
+
+def cmd_reject(args: argparse.Namespace) -> int:
+    from faxbridge.daemon import Services
+
+    config = _load(args)
+
+    async def reject() -> Job:
+        # The report (failed/, the sender's mail) is the daemon's: it reports every final job of
+        # its edges; two processes moving the same files at once could trip over each other.
+        async with Services(config) as services:
+            return await services.outbound.reject(args.job_id, _os_user(), args.reason)
+
+    _print_job(asyncio.run(reject()))
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from faxbridge import sendreport
+    from faxbridge.adapters.reports import write_atomically
+    from faxbridge.journal import Journal
+
+    config = _load(args)
+    with Journal.open(config.state_dir) as journal:
+        job = journal.jobs.get(args.job_id)
+        pdf = sendreport.render(job, journal)
+    output = args.output or Path(f"{job.id}-report.pdf")
+    write_atomically(output, pdf)
+    print(output)
+    return EXIT_OK
+
+
+def cmd_addressbook_import(args: argparse.Namespace) -> int:
+    from faxbridge.journal import Journal
+    from faxbridge.journal.addressbook import parse_csv
+
+    config = _load(args)
+    try:
+        text = args.file.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FaxbridgeError(f"cannot read {args.file}: {getattr(exc, 'strerror', None) or exc}") from None
+    policy = config.numbers.policy()
+    contacts = parse_csv(text, lambda number: policy.normalize(number, purpose="fax"))
+    with Journal.open(config.state_dir) as journal:
+        count = journal.address_book.put(contacts)
+        journal.audit.record(_os_user(), "addressbook_import", None, f"{count} contact(s) from {args.file}")
+    print(f"{count} contact(s) imported")
+    return EXIT_OK
+
+
+def cmd_addressbook_list(args: argparse.Namespace) -> int:
+    import csv
+
+    from faxbridge.journal import Journal
+
+    config = _load(args)
+    with Journal.open(config.state_dir) as journal:
+        contacts = journal.address_book.all()
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(["name", "number"])
+    for contact in contacts:
+        writer.writerow([contact.name, contact.number])
+    return EXIT_OK
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
@@ -482,11 +633,12 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
     config = _load(args)
     with Journal.from_config(config) as journal:
-        jobs = journal.jobs.recent(args.limit)
+        if args.state:  # every job in those states (held ones wait long), newest first
+            jobs = journal.jobs.in_states(*(JobState(s) for s in args.state))[::-1][: args.limit]
+        else:
+            jobs = journal.jobs.recent(args.limit)
         # Not re-sent by the daemon any more (past faxde.reconcile_window): a person decides.
         stuck = set(awaiting_operator(journal, config.faxde.reconcile_window, time.time()))
-    if args.state:
-        jobs = [j for j in jobs if j.state.value in args.state]
     if args.json:
         _print_json([{**job_summary(j), "needs_operator": j.id in stuck} for j in jobs])
         return EXIT_OK

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 import phonenumbers
 import yaml
 
+from faxbridge.approval import HoldRule, parse_rules
 from faxbridge.errors import ConfigError, NumberError
 from faxbridge.model import JobType
 from faxbridge.convert.settings import CONVERTIBLE_AS_IS, ColourMode, ConvertSettings, ImageGrouping, Paper
@@ -43,9 +44,14 @@ from faxbridge.numbers import ANY_COUNTRY, NumberPolicy, is_known_region
 
 __all__ = [
     "DEFAULT_WSDL",
+    "AlertsConfig",
+    "ApprovalConfig",
     "AuthConfig",
     "BodyMode",
     "Config",
+    "ConsoleConfig",
+    "ConsoleRole",
+    "ConsoleUser",
     "FrozenDict",
     "DocumentsConfig",
     "FaxdeConfig",
@@ -179,6 +185,14 @@ class MultiRecipient(enum.StrEnum):
     COMBINED = "combined"
 
 
+class WatchMode(enum.StrEnum):
+    """How a hotfolder learns of new files."""
+
+    AUTO = "auto"  # the platform's file events (inotify, FSEvents, …); polling where they fail
+    EVENTS = "events"  # file events only; a folder that cannot have them waits for the rescan
+    POLL = "poll"  # list the folder every poll_interval (network shares: NFS, SMB)
+
+
 class LogLevel(enum.StrEnum):
     DEBUG = "debug"
     INFO = "info"
@@ -269,10 +283,13 @@ class HotfolderConfig:
     sent_dir: Path = Path("sent")  # relative: inside path
     failed_dir: Path = Path("failed")
     settle_time: float = 2.0  # wait this long for a sidecar file after the document
-    polling: bool = False  # a polling observer, for network shares without inotify
+    watch: WatchMode = WatchMode.AUTO
+    polling: bool = False  # the older spelling of watch: poll (read, and kept equal to it)
     poll_interval: float = 5.0
     rescan_interval: float = 300.0  # periodic full rescan; 0 disables it
     text: str = ""  # default fax note / SMS text
+    hold: tuple[HoldRule, ...] = ()  # approval rules: jobs from here wait for an approver
+    report_pdf: bool = False  # write NAME.report.pdf (the send report) beside the status CSV
     # The top-level convert section with this folder's own keys on top (a folder for scans in bw).
     convert: ConvertSettings = field(default_factory=ConvertSettings)
 
@@ -379,6 +396,9 @@ class SmtpConfig:
     auth: AuthConfig = field(default_factory=AuthConfig)
     archive_dir: Path = Path("mail-archive")  # relative: inside state_dir
     spool_dir: Path = Path("spool")
+    # sender pattern (alice@example.com, *@example.com) → approval rules for its mails' jobs
+    hold: Mapping[str, tuple[HoldRule, ...]] = field(default_factory=FrozenDict)
+    report_pdf: bool = False  # attach the send report PDF to the sender's report mail
 
     def job_type_for(self, domain: str) -> JobType | None:
         return self.domains.get(domain.lower().rstrip("."))
@@ -402,8 +422,63 @@ class PrintConfig:
 
 
 @dataclass(frozen=True)
+class ApprovalConfig:
+    """Jobs held for an approver: rules for every channel, expiry, who is told."""
+
+    hold: tuple[HoldRule, ...] = ()  # for every job, whatever channel it came from
+    expiry: float = 0.0  # a held job not approved within this is rejected; 0: never
+    notify: tuple[str, ...] = ()  # mailed (through smtp.relay) when a job is held
+    link: str | None = None  # the console's held-job page, "{job}" replaced by the job id
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """A mail to the admins when jobs stay stuck or FAX.de keeps failing; once per incident."""
+
+    mail_to: tuple[str, ...]
+    queued_after: float = 1800.0  # a job still queued (not sent) after this
+    held_after: float = 4 * 3600.0  # a job still waiting for an approver after this
+    unknown_after: float = 0.0  # a job whose SendJob outcome is unknown after this
+    provider_failing_after: float = 600.0  # FAX.de unreachable this long
+    interval: float = 60.0  # how often the thresholds are checked
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     listen: HostPort | None = None  # None: no metrics endpoint
+
+
+class ConsoleRole(enum.StrEnum):
+    """What a console user may do; each role may do everything the ones before it may."""
+
+    VIEWER = "viewer"
+    SENDER = "sender"
+    APPROVER = "approver"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return list(ConsoleRole).index(self)
+
+
+@dataclass(frozen=True)
+class ConsoleUser:
+    name: str
+    password_hash: Secret  # $scrypt$… from `faxbridge hash-password`
+    role: ConsoleRole = ConsoleRole.VIEWER
+
+
+@dataclass(frozen=True)
+class ConsoleConfig:
+    """The web console (issue 17), served by the daemon on its own address."""
+
+    listen: HostPort = HostPort("127.0.0.1", 8025)
+    tls: TlsConfig = field(default_factory=TlsConfig)
+    users: tuple[ConsoleUser, ...] = ()
+    session_lifetime: float = 8 * 3600.0  # a login lasts this long
+
+    def user(self, name: str) -> ConsoleUser | None:
+        return next((user for user in self.users if user.name == name), None)
 
 
 @dataclass(frozen=True)
@@ -424,7 +499,10 @@ class Config:
     inbound: InboundConfig | None = None  # None: inbound faxes are not collected
     smtp: SmtpConfig | None = None  # None: no SMTP server
     print: PrintConfig | None = None  # None: no print queue channel
+    approval: ApprovalConfig = field(default_factory=ApprovalConfig)
+    alerts: AlertsConfig | None = None  # None: no alert mails
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    console: ConsoleConfig | None = None  # None: no web console
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     source: Path | None = field(default=None, metadata=_derived())  # the file it was loaded from
     warnings: tuple[str, ...] = field(default=(), metadata=_derived())  # for the CLI to print
@@ -438,6 +516,8 @@ class Config:
             if self.smtp.relay is not None and self.smtp.relay.password is not None:
                 found.append(self.smtp.relay.password)
             found.extend(self.smtp.auth.users.values())
+        if self.console is not None:
+            found.extend(user.password_hash for user in self.console.users)
         return tuple(found)
 
 
@@ -491,10 +571,17 @@ def parse_config(
     )
     smtp = _smtp(top["smtp"], "smtp", ctx, state_dir) if "smtp" in top else None
     print_ = _print(top["print"], "print", ctx, state_dir) if "print" in top else None
+    approval = _approval(top.get("approval"), "approval")
+    alerts = _alerts(top["alerts"], "alerts") if top.get("alerts") is not None else None
     metrics = _metrics(top.get("metrics"), "metrics")
+    console = _console(top["console"], "console", ctx) if "console" in top else None
     logging_ = _logging(top.get("logging"), "logging")
 
     _check_folders(hotfolders, inbound)
+    if console is not None:
+        for other, address in (("metrics.listen", metrics.listen), ("smtp.listen", smtp and smtp.listen)):
+            if address is not None and address == console.listen and console.listen.port != 0:
+                raise ConfigError("console.listen", f"same address as {other} ({console.listen})")
     if inbound is not None and inbound_enabled and (smtp is None or smtp.relay is None):
         for i, route in enumerate(inbound.routes):
             if route.mail_to:
@@ -505,6 +592,11 @@ def parse_config(
         raise ConfigError("faxde.callback_url", "needs metrics.listen: the HTTP server FAX.de calls back")
     if print_ is not None and print_.report_to and (smtp is None or smtp.relay is None):
         raise ConfigError("print.report_to", "needs smtp.relay to send the report mails through")
+    no_relay = smtp is None or smtp.relay is None
+    if approval.notify and no_relay:
+        raise ConfigError("approval.notify", "needs smtp.relay to send the mails through")
+    if alerts is not None and no_relay:
+        raise ConfigError("alerts.mail_to", "needs smtp.relay to send the alerts through")
     if smtp is not None:
         if not smtp.allowed_senders and not smtp.auth.users:
             raise ConfigError(
@@ -533,7 +625,10 @@ def parse_config(
         inbound=inbound if inbound_enabled else None,
         smtp=smtp,
         print=print_,
+        approval=approval,
+        alerts=alerts,
         metrics=metrics,
+        console=console,
         logging=logging_,
         warnings=tuple(ctx.warnings),
     )
@@ -766,10 +861,13 @@ def _hotfolder(
         sent_dir=_opt(data, "sent_dir", path, HotfolderConfig, lambda v, p: _path(v, p, folder)),
         failed_dir=_opt(data, "failed_dir", path, HotfolderConfig, lambda v, p: _path(v, p, folder)),
         settle_time=_opt(data, "settle_time", path, HotfolderConfig, _duration),
+        watch=_watch_mode(data, path),
         polling=_opt(data, "polling", path, HotfolderConfig, _bool),
         poll_interval=_opt(data, "poll_interval", path, HotfolderConfig, _positive_duration),
         rescan_interval=_opt(data, "rescan_interval", path, HotfolderConfig, _duration),
         text=_opt(data, "text", path, HotfolderConfig, lambda v, p: _str(v, p, allow_empty=True)),
+        hold=_opt(data, "hold", path, HotfolderConfig, _hold_rules),
+        report_pdf=_opt(data, "report_pdf", path, HotfolderConfig, _bool),
         convert=_convert(data.get("convert"), _join(path, "convert"), convert),
     )
     # Defaults are relative names; make them absolute like given values.
@@ -777,6 +875,7 @@ def _hotfolder(
         hotfolder,
         sent_dir=_under(folder, hotfolder.sent_dir),
         failed_dir=_under(folder, hotfolder.failed_dir),
+        polling=hotfolder.watch is WatchMode.POLL,
     )
     if hotfolder.sent_dir == hotfolder.failed_dir:
         raise ConfigError(_join(path, "failed_dir"), f"same folder as sent_dir ({hotfolder.sent_dir})")
@@ -784,6 +883,17 @@ def _hotfolder(
         if getattr(hotfolder, key) == folder:
             raise ConfigError(_join(path, key), "is the hotfolder itself: files would be sent again")
     return hotfolder
+
+
+def _watch_mode(data: Mapping[str, Any], path: str) -> WatchMode:
+    """``watch``; ``polling: true`` (the older key) means ``watch: poll`` and may not contradict it."""
+    polling = _opt(data, "polling", path, HotfolderConfig, _bool)
+    if "watch" not in data:
+        return WatchMode.POLL if polling else WatchMode.AUTO
+    mode = _enum(WatchMode)(data["watch"], _join(path, "watch"))
+    if polling and mode is not WatchMode.POLL:
+        raise ConfigError(_join(path, "polling"), f"true contradicts watch: {mode} (polling: true is watch: poll)")
+    return mode
 
 
 def _recipient(value: Any, path: str, job_type: JobType, numbers: NumberPolicy) -> str:
@@ -954,6 +1064,8 @@ def _smtp(value: Any, path: str, ctx: _Context, state_dir: Path) -> SmtpConfig:
         auth=_opt(data, "auth", path, SmtpConfig, lambda v, p: _auth(v, p, ctx)),
         archive_dir=_opt(data, "archive_dir", path, SmtpConfig, _optional(in_state_dir)),
         spool_dir=_opt(data, "spool_dir", path, SmtpConfig, _optional(in_state_dir)),
+        hold=_opt(data, "hold", path, SmtpConfig, _sender_hold_rules),
+        report_pdf=_opt(data, "report_pdf", path, SmtpConfig, _bool),
     )
     # null or absent: the default name inside state_dir.
     return dataclasses.replace(
@@ -1114,10 +1226,105 @@ def _user_name(name: str, path: str) -> None:
         raise ConfigError(path, "a user name must be 1–64 characters without spaces or ':'")
 
 
+def _hold_rules(value: Any, path: str) -> tuple[HoldRule, ...]:
+    try:
+        return parse_rules(value)
+    except ValueError as exc:
+        raise ConfigError(path, str(exc)) from None
+
+
+def _sender_hold_rules(value: Any, path: str) -> Mapping[str, tuple[HoldRule, ...]]:
+    data = _mapping(value if value is not None else {}, path)
+    rules: dict[str, tuple[HoldRule, ...]] = {}
+    for key, item in data.items():
+        text = _str(key, path)
+        # A bare domain means everyone there.
+        pattern = _sender_pattern(text if "@" in text else f"*@{text}", _join(path, text))
+        rules[pattern] = _hold_rules(item, _join(path, text))
+    return FrozenDict(rules)
+
+
+def _approval(value: Any, path: str) -> ApprovalConfig:
+    data = _mapping(value if value is not None else {}, path)
+    _check_keys(data, _keys(ApprovalConfig), path)
+    link = _opt(data, "link", path, ApprovalConfig, _optional(_url))
+    return ApprovalConfig(
+        hold=_opt(data, "hold", path, ApprovalConfig, _hold_rules),
+        expiry=_opt(data, "expiry", path, ApprovalConfig, _duration),
+        notify=_opt(data, "notify", path, ApprovalConfig, _list_of(_email)),
+        link=link,
+    )
+
+
+def _alerts(value: Any, path: str) -> AlertsConfig:
+    data = _mapping(value, path)
+    _check_keys(data, _keys(AlertsConfig), path)
+    if not data.get("mail_to"):
+        raise ConfigError(_join(path, "mail_to"), "required: the admins' addresses")
+    return AlertsConfig(
+        mail_to=_list_of(_email)(data["mail_to"], _join(path, "mail_to")),
+        queued_after=_opt(data, "queued_after", path, AlertsConfig, _duration),
+        held_after=_opt(data, "held_after", path, AlertsConfig, _duration),
+        unknown_after=_opt(data, "unknown_after", path, AlertsConfig, _duration),
+        provider_failing_after=_opt(data, "provider_failing_after", path, AlertsConfig, _duration),
+        interval=_opt(data, "interval", path, AlertsConfig, _positive_duration),
+    )
+
+
 def _metrics(value: Any, path: str) -> MetricsConfig:
     data = _mapping(value, path)
     _check_keys(data, _keys(MetricsConfig), path)
     return MetricsConfig(listen=_opt(data, "listen", path, MetricsConfig, _optional(_listen)))
+
+
+# faxbridge.adapters.console.auth.hash_password's format: $scrypt$n=N,r=R,p=P$SALT$HASH (base64).
+_CONSOLE_HASH_RE: Final = re.compile(r"\$scrypt\$n=\d+,r=\d+,p=\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+")
+
+
+def _console(value: Any, path: str, ctx: _Context) -> ConsoleConfig:
+    data = _mapping(value, path)
+    _check_keys(data, _keys(ConsoleConfig), path)
+    listen = _opt(data, "listen", path, ConsoleConfig, _listen)
+    tls = _tls(data["tls"], _join(path, "tls"), ctx) if data.get("tls") is not None else TlsConfig()
+    users = _opt(data, "users", path, ConsoleConfig, _list_of(_console_user))
+    seen: set[str] = set()
+    for i, user in enumerate(users):
+        if user.name in seen:
+            raise ConfigError(f"{path}.users[{i}].name", f"user {user.name!r} is defined twice")
+        seen.add(user.name)
+    if not users:
+        ctx.warnings.append(f"{path}.users: no users, so nobody can log in to the console")
+    if not tls.enabled and not listen.is_loopback:
+        ctx.warnings.append(
+            f"{path}: passwords would cross the network in clear text on {listen}; configure"
+            f" {path}.tls or serve it behind a TLS reverse proxy on the same host"
+        )
+    return ConsoleConfig(
+        listen=listen,
+        tls=tls,
+        users=users,
+        session_lifetime=_opt(data, "session_lifetime", path, ConsoleConfig, _positive_duration),
+    )
+
+
+def _console_user(value: Any, path: str) -> ConsoleUser:
+    data = _mapping(value, path)
+    _check_keys(data, _keys(ConsoleUser), path)
+    for key in ("name", "password_hash"):
+        if key not in data:
+            raise ConfigError(_join(path, key), "required")
+    name = _str(data["name"], _join(path, "name"))
+    _user_name(name, _join(path, "name"))
+    hashed = data["password_hash"]
+    if not isinstance(hashed, str) or not _CONSOLE_HASH_RE.fullmatch(hashed):
+        # Never echo the value: it may be the password itself.
+        raise ConfigError(_join(path, "password_hash"),
+                          "expected a hash from `faxbridge hash-password` ($scrypt$…), not a password")
+    return ConsoleUser(
+        name=name,
+        password_hash=Secret(hashed, _join(path, "password_hash")),
+        role=_opt(data, "role", path, ConsoleUser, _enum(ConsoleRole, case_insensitive=True)),
+    )
 
 
 def _logging(value: Any, path: str) -> LoggingConfig:

@@ -23,6 +23,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from faxbridge import cli_outbox, logs
 from faxbridge.adapters import systemd
+from faxbridge.approval import HoldPolicy
 from faxbridge.callbacks import CallbackTokens
 from faxbridge.errors import FaxbridgeError, JournalError
 from faxbridge.journal import Journal
@@ -43,6 +44,9 @@ EDGE_MODULES: tuple[tuple[str, Callable[[Any], bool]], ...] = (
     ("faxbridge.adapters.hotfolder", lambda config: bool(config.hotfolders)),
     ("faxbridge.adapters.smtp", lambda config: config.smtp is not None),
     ("faxbridge.adapters.printing", lambda config: config.print is not None),
+    ("faxbridge.adapters.console", lambda config: config.console is not None),
+    # Approvers' and admins' mails (approval.notify, alerts): needs only the relay.
+    ("faxbridge.adapters.alerts", lambda config: config.alerts is not None or bool(config.approval.notify)),
 )
 
 
@@ -67,6 +71,17 @@ def make_provider(config: Any) -> FaxProvider:
         connect_timeout=faxde.connect_timeout,
         cache_dir=Path(config.state_dir) / "wsdl",
         pool_size=max(faxde.concurrency, 1) * 2,
+    )
+
+
+def hold_policy(config: Any) -> HoldPolicy:
+    """The approval rules of every channel, for the outbound core to ask at submit."""
+    smtp_rules = tuple(config.smtp.hold.items()) if config.smtp is not None else ()
+    return HoldPolicy(
+        everywhere=config.approval.hold,
+        hotfolders={str(folder.path): folder.hold for folder in config.hotfolders if folder.hold},
+        senders=smtp_rules,
+        home_country=config.numbers.default_country,
     )
 
 
@@ -110,6 +125,8 @@ class Services:
             check_recipient=number_check(self.config.numbers.policy()),
             settings=outbound_settings(self.config),
             callbacks=CallbackTokens.load(Path(self.config.state_dir), callback_url) if callback_url else None,
+            hold_policy=hold_policy(self.config),
+            hold_expiry=self.config.approval.expiry,
         )
         # Whichever process sees a `faxbridge send` job end (the command with --wait, or the
         # daemon) removes the copies it was sent from.
@@ -200,6 +217,10 @@ class Services:
                           next_run_time=_now_plus(0.5))
         scheduler.add_job(self.node_heartbeat, "interval", seconds=max(0.2, self.node.lease / 3),
                           id="node-heartbeat", next_run_time=_now_plus(0.2))
+        if self.config.approval.expiry > 0:
+            scheduler.add_job(self.outbound.expire_held, "interval",
+                              seconds=max(1.0, min(60.0, self.config.approval.expiry / 10)),
+                              id="hold-expiry", next_run_time=_now_plus(1.0))
         retention = self.config.journal.retention
         scheduler.add_job(self.apply_retention, "interval", seconds=min(3600.0, max(1.0, retention / 4)),
                           id="journal-retention", next_run_time=_now_plus(1.0))

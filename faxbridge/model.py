@@ -52,6 +52,7 @@ _JOB_TYPE_CODES = {
 class JobState(enum.StrEnum):
     """A job's life in the journal; ALLOWED_TRANSITIONS says how it may move."""
 
+    HELD = "held"  # journaled, waiting for an approver (approval rules); never sent from here
     QUEUED = "queued"  # journaled, waiting for (another) SendJob attempt
     SUBMITTING = "submitting"  # SendJob in flight: the request may reach FAX.de any moment
     SUBMITTED = "submitted"  # FAX.de accepted it and gave a JobId; polled with JobStatus
@@ -82,6 +83,8 @@ FINAL_STATES = frozenset(
 )
 
 ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    # Approved → queued; rejected by an approver or by the hold's expiry; or cancelled.
+    JobState.HELD: frozenset({JobState.QUEUED, JobState.REJECTED, JobState.CANCELLED}),
     JobState.QUEUED: frozenset({JobState.SUBMITTING, JobState.REJECTED, JobState.CANCELLED}),
     JobState.SUBMITTING: frozenset(
         {JobState.SUBMITTED, JobState.QUEUED, JobState.REJECTED, JobState.UNKNOWN, JobState.CONFIRMED}
@@ -109,6 +112,9 @@ class Document:
 
     filename: str  # the name FAX.de sees; its extension tells FAX.de the type
     path: Path
+    # For a converted document, the originals it was made from: duplicate suppression compares
+    # what the sender sent, since a conversion need not give the same bytes twice.
+    sources: tuple[Path, ...] = ()
 
     @property
     def extension(self) -> str:

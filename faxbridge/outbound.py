@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from faxbridge.approval import HoldPolicy
 from faxbridge.callbacks import CallbackTokens
 from faxbridge.crashpoints import crash_point
 from faxbridge.errors import DocumentError, FaxbridgeError, JournalError, ProviderError, disk_full
@@ -31,6 +32,7 @@ from faxbridge.provider import ProviderCalls
 log = logging.getLogger(__name__)
 
 Reporter = Callable[[Job], Awaitable[None]]
+HoldHook = Callable[[Job, str], Awaitable[None]]  # (the held job, why it is held)
 RecipientCheck = Callable[[str, str], str]  # (address, purpose) → normalised, or NumberError
 
 
@@ -113,7 +115,13 @@ def content_key(request: SendRequest) -> str:
 
     Reads every document: call it from a worker thread.
     """
+    return content_key_and_digests(request)[0]
+
+
+def content_key_and_digests(request: SendRequest) -> tuple[str, tuple[str, ...]]:
+    """content_key, and the SHA-256 of each document (the send report shows what was sent)."""
     digest = hashlib.sha256()
+    documents = []
     for part in (
         request.job_type.value,
         "\n".join(sorted(r.for_faxde() for r in request.recipients)),
@@ -123,9 +131,13 @@ def content_key(request: SendRequest) -> str:
     ):
         digest.update(part.encode("utf-8") + b"\0")
     for document in request.documents:
+        documents.append(file_digest(document.path))
         digest.update(document.filename.encode("utf-8") + b"\0")
-        digest.update(file_digest(document.path).encode() + b"\0")
-    return digest.hexdigest()
+        # A converted document is the same send when its originals are the same: a conversion
+        # need not give the same bytes twice (LibreOffice, a newer Pillow).
+        for part in [file_digest(p) for p in document.sources] or [documents[-1]]:
+            digest.update(part.encode() + b"\0")
+    return digest.hexdigest(), tuple(documents)
 
 
 @dataclass(frozen=True)
@@ -134,6 +146,7 @@ class Checked:
 
     request: SendRequest
     content_key: str
+    digests: tuple[str, ...] = ()  # SHA-256 of each document, in order
 
 
 # Seconds the sender waits before trying again when the journal's disk is full.
@@ -157,8 +170,13 @@ class Outbound:
         settings: OutboundSettings = OutboundSettings(),
         clock: Callable[[], float] = time.time,
         callbacks: CallbackTokens | None = None,
+        hold_policy: HoldPolicy | None = None,
+        hold_expiry: float = 0.0,
     ) -> None:
         self.journal = journal
+        self.hold_policy = hold_policy if hold_policy is not None and not hold_policy.empty else None
+        self.hold_expiry = hold_expiry  # a held job not approved within this is rejected; 0: never
+        self._hold_hooks: list[HoldHook] = []
         self.callbacks = callbacks  # FAX.de's status callback (STATURL), where one is reachable
         # Jobs whose SendJob answer could not be journaled (a full disk): still 'submitting'.
         self._unrecorded: set[int] = set()
@@ -224,7 +242,7 @@ class Outbound:
         """validate() and the content key at once, for an edge's worker thread (the key reads
         every document): submitting a Checked request needs no thread hop of its own."""
         request = self.validate(request)
-        return Checked(request, content_key(request))
+        return Checked(request, *content_key_and_digests(request))
 
     async def submit(
         self,
@@ -234,22 +252,29 @@ class Outbound:
         source_ref: str,
         meta: dict[str, Any] | None = None,
         allow_duplicate: bool = False,
+        hold: str | None = None,
     ) -> Job:
         """Validate and journal a job (state queued), then wake the sender. Returns the job.
 
-        Raises NumberError/FaxbridgeError for bad input and DuplicateJobError for a recent twin;
-        the same (source, source_ref) returns the job already journaled for it.
+        ``hold`` (a reason) — or an approval rule of the config — journals it as held instead: it
+        waits for ``approve`` or ``reject``. Raises NumberError/FaxbridgeError for bad input and
+        DuplicateJobError for a recent twin; the same (source, source_ref) returns the job
+        already journaled for it.
         """
         existing = self.journal.jobs.by_source(source, source_ref)
         if existing is not None:
             return existing
         if isinstance(request, Checked):
-            key = request.content_key
+            key, digests = request.content_key, request.digests
             request = request.request
         else:
             request = self.validate(request)
             # Thread seam: hashing documents reads whole files.
-            key = await asyncio.to_thread(content_key, request)
+            key, digests = await asyncio.to_thread(content_key_and_digests, request)
+        if digests:
+            meta = {**(meta or {}), "sha256": list(digests)}
+        if hold is None and self.hold_policy is not None:
+            hold = await self._hold_reason(request, source, meta or {})
         job, created = self.journal.jobs.add(
             request,
             source=source,
@@ -258,6 +283,7 @@ class Outbound:
             meta=meta,
             duplicate_window=0.0 if allow_duplicate else self.settings.duplicate_window,
             durable=False,
+            hold=hold,
         )
         # The edge acknowledges its input once this returns: on disk, not only in the OS.
         await self.journal.sync_async()
@@ -268,8 +294,72 @@ class Outbound:
                 job.id, source, meta.get("label", source_ref) if meta else source_ref,
                 describe_recipients(request), request.job_type,
             )
+            if job.state is JobState.HELD:
+                log.info("job %d held for approval: %s", job.id, hold)
+                await self._tell_hold_hooks(job, hold or "")
         self._wake.set()
         return job
+
+    # -- approval --------------------------------------------------------------------------
+
+    def add_hold_hook(self, hook: HoldHook) -> None:
+        """``hook(job, reason)`` runs when a new job is held (to tell the approvers); best effort."""
+        self._hold_hooks.append(hook)
+
+    async def _hold_reason(self, request: SendRequest, source: str, meta: dict[str, Any]) -> str | None:
+        assert self.hold_policy is not None
+        # Thread seam: a page rule reads the documents, the others query the journal.
+        return await asyncio.to_thread(self.hold_policy.reason_for, request, source, meta, self.journal)
+
+    async def _tell_hold_hooks(self, job: Job, reason: str) -> None:
+        for hook in self._hold_hooks:
+            try:
+                await hook(job, reason)
+            except Exception:  # the job is held and listed either way; only the mail is missing
+                log.exception("job %d: telling the approvers failed", job.id)
+
+    def _held(self, job_id: int, verb: str) -> Job:
+        job = self.journal.jobs.get(job_id)
+        if job.state is not JobState.HELD:
+            raise FaxbridgeError(f"job {job_id} is {job.state}, not held; there is nothing to {verb}")
+        return job
+
+    async def approve(self, job_id: int, user: str) -> Job:
+        """An approver said yes: held → queued, and the sender is woken."""
+        self._held(job_id, "approve")
+        job = self.journal.jobs.release(job_id, f"approved by {user}")
+        self.journal.audit.record(user, "approve", job_id, "")
+        log.info("job %d approved by %s", job_id, user)
+        self._wake.set()
+        return job
+
+    async def reject(self, job_id: int, user: str, reason: str) -> Job:
+        """An approver said no: held → rejected, and the edge reports it with the reason."""
+        self._held(job_id, "reject")
+        reason = reason.strip() or "no reason given"
+        job = self.journal.jobs.mark_rejected(job_id, f"rejected by {user}: {reason}")
+        self.journal.audit.record(user, "reject", job_id, reason)
+        log.warning("job %d rejected by %s: %s", job_id, user, reason)
+        return await self._finish(job)
+
+    async def expire_held(self) -> list[Job]:
+        """Held jobs older than ``hold_expiry`` are rejected with that reason (0: they wait forever)."""
+        if self.hold_expiry <= 0:
+            return []
+        cutoff = self._clock() - self.hold_expiry
+        expired = []
+        for job in self.journal.jobs.in_states(JobState.HELD):
+            if job.created_at is not None and job.created_at.timestamp() <= cutoff:
+                reason = f"not approved within {_duration_words(self.hold_expiry)} (approval.expiry)"
+                try:
+                    job = self.journal.jobs.mark_rejected(job.id, reason)
+                except JournalError as exc:  # approved meanwhile by another process
+                    log.info("job %d: not expired: %s", job.id, exc)
+                    continue
+                self.journal.audit.record("faxbridge", "expire", job.id, reason)
+                log.warning("job %d rejected: %s", job.id, reason)
+                expired.append(await self._finish(job))
+        return expired
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -605,11 +695,13 @@ class Outbound:
         return awaiting_operator(
             self.journal, self.settings.reconcile_window, self._clock(), busy=self._in_flight.keys())
 
-    async def retry_unknown(self, job_id: int) -> Job:
+    async def retry_unknown(self, job_id: int, *, user: str | None = None) -> Job:
         """Operator: send an 'unknown' job again (FAX.de's -77 guards against a double send)."""
         job = self.journal.jobs.get(job_id)
         if job.state is not JobState.UNKNOWN:
             raise FaxbridgeError(f"job {job_id} is {job.state}, not unknown; nothing to retry")
+        if user is not None:
+            self.journal.audit.record(user, "retry", job_id, "")
         task = self._in_flight.get(job_id) or self._start_send(job_id, by_operator=True)
         return await task
 
@@ -720,8 +812,17 @@ class Outbound:
         finally:
             self._polling.discard(job.id)
 
-    async def cancel(self, job_id: int) -> Job:
+    async def cancel(self, job_id: int, *, user: str | None = None) -> Job:
+        """Cancel a job not sent yet, or at FAX.de; ``user`` (who asked) goes to the audit table."""
+        job = await self._cancel(job_id)
+        if user is not None:
+            self.journal.audit.record(user, "cancel", job_id, job.last_error or "")
+        return job
+
+    async def _cancel(self, job_id: int) -> Job:
         job = self.journal.jobs.get(job_id)
+        if job.state is JobState.HELD:
+            return await self._finish(self.journal.jobs.mark_cancelled(job_id, "cancelled while held"))
         if job.state in (JobState.QUEUED, JobState.UNKNOWN):
             if job.state is JobState.UNKNOWN:
                 log.warning("job %d cancelled while its outcome is unknown: FAX.de may still send it", job_id)
@@ -807,6 +908,13 @@ def awaiting_operator(
         if ambiguity is None or next_reconcile_at(ambiguity, now, window) is None:
             stuck.append(job.id)
     return stuck
+
+
+def _duration_words(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} seconds"
 
 
 def _summarise(rows: Any) -> str:

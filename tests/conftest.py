@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,45 @@ def _journal_backend(request: pytest.FixtureRequest) -> None:
     """On the PostgreSQL run, each test's journal lives in its own database (made on first use)."""
     if journal_backend.ON_POSTGRESQL:
         journal_backend.begin_test(request.getfixturevalue("postgres_server"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "expected_traceback(text): an ERROR with a traceback from the hotfolders whose message"
+        " contains text is what the test provokes (any other still fails it)",
+    )
+
+
+class _Tracebacks(logging.Handler):
+    """Collects ERROR records that carry a traceback."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info:
+            self.records.append(record)
+
+
+@pytest.fixture(autouse=True)
+def no_hotfolder_tracebacks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """An ERROR with a traceback from the hotfolders is a bug (issue 14: a claim race logged
+    25 to 61 of them per restart, unseen): it fails the test in which it was logged."""
+    logger = logging.getLogger("faxbridge.adapters.hotfolder")
+    catcher = _Tracebacks()
+    logger.addHandler(catcher)
+    try:
+        yield
+    finally:
+        logger.removeHandler(catcher)
+    expected = [m.args[0] for m in request.node.iter_markers("expected_traceback")]
+    unexpected = [r for r in catcher.records if not any(text in r.getMessage() for text in expected)]
+    if unexpected:
+        formatter = logging.Formatter("%(levelname)s %(name)s: %(message)s")
+        pytest.fail("ERROR with a traceback from the hotfolders:\n"
+                    + "\n".join(formatter.format(r) for r in unexpected), pytrace=False)
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from faxbridge.config import (
     MultiRecipient,
     Secret,
     SmtpConfig,
+    WatchMode,
     check_config,
     load_config,
     parse_config,
@@ -87,6 +88,23 @@ def test_account_given_as_yaml_integer_becomes_a_string() -> None:
     assert config.faxde.account == "12345"
 
 
+@pytest.mark.parametrize(
+    ("keys", "watch"),
+    [
+        ("{}", WatchMode.AUTO),
+        ("{watch: events}", WatchMode.EVENTS),
+        ("{watch: poll, poll_interval: 30s}", WatchMode.POLL),
+        ("{polling: true}", WatchMode.POLL),  # the older spelling
+        ("{polling: true, watch: poll}", WatchMode.POLL),
+        ("{polling: false, watch: events}", WatchMode.EVENTS),
+    ],
+)
+def test_how_a_hotfolder_is_watched(tmp_path: Path, keys: str, watch: WatchMode) -> None:
+    [folder] = parse(f"hotfolders: [{{path: out, {keys[1:-1]}}}]", base_dir=tmp_path).hotfolders
+    assert folder.watch is watch
+    assert folder.polling is (watch is WatchMode.POLL)
+
+
 def test_hotfolder_defaults_and_relative_paths(tmp_path: Path) -> None:
     config = parse(
         """
@@ -107,6 +125,7 @@ def test_hotfolder_defaults_and_relative_paths(tmp_path: Path) -> None:
     assert fax.sent_dir == tmp_path / "out" / "sent"
     assert fax.failed_dir == tmp_path / "out" / "failed"
     assert (fax.settle_time, fax.polling, fax.poll_interval, fax.rescan_interval) == (2, False, 5, 300)
+    assert fax.watch is WatchMode.AUTO
     assert fax.text == ""
     assert sms.recipient == "+491711234567"
     assert sms.sent_dir == Path("/archive/sms")
@@ -295,6 +314,10 @@ BAD = [
      "expected true or false; got 'yes please'"),
     ("hotfolders: [{path: /a, polling: 1}]", "hotfolders[0].polling", "expected true or false; got 1"),
     ("hotfolders: [{path: /a, poll_interval: 0s}]", "hotfolders[0].poll_interval", "more than zero"),
+    ("hotfolders: [{path: /a, watch: inotify}]", "hotfolders[0].watch",
+     "expected one of auto, events, poll; got 'inotify'"),
+    ("hotfolders: [{path: /a, watch: events, polling: true}]", "hotfolders[0].polling",
+     "true contradicts watch: events"),
     ("hotfolders: [{path: /a, recipient: 4940123456}]", "hotfolders[0].recipient",
      "quote numbers in YAML"),
     ("hotfolders: [{path: /a, recipient: '0900 1 234567'}]", "hotfolders[0].recipient",
@@ -806,7 +829,8 @@ def _dataclasses_in(cls: type, seen: set[type] | None = None) -> set[type]:
         stack = [hints[spec.name]]
         while stack:
             hint = stack.pop()
-            if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+            # Sections are the config module's own; value types from elsewhere (HoldRule) are not.
+            if dataclasses.is_dataclass(hint) and isinstance(hint, type) and hint.__module__ == cls.__module__:
                 _dataclasses_in(hint, seen)
             stack.extend(typing.get_args(hint))
     return seen

@@ -360,3 +360,29 @@ def test_cli_send_of_a_missing_file_says_so_in_one_line(make_config, simulator, 
     assert out.returncode == 1
     assert out.stderr.strip() == "faxbridge: weg.jpg: cannot be read (No such file or directory)"
     assert simulator.calls_for("SendJob") == []
+
+
+def test_duplicate_suppression_compares_the_originals_not_the_conversions(tmp_path: Path) -> None:
+    # Issue 16: conversions are not byte-stable (LibreOffice, a newer Pillow); the content key is
+    # taken from what the sender sent, so two conversions of one photo are one send.
+    from faxbridge.model import Document, JobType, Recipient, SendRequest
+    from faxbridge.outbound import content_key
+
+    photo = tmp_path / "IMG_1.jpg"
+    photo.write_bytes(b"the same photo")
+    first, second = tmp_path / "a.fax.pdf", tmp_path / "b.fax.pdf"
+    first.write_bytes(b"%PDF- one conversion")
+    second.write_bytes(b"%PDF- another conversion, other bytes")
+
+    def request(converted: Path) -> SendRequest:
+        document = Document("IMG_1.pdf", converted, sources=(photo,))
+        return SendRequest(JobType.FAX, (Recipient("+494012345678"),), (document,))
+
+    key = content_key(request(first))
+    assert content_key(request(second)) == key
+    photo.write_bytes(b"another photo")
+    assert content_key(request(first)) != key
+
+    from faxbridge.journal.codec import request_from_json, request_to_json
+
+    assert request_from_json(request_to_json(request(first))) == request(first)  # sources journaled

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -447,6 +448,7 @@ def test_faxbridge_cancel_works_for_a_scheduled_hotfolder_job(
 # -- the watcher survives ------------------------------------------------------------------
 
 
+@pytest.mark.expected_traceback("handling a file-system event failed")
 def test_the_watcher_survives_bad_names_and_failing_handlers(
     folder: Path, simulator: Simulator, start: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -488,8 +490,13 @@ def test_the_watcher_survives_bad_names_and_failing_handlers(
     assert failed_once == {"event", "claim"}
 
 
-def test_polling_mode_for_folders_without_inotify(folder: Path, simulator: Simulator, start: Any) -> None:
-    start(polling=True, poll_interval="100ms")
+@pytest.mark.parametrize("keys", [{"polling": True}, {"watch": "poll"}])
+def test_polling_mode_for_folders_without_inotify(
+    folder: Path, simulator: Simulator, start: Any, keys: dict[str, Any]
+) -> None:
+    daemon = start(poll_interval="100ms", **keys)
+    [edge] = [e for e in daemon.daemon.edges if e.name == "hotfolders"]
+    assert edge.watchers[0].watch.description == "polling every 0.1 s"
     drop(folder / f"{NUMBER}_polled.pdf", make_pdf(1, tag="polled"))
     wait_until((folder / "sent" / f"{NUMBER}_polled.pdf").exists, what="the file in sent/")
     assert len(sendjobs(simulator)) == 1
@@ -558,6 +565,27 @@ def test_a_folder_removed_and_created_again_is_watched_again(
     assert len(sendjobs(simulator)) == 1
 
 
+def test_files_whose_events_the_kernel_dropped_are_found_without_a_rescan(
+    tmp_path: Path, folder: Path, simulator: Simulator, start: Any
+) -> None:
+    # inotify's queue holds 16 384 events; past that the kernel drops them and says so once, and
+    # watchdog drops that notice. The watch recognises the overflow and the folder is looked at.
+    daemon = start(recipient=NUMBER, rescan_interval="0s", settle_time="0s")
+    [edge] = [e for e in daemon.daemon.edges if e.name == "hotfolders"]
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    for i in range(3):
+        (staging / f"late {i}.pdf").write_bytes(make_pdf(1, tag=f"late {i}"))
+    reading = edge.watchers[0].watch._inotify._lock  # held, the reading thread waits: the queue fills
+    with reading:
+        for i in range(9000):  # created and closed: two events each, ignored names
+            open(folder / f"{i:05d}.part", "wb").close()
+        for i in range(3):  # their events are dropped
+            os.rename(staging / f"late {i}.pdf", folder / f"late {i}.pdf")
+    wait_until(lambda: len(pdfs(folder / "sent")) == 3, what="the three in sent/", timeout=30)
+    assert len(sendjobs(simulator)) == 3
+
+
 def test_a_burst_is_taken_out_of_the_folder_before_its_files_are_checked(
     folder: Path, simulator: Simulator, start: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -595,6 +623,76 @@ def test_a_burst_is_taken_out_of_the_folder_before_its_files_are_checked(
     wait_until(lambda: len(checked) == count, what="every file checked", timeout=60)
     # The first check came once the last batch was being claimed, not after the first one.
     assert checked[0] >= count - watcher._CLAIM_BATCH
+
+
+def test_a_restart_that_finds_a_backlog_takes_each_file_once_without_an_error(
+    tmp_path: Path, folder: Path, simulator: Simulator, start: Any, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Regression (issue 14): each claimed batch started up to 32 handlers however few units it
+    # had; each saw the queue non-empty, waited while claims went first, then popped from a
+    # queue the others had emptied: "hotfolder: a background task failed" (IndexError), 25 to 61
+    # times on each restart that found a backlog.
+    from faxbridge.adapters.hotfolder import files
+
+    original_move = files._move_in
+
+    def busy_disk(*args: Any) -> Any:
+        time.sleep(0.01)  # claims go on while the first claimed units wait to be handled
+        return original_move(*args)
+
+    monkeypatch.setattr(files, "_move_in", busy_disk)
+    count = 150
+    for i in range(count):  # what piled up while the daemon was down, each with its sidecar
+        (folder / f"{NUMBER}_{i:03d}.pdf").write_bytes(make_pdf(1, tag=f"backlog {i}"))
+        (folder / f"{NUMBER}_{i:03d}.yaml").write_bytes(f"reference: B{i}\n".encode())
+    simulator.polls_until_done = 1000  # JobStatus is not what this test is about
+    with caplog.at_level(logging.INFO, logger="faxbridge"):
+        start(settle_time="0s")
+        wait_until(lambda: len(pdfs(folder / "sent")) == count, what="every file in sent/", timeout=50)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    names = sorted(j.request.documents[0].filename for j in jobs_of(tmp_path))
+    assert names == sorted(f"{NUMBER}_{i:03d}.pdf" for i in range(count))  # each journaled once
+    assert len(sendjobs(simulator)) == count
+
+
+def test_handlers_that_outnumber_the_claimed_units_take_each_once_and_end_quietly(tmp_path: Path) -> None:
+    # The root of the issue-14 race, made certain: handlers waited while claims went first, then
+    # each popped a unit it had seen before the wait, from a queue the others had emptied.
+    import asyncio
+    from types import SimpleNamespace
+
+    from faxbridge.adapters.hotfolder import watcher as watcher_module
+    from faxbridge.adapters.hotfolder.plan import Unit
+    from faxbridge.config import HotfolderConfig
+
+    async def main() -> tuple[list[str], list[BaseException | None], int]:
+        tasks: list[asyncio.Task[Any]] = []
+        context = SimpleNamespace(spawn=lambda coro: tasks.append(asyncio.ensure_future(coro)),
+                                  slots=asyncio.Semaphore(32), active_claims=set())
+        watcher = watcher_module.FolderWatcher(context, 0, HotfolderConfig(path=tmp_path))  # type: ignore[arg-type]
+        handled: list[str] = []
+
+        async def handle(taking: Any) -> None:
+            handled.append(taking.token)
+            await asyncio.sleep(0)
+
+        watcher._handle_taken = handle  # type: ignore[method-assign]
+        units = [Unit(f"{i}.pdf", (f"{i}.pdf",), ()) for i in range(3)]
+        watcher._to_handle.extend(watcher_module._Taking(u, u.key, {}, u.key) for u in units)
+        watcher._to_claim.append(watcher_module._Taking(Unit("x.pdf", ("x.pdf",), ()), "x", {}, "x"))
+        for _ in range(8):  # more handlers than units, all waiting while a claim is pending
+            watcher._handlers += 1
+            context.spawn(watcher._handle_claimed())
+        await asyncio.sleep(0.02)
+        watcher._to_claim.clear()  # the claim is made: the handlers go
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        return handled, results, watcher._handlers
+
+    handled, results, handlers = asyncio.run(main())
+    assert results == [None] * 8  # none failed (it was IndexError: pop from an empty deque)
+    assert sorted(handled) == ["0.pdf", "1.pdf", "2.pdf"]
+    assert handlers == 0
 
 
 def test_jobs_of_a_hotfolder_removed_from_the_configuration_still_get_their_report(

@@ -28,6 +28,7 @@ from typing import Any, AnyStr, Final
 
 from aiosmtpd.smtp import MISSING, SMTP
 
+from faxbridge import sendreport
 from faxbridge.adapters.relay import Relay, relay_for
 from faxbridge.adapters.reports import fsync_dir, fsync_file, sync_file_system, write_atomically
 from faxbridge.adapters.smtp_auth import Authenticator, LoginFailures, install_log_filter
@@ -578,6 +579,10 @@ class SmtpEdge:
                 in_reply_to=job.meta.get("message_id", ""),
                 received=job.meta.get("received", ""),
             )
+            if self.config.report_pdf:  # the send report, while the spooled documents are still there
+                pdf = await asyncio.to_thread(sendreport.render, job, self.journal)
+                message.add_attachment(pdf, maintype="application", subtype="pdf",
+                                       filename=f"fax-{job.id}-report.pdf")
             await self.relay.send(message, key=f"smtp-job:{job.id}")
         key = job.meta.get("mail")
         mail = self.mails.find(key) if key else None

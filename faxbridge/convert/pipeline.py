@@ -190,7 +190,7 @@ def _convert_one(
         _office(name, document.path, target, settings)
     else:  # a winmail.dat found inside a winmail.dat
         raise ConversionError(f"{name}: an Outlook winmail.dat inside another cannot be faxed")
-    return Converted(Document(f"{stem}.pdf", target), (document,))
+    return Converted(Document(f"{stem}.pdf", target, sources=(document.path,)), (document,))
 
 
 def _images(
@@ -201,7 +201,7 @@ def _images(
     target = targets.for_stem(first)
     options = ImageOptions(paper=settings.paper, colour=settings.colour, max_pages=limits.max_pages)
     images_to_pdf([(d.filename, d.path) for d in images], target, options)
-    return Converted(Document(name, target), tuple(images))
+    return Converted(Document(name, target, sources=tuple(d.path for d in images)), tuple(images))
 
 
 # --------------------------------------------------------------------------------------------------

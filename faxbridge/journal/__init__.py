@@ -23,6 +23,9 @@ from typing import Any
 
 from faxbridge.errors import JournalError, disk_full
 from faxbridge.journal.codec import run_script
+from faxbridge.journal.addressbook import AddressBookTable
+from faxbridge.journal.alerts import AlertsTable
+from faxbridge.journal.audit import AuditTable
 from faxbridge.journal.inbound import InboundTable
 from faxbridge.journal.jobs import JobsTable
 from faxbridge.journal.nodes import SCHEMA_V2, NodesTable, check_fence
@@ -36,7 +39,8 @@ Clock = Callable[[], float]
 
 
 class Journal:
-    """Open with ``Journal.open(state_dir)``; tables are ``journal.jobs`` and ``journal.inbound``."""
+    """Open with ``Journal.open(state_dir)``; tables are ``journal.jobs``, ``journal.inbound``,
+    ``journal.audit``, ``journal.address_book`` and ``journal.alerts``."""
 
     dialect = "sqlite"  # or "postgresql" (PostgresJournal): the few SQL texts that differ ask
 
@@ -57,6 +61,9 @@ class Journal:
         self.node_name = socket.gethostname()
         self.jobs = JobsTable(self)
         self.inbound = InboundTable(self)
+        self.audit = AuditTable(self)
+        self.address_book = AddressBookTable(self)
+        self.alerts = AlertsTable(self)
         self.nodes = NodesTable(self)
 
     @classmethod
@@ -222,7 +229,7 @@ class Journal:
                     f"the journal {self.location} was written by a newer faxbridge (schema {version})"
                 )
             # Version 1's tables are created "IF NOT EXISTS": also right for a journal at 1 already.
-            for table in (self.jobs, self.inbound):
+            for table in (self.jobs, self.inbound, self.audit, self.address_book, self.alerts):
                 table.create(db)
             if version < 2:
                 run_script(db, SCHEMA_V2)

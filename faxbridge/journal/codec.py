@@ -16,7 +16,7 @@ def request_to_json(request: SendRequest) -> str:
         {
             "job_type": request.job_type.value,
             "recipients": [[r.address, r.reference] for r in request.recipients],
-            "documents": [[d.filename, str(d.path)] for d in request.documents],
+            "documents": [[d.filename, str(d.path), *map(str, d.sources)] for d in request.documents],
             "text": request.text,
             "send_at": request.send_at.isoformat() if request.send_at else None,
             "options": [list(pair) for pair in request.options],
@@ -34,7 +34,7 @@ def request_from_json(text: str) -> SendRequest:
     return SendRequest(
         job_type=JobType(data["job_type"]),
         recipients=tuple(Recipient(a, r) for a, r in data["recipients"]),
-        documents=tuple(Document(n, Path(p)) for n, p in data["documents"]),
+        documents=tuple(Document(d[0], Path(d[1]), tuple(map(Path, d[2:]))) for d in data["documents"]),
         text=data["text"],
         send_at=dt.datetime.fromisoformat(data["send_at"]) if data["send_at"] else None,
         options=tuple((k, v) for k, v in data["options"]),

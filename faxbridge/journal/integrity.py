@@ -27,7 +27,7 @@ _FINAL = frozenset(s.value for s in FINAL_STATES)
 # States a job reaches only after FAX.de gave it a JobId.
 _NEEDS_JOB_ID = frozenset({JobState.SUBMITTED, JobState.DELIVERED, JobState.PARTIAL, JobState.FAILED})
 # States whose SendJob (first or reconciling) is still to come: their documents must be there.
-_NEEDS_DOCUMENTS = frozenset({JobState.QUEUED, JobState.SUBMITTING, JobState.UNKNOWN})
+_NEEDS_DOCUMENTS = frozenset({JobState.HELD, JobState.QUEUED, JobState.SUBMITTING, JobState.UNKNOWN})
 # States that are only reached through 'submitting', so at least one attempt was counted.
 _ATTEMPTED = frozenset({JobState.SUBMITTING, JobState.SUBMITTED, JobState.UNKNOWN, JobState.CONFIRMED,
                         JobState.DELIVERED, JobState.PARTIAL, JobState.FAILED})
@@ -144,7 +144,7 @@ def _job_findings(db: sqlite3.Connection) -> Iterator[str]:
             yield f"{job} is {state}, but its last recorded transition went to {last}"
         try:
             request = json.loads(row["request"])
-            documents = [Path(p) for _name, p in request["documents"]]
+            documents = [Path(entry[1]) for entry in request["documents"]]
         except (ValueError, KeyError, TypeError):
             yield f"{job}: its request cannot be read"
             continue

@@ -106,8 +106,10 @@ class JobsTable:
         meta: dict[str, Any] | None = None,
         duplicate_window: float = 0.0,
         durable: bool = True,
+        hold: str | None = None,
     ) -> tuple[Job, bool]:
-        """Journal a new job in state queued; returns (job, created).
+        """Journal a new job in state queued (held, with ``hold`` as the reason, when an approval
+        rule holds it); returns (job, created).
 
         The same (source, source_ref) returns the existing job with created=False, so an edge that
         sees the same input twice (rescan, restart) never makes a second job. The same content
@@ -132,8 +134,9 @@ class JobsTable:
                         f"the same documents to the same recipients were submitted as job "
                         f"{twin['id']} recently; not sending them twice",
                     )
+            state = JobState.QUEUED if hold is None else JobState.HELD
             written: dict[str, Any] = {
-                "state": JobState.QUEUED.value, "source": source, "source_ref": source_ref,
+                "state": state.value, "source": source, "source_ref": source_ref,
                 "content_key": content_key, "request": request_to_json(request),
                 "meta": json.dumps(meta or {}, ensure_ascii=False),
                 "next_attempt_at": now, "created_at": now, "updated_at": now,
@@ -144,11 +147,37 @@ class JobsTable:
                 tuple(written.values()),
             )
             job_id = int(cursor.fetchone()[0])
-            _event(db, job_id, now, None, JobState.QUEUED, f"from {source}")
+            _event(db, job_id, now, None, state, f"from {source}" if hold is None else f"from {source}, held: {hold}")
             self._journal.notify_jobs(db)
             # The row as written, the other columns at their defaults (_SCHEMA), without reading
             # it back.
             return _job({**_NEW_ROW, **written, "id": job_id}), True
+
+    def release(self, job_id: int, detail: str) -> Job:
+        """held → queued, due at once (an approver said yes)."""
+        return self._move(job_id, JobState.QUEUED, detail, next_attempt_at=self._journal.clock())
+
+    def held_reason(self, job_id: int) -> str:
+        """Why a held job waits: the detail of the event that held it."""
+        rows = self._journal.query(
+            "SELECT detail FROM job_events WHERE job_id = ? AND to_state = ? ORDER BY id DESC LIMIT 1",
+            (job_id, JobState.HELD.value),
+        )
+        detail = rows[0]["detail"] if rows else ""
+        return detail.partition("held: ")[2] or detail
+
+    def has_sent_to(self, address: str) -> bool:
+        """Whether a job to ``address`` ever reached FAX.de (for the first-time approval rule)."""
+        reached = tuple(s.value for s in (
+            JobState.SUBMITTED, JobState.DELIVERED, JobState.PARTIAL, JobState.FAILED,
+            JobState.CONFIRMED, JobState.UNKNOWN))
+        rows = self._journal.query(
+            "SELECT 1 FROM jobs, json_each(jobs.request, '$.recipients') AS r"
+            f" WHERE jobs.state IN ({','.join('?' * len(reached))})"
+            " AND json_extract(r.value, '$[0]') = ? LIMIT 1",
+            (*reached, address),
+        )
+        return bool(rows)
 
     def begin_submit(
         self, job_id: int, *, durable: bool = True, request: SendRequest | None = None
@@ -381,6 +410,19 @@ class JobsTable:
     def recent(self, limit: int = 50) -> list[Job]:
         rows = self._journal.query("SELECT * FROM jobs ORDER BY id DESC LIMIT ?", (limit,))
         return [_job(r) for r in rows]
+
+    def waiting_since(
+        self, state: JobState, before: float, *, since_change: bool = False, limit: int = 20
+    ) -> tuple[int, list[int]]:
+        """How many jobs in ``state`` were created (``since_change``: last changed) before then,
+        and the first ids (alerts)."""
+        column = "updated_at" if since_change else "created_at"
+        rows = self._journal.query(
+            f"SELECT id, COUNT(*) OVER () AS n FROM jobs WHERE state = ? AND {column} <= ?"
+            " ORDER BY id LIMIT ?",
+            (state.value, before, limit),
+        )
+        return (rows[0]["n"] if rows else 0), [r["id"] for r in rows]
 
     def counts_by_state(self) -> dict[str, int]:
         rows = self._journal.query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")

@@ -1,21 +1,22 @@
-"""The hotfolder edge: inotify on the loop, the periodic jobs, and the lifecycle the daemon drives."""
+"""The hotfolder edge: a watch per folder (watching.py), the periodic jobs, and the lifecycle the daemon drives."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from faxbridge.adapters.hotfolder import outcome
-from faxbridge.adapters.hotfolder.inotify import Inotify
+from faxbridge.adapters.hotfolder import outcome, watching
 from faxbridge.adapters.hotfolder.names import PAUSE_NOTICE
 from faxbridge.adapters.hotfolder.outcome import Outcomes
-from faxbridge.adapters.hotfolder.watcher import FolderWatcher
+from faxbridge.adapters.hotfolder.watcher import FolderContext, FolderWatcher
 from faxbridge.adapters.reports import discard, write_atomically
+from faxbridge.config import WatchMode
 from faxbridge.model import JobState
 
 log = logging.getLogger("faxbridge.adapters.hotfolder")
@@ -23,6 +24,7 @@ log = logging.getLogger("faxbridge.adapters.hotfolder")
 _SHUTDOWN_WAIT = 10.0  # seconds for units being checked to reach the journal at shutdown
 _CONCURRENT_UNITS = 32  # units claimed and checked at once (threads hash and parse PDFs)
 _CHECK_THREADS = 2
+_JOIN_WAIT = 2.0  # seconds for a watching thread to end at close
 
 
 class HotfolderEdge:
@@ -31,9 +33,6 @@ class HotfolderEdge:
     def __init__(self, services: Any) -> None:
         self.services = services
         self.outcomes = Outcomes(services.journal, self.spawn)
-        self.watchers = [FolderWatcher(self, i, c) for i, c in enumerate(services.config.hotfolders)]
-        self.active_claims: set[str] = set()
-        self.slots = asyncio.Semaphore(_CONCURRENT_UNITS)
         # Thread seam: claiming (renames, fsyncs) has a thread of its own, so that files leave
         # the folders while what was claimed is checked and journaled.
         self.claim_thread = ThreadPoolExecutor(1, thread_name_prefix="hotfolder-claim")
@@ -41,9 +40,21 @@ class HotfolderEdge:
         # a burst's checks queued the journal's fsyncs — and with them every SendJob — behind
         # them; and more than two threads of Python on two cores only take turns at the GIL.
         self.check_threads = ThreadPoolExecutor(_CHECK_THREADS, thread_name_prefix="hotfolder-check")
+        config = services.config
+        self.context = FolderContext(
+            spawn=self.spawn,
+            active_claims=set(),
+            slots=asyncio.Semaphore(_CONCURRENT_UNITS),
+            claim_thread=self.claim_thread,
+            check_threads=self.check_threads,
+            outbound=services.outbound,
+            jobs=services.journal.jobs,
+            numbers=config.numbers.policy(),
+            limits=config.documents.limits(),
+            move_to_sent=self.outcomes.move_to_sent,
+        )
+        self.watchers = [FolderWatcher(self.context, i, c) for i, c in enumerate(config.hotfolders)]
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._inotify: Inotify | None = None
-        self._by_folder = {w.key: w for w in self.watchers}
         self._job_ids: list[str] = []
         self._notice: object = object()  # what the pause notices say now (sentinel: unknown)
         self._stopping = False
@@ -59,17 +70,8 @@ class HotfolderEdge:
                 await asyncio.to_thread(watcher.folder.mkdir, parents=True, exist_ok=True)
             except OSError as exc:
                 log.error("hotfolder %s: cannot create %s: %s", watcher.label, watcher.key, exc.strerror or exc)
-        if any(not w.polling for w in self.watchers):
-            try:
-                self._inotify = Inotify(self._deliver, self._overflowed)
-            except OSError as exc:  # not Linux, or no inotify instance left (max_user_instances)
-                log.warning("hotfolders: no inotify (%s); polling every folder instead", exc.strerror or exc)
-                for watcher in self.watchers:
-                    watcher.polling = True
-        if self._inotify is not None:
-            for watcher in self.watchers:
-                if not watcher.polling:
-                    self._watch(watcher)
+        for watcher in self.watchers:
+            self._watch(watcher)
         # Watching first, then looking: a file arriving in between is seen either way.
         for watcher in self.watchers:
             await watcher.recover()
@@ -77,8 +79,8 @@ class HotfolderEdge:
         self._schedule()
         await self._sync_notices()
         for watcher in self.watchers:
-            mode = "polling" if watcher.polling else "inotify"
-            log.info("hotfolder %s: watching %s (%s, %s)", watcher.label, watcher.key, watcher.config.job_type, mode)
+            how = watcher.watch.description if watcher.watch is not None else "not watched yet"
+            log.info("hotfolder %s: watching %s (%s, %s)", watcher.label, watcher.key, watcher.config.job_type, how)
 
     async def stop_intake(self) -> None:
         self._stopping = True
@@ -89,8 +91,8 @@ class HotfolderEdge:
         self._job_ids.clear()
         for watcher in self.watchers:
             watcher.stop()
-        if self._inotify is not None:
-            self._inotify.close()
+            if watcher.watch is not None:
+                watcher.watch.close()
         pending = [t for t in self._tasks if not t.done()]
         if pending:
             # Units being checked reach the journal (or failed/) now; a claim cut short is
@@ -106,7 +108,9 @@ class HotfolderEdge:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._inotify = None
+        for watcher in self.watchers:
+            if watcher.watch is not None:
+                await asyncio.to_thread(watcher.watch.join, _JOIN_WAIT)
         self.claim_thread.shutdown(wait=False)
         self.check_threads.shutdown(wait=False)
 
@@ -125,40 +129,56 @@ class HotfolderEdge:
     # -- events ----------------------------------------------------------------------------
 
     def _watch(self, watcher: FolderWatcher) -> None:
-        assert self._inotify is not None
+        """Start the folder's watch as configured (watch: auto, events, poll); in ``auto``, a
+        folder that cannot have file events (inotify's limits, a file system without them) is
+        polled instead. A missing folder is watched by the rescan once it is there."""
+        mode = watcher.config.watch
+        loop = asyncio.get_running_loop()
+        deliver = functools.partial(self._deliver, watcher)
+        if mode is WatchMode.POLL or watcher.polling:
+            watcher.polling = True
+            try:
+                watcher.watch = watching.watch_by_polling(watcher.key, watcher.config.poll_interval, loop, deliver)
+            except FileNotFoundError:
+                watcher.watch = None  # the scan says so; the rescan watches it once it is there
+            return
         try:
-            watcher.watch = self._inotify.watch(watcher.key)
+            watcher.watch = watching.watch_events(watcher.key, loop, deliver,
+                                                  functools.partial(self._lost, watcher))
             watcher.unsay("watch")
         except FileNotFoundError:
             watcher.watch = None  # the scan says so; the rescan watches it once it is there
         except OSError as exc:
-            # No inotify (watch limit, a file system without it): looking is slower but works.
+            if mode is WatchMode.EVENTS:
+                watcher.say_once("watch", logging.ERROR, "cannot watch %s (%s); looking again at each rescan",
+                                 watcher.key, exc.strerror or exc)
+                return
+            # No file events (watch limit, a file system without them): looking is slower but works.
             watcher.say_once("watch", logging.WARNING, "cannot watch %s (%s); polling it instead",
                              watcher.key, exc.strerror or exc)
             watcher.polling = True
-            self._add_job(f"hotfolder-poll-{watcher.index}", watcher.scan, watcher.config.poll_interval,
-                          periodic=True)
+            self._watch(watcher)
 
-    def _deliver(self, kind: str, folder: str, name: str) -> None:
-        """On the loop: an inotify event goes to the watcher of the folder it happened in."""
-        watcher = self._by_folder.get(folder)
-        if watcher is not None:
-            watcher.on_event(kind, name, True)
+    def _deliver(self, watcher: FolderWatcher, kind: str, name: str) -> None:
+        """On the loop: a file event goes to its folder's watcher; a failure there is a bug,
+        logged, and the watching goes on (the rescan catches up)."""
+        watch = watcher.watch
+        try:
+            watcher.on_event(kind, name, watch is not None and watch.closes)
+        except Exception:
+            log.exception("hotfolder %s: handling a file-system event failed", watcher.label)
 
-    def _overflowed(self) -> None:
-        """Events were lost: every watched folder is looked at again (new files are found; one
-        whose close was lost is judged by the periodic rescans, as the watcher explains)."""
-        for watcher in self.watchers:
-            if not watcher.polling and not self._stopping:
-                self.spawn(watcher.scan(periodic=False))
+    def _lost(self, watcher: FolderWatcher) -> None:
+        """Events may have been lost (inotify's queue overflowed), or the watch ended with its
+        folder: the folder is looked at again (new files are found; one whose close was lost is
+        judged by the periodic rescans, as the watcher explains)."""
+        if not self._stopping:
+            self.spawn(watcher.scan(periodic=False))
 
     # -- periodic work -----------------------------------------------------------------------
 
     def _schedule(self) -> None:
         for watcher in self.watchers:
-            if watcher.polling and f"hotfolder-poll-{watcher.index}" not in self._job_ids:
-                self._add_job(f"hotfolder-poll-{watcher.index}", watcher.scan, watcher.config.poll_interval,
-                              periodic=True)
             if watcher.config.rescan_interval > 0:
                 self._add_job(f"hotfolder-rescan-{watcher.index}", self._rescan,
                               watcher.config.rescan_interval, watcher)
@@ -179,20 +199,21 @@ class HotfolderEdge:
         """The safety net: claims left over, watches lost (folder recreated), events missed."""
         if self._stopping:
             return
-        if not watcher.polling and self._inotify is not None and not self._watch_alive(watcher):
+        if not self._watch_alive(watcher):
             # The folder was removed (its watch ended with it) or missing at start: watch it anew.
             if await asyncio.to_thread(watcher.folder.is_dir):
                 if watcher.watch is not None:
-                    self._inotify.unwatch(watcher.watch)
+                    watcher.watch.close()
                     watcher.watch = None
                 self._watch(watcher)
                 if watcher.watch is not None:
-                    log.info("hotfolder %s: watching %s again", watcher.label, watcher.key)
+                    log.info("hotfolder %s: watching %s again (%s)", watcher.label, watcher.key,
+                             watcher.watch.description)
         await watcher.recover()
         await watcher.scan(periodic=True)
 
     def _watch_alive(self, watcher: FolderWatcher) -> bool:
-        return self._inotify is not None and self._inotify.alive(watcher.watch)
+        return watcher.watch is not None and watcher.watch.alive()
 
     async def _sync_notices(self) -> None:
         """While the core has paused all sending, each folder holds FAXBRIDGE-PAUSED.txt saying why."""

@@ -28,6 +28,7 @@ from typing import Any, Final
 from faxbridge.adapters.hotfolder.names import (
     ERROR_SUFFIX,
     REPORT_SUFFIX,
+    SEND_REPORT_SUFFIX,
     decode_name,
     display_name,
     encode_name,
@@ -321,7 +322,8 @@ def present(c: Claim) -> bool:
 
 
 def report_name(claim_stem: str, suffix: str, kind: str) -> str:
-    return f"{claim_stem}{suffix}{REPORT_SUFFIX if kind == 'report' else ERROR_SUFFIX}"
+    ending = {"report": REPORT_SUFFIX, "error": ERROR_SUFFIX, "send_report": SEND_REPORT_SUFFIX}[kind]
+    return f"{claim_stem}{suffix}{ending}"
 
 
 def choose_suffix(
@@ -333,7 +335,7 @@ def choose_suffix(
     for n in range(1, 1000):
         suffix = "" if n == 1 else f" ({n})"
         names = [with_suffix(o, suffix) for o in originals]
-        names += [report_name(claim_stem, suffix, "report"), report_name(claim_stem, suffix, "error")]
+        names += [report_name(claim_stem, suffix, kind) for kind in ("report", "error", "send_report")]
         if not any(name in taken or os.path.lexists(target / name) for name in names):
             taken.update(names)
             return suffix

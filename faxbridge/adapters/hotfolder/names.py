@@ -21,6 +21,7 @@ CSV_SUFFIX: Final = ".csv"
 PAUSE_NOTICE: Final = "FAXBRIDGE-PAUSED.txt"
 REPORT_SUFFIX: Final = ".status.csv"
 ERROR_SUFFIX: Final = ".error.txt"
+SEND_REPORT_SUFFIX: Final = ".report.pdf"  # the send report PDF (hotfolders[].report_pdf)
 
 # Names writers use while a file is incomplete: browsers (.crdownload, .part, .download), WinSCP
 # (.filepart), rsync/curl/wget (.part, .tmp), editors (.swp, name~), office lock files.
@@ -43,7 +44,7 @@ def ignored(name: str) -> bool:
         or name.startswith((".", "~"))
         or name.endswith("~")
         or lower.endswith(_TEMP_SUFFIXES)
-        or lower.endswith((REPORT_SUFFIX, ERROR_SUFFIX))
+        or lower.endswith((REPORT_SUFFIX, ERROR_SUFFIX, SEND_REPORT_SUFFIX))
         or lower in _SYSTEM_NAMES
         or name == PAUSE_NOTICE
     )

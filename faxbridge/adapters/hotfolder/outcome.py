@@ -21,6 +21,7 @@ from faxbridge.adapters.hotfolder import files
 from faxbridge.adapters.hotfolder.files import Claim
 from faxbridge.adapters.hotfolder.names import display_name, with_suffix
 from faxbridge.adapters.reports import parse_status_file, write_atomically, write_report
+from faxbridge import sendreport
 from faxbridge.crashpoints import crash_point
 from faxbridge.journal import Journal
 from faxbridge.model import Job, JobState, StatusRow
@@ -36,7 +37,7 @@ SENT_STATES = frozenset({JobState.DELIVERED, JobState.PARTIAL, JobState.FAILED, 
 
 def job_meta(claim: Claim, folder: Any, label: str) -> dict[str, Any]:
     """What the edge needs later, journaled with the job (folders as configured at claim time)."""
-    return {
+    meta: dict[str, Any] = {
         "folder": str(folder.path),
         "sent_dir": str(folder.sent_dir),
         "failed_dir": str(folder.failed_dir),
@@ -44,6 +45,9 @@ def job_meta(claim: Claim, folder: Any, label: str) -> dict[str, Any]:
         "claim": claim.to_json(),
         "label": label,
     }
+    if getattr(folder, "report_pdf", False):
+        meta["report_pdf"] = True
+    return meta
 
 
 def claim_of(job: Job) -> Claim:
@@ -116,6 +120,8 @@ class Outcomes:
                 path = target / files.report_name(claim.stem, suffix, "report")
                 await asyncio.to_thread(write_report, job, status_rows(job), path)
                 log.info("job %d: status report %s", job.id, display_name(str(path)))
+                if job.meta.get("report_pdf"):
+                    await self._write_send_report(job, claim, target, suffix)
             else:
                 path = target / files.report_name(claim.stem, suffix, "error")
                 text = error_text_for_job(job, self._detail(job), [f.original for f in claim.files if f.document])
@@ -125,6 +131,17 @@ class Outcomes:
             crash_point("hotfolder.after_report")
             await asyncio.to_thread(files.release, claim.dir)
         self._locks.pop(job.id, None)
+
+    async def _write_send_report(self, job: Job, claim: Claim, target: Path, suffix: str) -> None:
+        """NAME.report.pdf beside the original in sent/ (hotfolders[].report_pdf)."""
+        documents = [target / with_suffix(f.original, suffix) for f in claim.files if f.document]
+        path = target / files.report_name(claim.stem, suffix, "send_report")
+
+        def work() -> None:
+            write_atomically(path, sendreport.render(job, self.journal, documents))
+
+        await asyncio.to_thread(work)
+        log.info("job %d: send report %s", job.id, display_name(str(path)))
 
     def _detail(self, job: Job) -> str:
         if job.state is JobState.CANCELLED:
@@ -351,6 +368,9 @@ def error_text_for_job(job: Job, reason: str, documents: Sequence[str]) -> str:
     code = job.last_error_code if job.state is JobState.REJECTED else None
     if job.state is JobState.CANCELLED:
         action = "Nothing was sent by faxbridge after the cancel. Drop the document in again to send it after all."
+    elif reason.startswith(("rejected by ", "not approved within ")):  # the approval stage said no
+        action = ("It was held for approval and not approved, so nothing was sent. Drop it in again"
+                  " only if it should be sent after all; it will wait for approval again.")
     elif code is not None and not reason.startswith("gave up"):
         action = faxde_codes.lookup("SendJob", code).action
     elif reason.startswith("gave up"):

@@ -3,12 +3,14 @@
 A file is taken once it is complete and quiet for the settle time:
 * complete by event: closed after writing (inotify IN_CLOSE_WRITE) or renamed/moved in (IN_MOVED_TO);
   a file that was created or written to and not closed yet is still being written, however long
-  the writer pauses;
+  the writer pauses (where closes are not reported — polling, other platforms — writes are
+  judged by looking, as below);
 * complete by looking: a file found by a scan (start-up, rescan, polling mode) whose size, mtime
   and inode do not change over the settle time (in polling mode: at least one poll interval);
   a file still "being written" that two rescans find unchanged lost its close event (inotify
   overflow), and is complete too.
-Everything here runs on the event loop; file-system work goes to worker threads.
+Everything here runs on the event loop; file-system work goes to worker threads. What the watcher
+uses of its edge and of the core comes in one small context object (FolderContext).
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ import os
 import secrets
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from faxbridge import documents
 from faxbridge.adapters.hotfolder import files, outcome
@@ -43,8 +47,10 @@ from faxbridge.adapters.hotfolder.names import (
     stem,
 )
 from faxbridge.adapters.hotfolder.plan import BundleFiles, Unit, plan_units
+from faxbridge.adapters.hotfolder.watching import FolderWatch
 from faxbridge.config import HotfolderConfig
 from faxbridge.crashpoints import crash_point
+from faxbridge.documents import DocumentLimits
 from faxbridge.errors import (
     DocumentError,
     DuplicateJobError,
@@ -53,11 +59,10 @@ from faxbridge.errors import (
     NumberError,
     disk_full,
 )
-from faxbridge.model import JobState
-from faxbridge.outbound import Checked, mask_number
-
-if TYPE_CHECKING:
-    from faxbridge.adapters.hotfolder.edge import HotfolderEdge
+from faxbridge.journal.jobs import JobsTable
+from faxbridge.model import Job, JobState
+from faxbridge.numbers import NumberPolicy
+from faxbridge.outbound import Checked, Outbound, mask_number
 
 log = logging.getLogger("faxbridge.adapters.hotfolder")
 
@@ -77,6 +82,22 @@ _CLAIMS_FIRST = 10.0
 # A unit put back into its folder because the disk is full is taken again after this many seconds
 # (or the rescan interval, if shorter): at once it would only fail again, and again.
 _DISK_FULL_RETRY = 30.0
+
+
+@dataclass(frozen=True)
+class FolderContext:
+    """What a folder watcher needs from its edge and the core, shared by the edge's watchers."""
+
+    spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]]  # a kept, logged background task
+    active_claims: set[str]  # claim folders being worked on now: recover() leaves them alone
+    slots: asyncio.Semaphore  # units checked and journaled at once, all folders together
+    claim_thread: Executor
+    check_threads: Executor
+    outbound: Outbound
+    jobs: JobsTable
+    numbers: NumberPolicy
+    limits: DocumentLimits
+    move_to_sent: Callable[[Job], Awaitable[None]]
 
 
 @dataclass
@@ -104,15 +125,15 @@ class _Taking:
 
 
 class FolderWatcher:
-    def __init__(self, edge: HotfolderEdge, index: int, config: HotfolderConfig) -> None:
-        self.edge = edge
+    def __init__(self, context: FolderContext, index: int, config: HotfolderConfig) -> None:
+        self.context = context
         self.index = index
         self.config = config
         self.folder = config.path
         self.key = os.fspath(config.path)
         self.label = config.path.name or self.key
         self.polling = config.polling
-        self.watch: Any = None  # the inotify watch descriptor while inotify watches the folder
+        self.watch: FolderWatch | None = None  # while file events come for the folder
         self.tracked: dict[str, Tracked] = {}
         self.busy: set[str] = set()
         self._plan_task: asyncio.Task[None] | None = None
@@ -148,10 +169,10 @@ class FolderWatcher:
     def unsay(self, key: str) -> None:
         self._said.pop(key, None)
 
-    # -- events (from inotify, on the loop) -------------------------------------------------
+    # -- events (from watchdog, on the loop) -------------------------------------------------
 
     def on_event(self, kind: str, name: str, closes: bool) -> None:
-        """``kind``: created, modified, closed, moved_in, gone. ``closes``: this observer reports
+        """``kind``: created, modified, closed, moved_in, gone. ``closes``: the watch reports
         closes (inotify); otherwise a write is judged by looking, like in polling mode."""
         if self._stopping or ignored(name) or name in self._held:
             return
@@ -200,7 +221,7 @@ class FolderWatcher:
             t.settled = True
             self.request_plan()
             return
-        self.edge.spawn(self._check(name, gen))
+        self.context.spawn(self._check(name, gen))
 
     async def _check(self, name: str, gen: int) -> None:
         t = self.tracked.get(name)
@@ -279,7 +300,7 @@ class FolderWatcher:
         if self._plan_task is not None and not self._plan_task.done():
             self._replan = True
             return
-        self._plan_task = self.edge.spawn(self._plan())
+        self._plan_task = self.context.spawn(self._plan())
 
     async def _plan(self) -> None:
         while not self._stopping:
@@ -343,10 +364,10 @@ class FolderWatcher:
         token = files.claim_token(time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(4),
                                   unit.key, unit.documents, unit.sidecars)
         claim_dir = os.fspath(self.folder / files.CLAIM_AREA / token)
-        self.edge.active_claims.add(claim_dir)
+        self.context.active_claims.add(claim_dir)
         self._to_claim.append(_Taking(unit, token, gens, claim_dir))
         if self._claimer is None or self._claimer.done():
-            self._claimer = self.edge.spawn(self._claim_queued())
+            self._claimer = self.context.spawn(self._claim_queued())
 
     async def _claim_queued(self) -> None:
         """Claim the queued units, a batch per worker-thread hop, ahead of checking them: a file
@@ -360,7 +381,7 @@ class FolderWatcher:
             specs = [(t.token, t.unit.key, t.unit.documents, t.unit.sidecars) for t in batch]
             try:
                 results = await asyncio.get_running_loop().run_in_executor(
-                    self.edge.claim_thread, files.claim_all, self.folder, specs
+                    self.context.claim_thread, files.claim_all, self.folder, specs
                 )
             except BaseException:
                 # Cancelled at shutdown: what the thread claimed is finished at the next start.
@@ -375,9 +396,11 @@ class FolderWatcher:
                 else:
                     self._release(taking)
                 replan = replan or any(n in self.tracked for n in taking.unit.names)
-            while self._to_handle and self._handlers < _HANDLERS:
+            # One handler for each unit waiting, up to _HANDLERS in all: a handler that finds
+            # nothing left to take ends.
+            for _ in range(min(len(self._to_handle), _HANDLERS - self._handlers)):
                 self._handlers += 1
-                self.edge.spawn(self._handle_claimed())
+                self.context.spawn(self._handle_claimed())
             if replan:
                 self.request_plan()
 
@@ -402,17 +425,22 @@ class FolderWatcher:
 
     def _release(self, taking: _Taking) -> None:
         self.busy.difference_update(taking.unit.names)
-        self.edge.active_claims.discard(taking.claim_dir)
+        self.context.active_claims.discard(taking.claim_dir)
 
     async def _handle_claimed(self) -> None:
+        """One of the handlers: takes claimed units from the queue until none is left."""
         try:
-            # At shutdown the claims not handled yet stay in the claim area: the next start
-            # finishes them (recover).
+            # A handler takes its unit before it awaits anything: every await lets the other
+            # handlers run, and a unit seen in the queue before one may be gone after it (they
+            # checked, waited, then popped from an empty queue: issue 14). At shutdown the claims
+            # not handled yet stay in the claim area: the next start finishes them (recover).
             while self._to_handle and not self._stopping:
-                await self._let_claims_go_first()
                 taking = self._to_handle.popleft()
                 try:
-                    async with self.edge.slots:
+                    await self._let_claims_go_first()
+                    if self._stopping:
+                        return
+                    async with self.context.slots:
                         await self._handle_taken(taking)
                 except Exception:  # a bug: logged; the claim is finished at the next rescan
                     log.exception("hotfolder %s: handling %s failed", self.label, display_name(taking.unit.key))
@@ -441,8 +469,8 @@ class FolderWatcher:
         label = self._label(claim)
         try:
             loop = asyncio.get_running_loop()
-            checked = await loop.run_in_executor(self.edge.check_threads, self._prepare, claim)
-            job = await self.edge.services.outbound.submit(
+            checked = await loop.run_in_executor(self.context.check_threads, self._prepare, claim)
+            job = await self.context.outbound.submit(
                 checked,
                 source=outcome.SOURCE,
                 source_ref=claim.ref,
@@ -479,13 +507,13 @@ class FolderWatcher:
             elif is_csv(f.original) and csv is None:
                 csv = (f.claimed, path)
         prepared = prepare_request(
-            UnitFiles(tuple(docs), yaml, csv), self.config, self.edge.services.config.numbers.policy()
+            UnitFiles(tuple(docs), yaml, csv), self.config, self.context.numbers
         )
-        limits = self.edge.services.config.documents.limits()
+        limits = self.context.limits
         for document in prepared.request.documents:
             documents.inspect(document.path, document.filename, limits)
         # Validated and hashed here, in the thread that has just read the documents.
-        return self.edge.services.outbound.check(prepared.request)
+        return self.context.outbound.check(prepared.request)
 
     async def _refuse(self, claim: Claim, exc: Exception) -> None:
         if disk_full(exc):  # the disk, not the document: nothing to refuse
@@ -510,7 +538,7 @@ class FolderWatcher:
         """A full disk: the unit goes back into the folder as it came (renames need no room) and
         is taken again after a while; nothing was journaled, nothing goes to failed/."""
         label = self._label(claim)
-        if self.edge.services.journal.jobs.by_source(outcome.SOURCE, claim.ref) is not None:
+        if self.context.jobs.by_source(outcome.SOURCE, claim.ref) is not None:
             # Journaled after all (only making it durable failed): the job goes on from its claim.
             log.warning("hotfolder %s: %s: the disk is full (%s); its job goes on", self.label, label, exc)
             return
@@ -535,7 +563,7 @@ class FolderWatcher:
     def _unhold(self, names: list[str]) -> None:
         self._held.difference_update(names)
         if not self._stopping:
-            self.edge.spawn(self.scan(periodic=False))
+            self.context.spawn(self.scan(periodic=False))
 
     def _label(self, claim: Claim) -> str:
         name = display_name(claim.key)
@@ -557,15 +585,15 @@ class FolderWatcher:
         except OSError as exc:
             self.say_once("recover", logging.ERROR, "cannot read %s: %s", area, exc.strerror or exc)
             return
-        jobs = self.edge.services.journal.jobs
+        jobs = self.context.jobs
         for directory in dirs:
             ref = os.fspath(directory)
-            if ref in self.edge.active_claims or self._stopping:
+            if ref in self.context.active_claims or self._stopping:
                 continue
             job = jobs.by_source(outcome.SOURCE, ref)
             if job is not None:
                 if job.state is JobState.SUBMITTED and not _placed_in(job, "sent_dir"):
-                    await self.edge.outcomes.move_to_sent(job)
+                    await self.context.move_to_sent(job)
                 elif job.state.is_final and job.reported_at is not None:
                     await asyncio.to_thread(files.release, directory)
                 continue
@@ -573,7 +601,7 @@ class FolderWatcher:
             if claim is None:
                 await asyncio.to_thread(files.release, directory)  # crashed before its manifest
                 continue
-            self.edge.active_claims.add(ref)
+            self.context.active_claims.add(ref)
             try:
                 refusal = await asyncio.to_thread(files.read_refusal, directory)
                 if refusal is not None:  # being refused when the crash came: finish that
@@ -588,7 +616,7 @@ class FolderWatcher:
                                     " that name is in the folder", self.label, directory,
                                     ", ".join(display_name(n) for n in stuck))
             finally:
-                self.edge.active_claims.discard(ref)
+                self.context.active_claims.discard(ref)
 
     def stop(self) -> None:
         self._stopping = True
