@@ -370,7 +370,7 @@ def cmd_api_token(args: argparse.Namespace) -> int:
     config = _load(args)
     if config.console is None or config.console.user(args.user) is None:
         raise FaxbridgeError(f"{args.user!r} is not one of console.users in {args.config}")
-    with Journal.open(Path(config.state_dir)) as journal:
+    with Journal.from_config(config) as journal:
         print(create_token(journal, args.user, args.label))
     return EXIT_OK
 
@@ -582,7 +582,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from faxbridge.journal import Journal
 
     config = _load(args)
-    with Journal.open(config.state_dir) as journal:
+    with Journal.from_config(config) as journal:
         job = journal.jobs.get(args.job_id)
         pdf = sendreport.render(job, journal)
     output = args.output or Path(f"{job.id}-report.pdf")
@@ -602,7 +602,7 @@ def cmd_addressbook_import(args: argparse.Namespace) -> int:
         raise FaxbridgeError(f"cannot read {args.file}: {getattr(exc, 'strerror', None) or exc}") from None
     policy = config.numbers.policy()
     contacts = parse_csv(text, lambda number: policy.normalize(number, purpose="fax"))
-    with Journal.open(config.state_dir) as journal:
+    with Journal.from_config(config) as journal:
         count = journal.address_book.put(contacts)
         journal.audit.record(_os_user(), "addressbook_import", None, f"{count} contact(s) from {args.file}")
     print(f"{count} contact(s) imported")
@@ -615,7 +615,7 @@ def cmd_addressbook_list(args: argparse.Namespace) -> int:
     from faxbridge.journal import Journal
 
     config = _load(args)
-    with Journal.open(config.state_dir) as journal:
+    with Journal.from_config(config) as journal:
         contacts = journal.address_book.all()
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(["name", "number"])

@@ -171,10 +171,16 @@ class JobsTable:
         reached = tuple(s.value for s in (
             JobState.SUBMITTED, JobState.DELIVERED, JobState.PARTIAL, JobState.FAILED,
             JobState.CONFIRMED, JobState.UNKNOWN))
+        # Each recipient of the request's JSON, as [address, reference]; spelled per backend.
+        each, first = (
+            ("jsonb_array_elements(CAST(jobs.request AS jsonb) -> 'recipients')", "r.value ->> 0")
+            if self._journal.dialect == "postgresql" else
+            ("json_each(jobs.request, '$.recipients')", "json_extract(r.value, '$[0]')")
+        )
         rows = self._journal.query(
-            "SELECT 1 FROM jobs, json_each(jobs.request, '$.recipients') AS r"
+            f"SELECT 1 FROM jobs, {each} AS r"
             f" WHERE jobs.state IN ({','.join('?' * len(reached))})"
-            " AND json_extract(r.value, '$[0]') = ? LIMIT 1",
+            f" AND {first} = ? LIMIT 1",
             (*reached, address),
         )
         return bool(rows)

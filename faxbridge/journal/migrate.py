@@ -53,10 +53,11 @@ def migrate_to_postgresql(
             with target.transaction() as db:
                 for name, sql in tables:
                     db.execute(_if_not_exists(sql, "TABLE"))
-                for (sql,) in source.execute(
-                    "SELECT sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+                for (table, sql) in source.execute(
+                    "SELECT tbl_name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
                 ):
-                    db.execute(_if_not_exists(sql, "INDEX"))
+                    if table in dict(tables):
+                        db.execute(_if_not_exists(sql, "INDEX"))
                 for name, _sql in tables:
                     if name != "meta" and db.execute(f"SELECT 1 FROM {name} LIMIT 1").fetchone():
                         raise JournalError(
@@ -80,11 +81,15 @@ def migrate_to_postgresql(
 
 def _tables_in_order(source: sqlite3.Connection) -> list[tuple[str, str]]:
     """(name, CREATE TABLE text) of every table, each after the tables it references."""
+    rows = source.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+    ).fetchall()
+    # SQLite's own index tables (the console's full-text search: a virtual table and its shadow
+    # tables) are not copied: they index the jobs, and the console runs on SQLite only for now.
+    virtual = [name for name, sql in rows if sql.upper().startswith("CREATE VIRTUAL")]
     found = {
-        name: sql
-        for name, sql in source.execute(
-            "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-        )
+        name: sql for name, sql in rows
+        if name not in virtual and not any(name.startswith(f"{v}_") for v in virtual)
     }
     ordered: list[tuple[str, str]] = []
 

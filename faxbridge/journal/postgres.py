@@ -55,8 +55,9 @@ def describe(url: str) -> str:
 
 # -- SQL translation -------------------------------------------------------------------------------
 
-# A quoted string, a comment, a parameter (``?`` or ``:name``, not a ``::`` cast), or a lone ``%``.
-_TOKEN = re.compile(r"'(?:[^']|'')*'|--[^\n]*|(?<!:):([A-Za-z_][A-Za-z0-9_]*)|\?|%")
+# A quoted string, a comment, a parameter (``?`` or ``:name``, not a ``::`` cast), a lone ``%``, or
+# ``user``: a column name in SQLite (the audit table's), a reserved word (CURRENT_USER) in PostgreSQL.
+_TOKEN = re.compile(r"'(?:[^']|'')*'|--[^\n]*|(?<!:):([A-Za-z_][A-Za-z0-9_]*)|\?|%|(?<![\w.\"])user(?![\w\"])", re.I)
 
 # SQLite type names as the schemas write them → PostgreSQL's. REAL is 8 bytes in SQLite (epoch
 # seconds with sub-second precision) but 4 in PostgreSQL; INTEGER is 8 bytes in SQLite.
@@ -82,6 +83,8 @@ def translate(sql: str) -> str:
             return ""
         if match.group(1):
             return f"%({match.group(1)})s"
+        if text.lower() == "user":
+            return '"user"'
         return "%s" if text == "?" else "%%"
 
     translated = _TOKEN.sub(token, sql)
