@@ -14,9 +14,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# Then the journal and core suites once more on PostgreSQL (a throwaway cluster the tests start).
+PG_SUITES := tests/test_journal.py tests/test_outbound.py tests/test_inbound.py tests/test_inbound_crash.py \
+	tests/test_relay.py tests/test_callbacks.py tests/test_service.py tests/test_daemon_smoke.py tests/test_nodes.py
+
 test: $(STAMP)
 	bash .ci/system-deps
 	$(BIN)/python -m pytest -q
+	FAXBRIDGE_TEST_JOURNAL=postgresql $(BIN)/python -m pytest -q $(PG_SUITES)
 
 demo: $(STAMP)
 	$(BIN)/python -m faxbridge.demo

@@ -130,6 +130,17 @@ def _console(result: dict[str, float]) -> list[Row]:
     ]
 
 
+def _postgres(result: dict[str, float]) -> list[Row]:
+    lease = result["lease_s"]
+    return [
+        ("journal: PostgreSQL vs SQLite, core jobs", f"{result['postgresql_jobs_per_s']:.0f} jobs/s",
+         f"SQLite {result['sqlite_jobs_per_s']:.0f}/s; ≥ 0.5×", f"{result['ratio']:.2f}×", _verdict(result["ratio"] >= 0.5)),
+        (f"nodes: failover, holder killed → other node collects (lease {lease:.0f} s)", f"{result['failover_s']:.1f} s",
+         f"≤ lease + 2 s = {lease + 2:.0f} s", f"{result['failover_s'] / (lease + 2):.2f}× target",
+         _verdict(result["failover_s"] <= lease + 2)),
+    ]
+
+
 @dataclass(frozen=True)
 class Benchmark:
     module: str
@@ -148,6 +159,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "idle": Benchmark("bench.idle", _idle, ("--seconds", "10")),
     "photos": Benchmark("bench.photo_convert", _photos, ("--photos", "4")),
     "console": Benchmark("bench.console", _console, ("--jobs", "20000", "--requests", "100")),
+    "postgres": Benchmark("bench.postgres", _postgres, ("--jobs", "100")),
 }
 
 

@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state", action="append", choices=[s.value for s in JobState])
     p.add_argument("--json", action="store_true")
 
+    p = command("nodes", cmd_nodes, "list the nodes sharing the journal: heartbeat, leases, work in hand")
+    p.add_argument("--json", action="store_true")
+
     p = command("check-config", cmd_check_config, "validate a config file")
 
     p = command("receive", cmd_receive, "collect received faxes into the inbound folders")
@@ -127,12 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--release", type=int, metavar="FAXID",
                    help="delete a quarantined fax on FAX.de (its copy stays in quarantine/)")
 
-    p = sub.add_parser("journal", help="check the journal, or back it up while the daemon runs",
-                       description="check the journal, or back it up while the daemon runs")
+    p = sub.add_parser("journal", help="check the journal, back it up, or move it to PostgreSQL",
+                       description="check the journal, back it up, or move it to PostgreSQL")
     actions = p.add_subparsers(dest="journal_action", metavar="ACTION", required=True)
     for name, handler, text in (
         ("check", cmd_journal_check, "check the journal's integrity; exit 1 with the findings"),
         ("backup", cmd_journal_backup, "copy the journal (online, verified, fsynced) to DEST"),
+        ("migrate", cmd_journal_migrate,
+         "copy the SQLite journal into an empty PostgreSQL database (stop the daemon first)"),
     ):
         action = actions.add_parser(name, help=text, description=text)
         action.add_argument("-c", "--config", default=DEFAULT_CONFIG,
@@ -142,6 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "check":
             action.add_argument("--file", type=Path, metavar="PATH",
                                 help="check this journal file instead (e.g. a backup); no config needed")
+        elif name == "migrate":
+            action.add_argument("--to", required=True, metavar="URL",
+                                help="postgresql://USER@HOST:PORT/DB (password: --password-file or PGPASSFILE)")
+            action.add_argument("--password-file", type=Path, metavar="PATH",
+                                help="the database password, one line (default: libpq's PGPASSFILE / ~/.pgpass)")
         else:
             action.add_argument("dest", type=Path, metavar="DEST",
                                 help="the backup file, or a folder to put journal-DATE-TIME.sqlite3 in")
@@ -256,6 +266,8 @@ def _parse_time(text: str | None) -> dt.datetime | None:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args)
+    if config.journal.is_postgresql:
+        _check_postgresql_journal(config)
     print(f"{args.config}: OK ({len(config.hotfolders)} hotfolder(s), "
           f"SMTP {'on' if config.smtp else 'off'}, inbound {'on' if config.inbound else 'off'}, "
           f"print {'on' if config.print else 'off'})")
@@ -265,6 +277,27 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for line in available_formats(config.convert):
         print(f"  {line}")
     return EXIT_OK
+
+
+def _check_postgresql_journal(config: Any) -> None:
+    """Connect, and compare the database's schema version with this faxbridge's (no writes)."""
+    from faxbridge.journal import SCHEMA_VERSION
+    from faxbridge.journal.postgres import PostgresJournal
+
+    password = config.journal.password
+    journal = PostgresJournal.connect(
+        config.journal.url, password=password.reveal() if password is not None else None,
+        state_dir=Path(config.state_dir), migrate=False,
+    )
+    with journal:
+        version = journal.schema_version()
+    if version > SCHEMA_VERSION:
+        raise FaxbridgeError(f"journal {journal.location}: schema {version} was written by a newer"
+                             f" faxbridge (this one knows {SCHEMA_VERSION})")
+    state = ("current" if version == SCHEMA_VERSION else
+             "empty: the daemon creates the tables at its start" if version == 0 else
+             f"the daemon migrates it to {SCHEMA_VERSION} at its start")
+    print(f"journal: PostgreSQL {journal.location}, schema {version} ({state})")
 
 
 def cmd_health(args: argparse.Namespace) -> int:
@@ -337,7 +370,7 @@ def cmd_api_token(args: argparse.Namespace) -> int:
     config = _load(args)
     if config.console is None or config.console.user(args.user) is None:
         raise FaxbridgeError(f"{args.user!r} is not one of console.users in {args.config}")
-    with Journal.open(Path(config.state_dir)) as journal:
+    with Journal.from_config(config) as journal:
         print(create_token(journal, args.user, args.label))
     return EXIT_OK
 
@@ -549,7 +582,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from faxbridge.journal import Journal
 
     config = _load(args)
-    with Journal.open(config.state_dir) as journal:
+    with Journal.from_config(config) as journal:
         job = journal.jobs.get(args.job_id)
         pdf = sendreport.render(job, journal)
     output = args.output or Path(f"{job.id}-report.pdf")
@@ -569,7 +602,7 @@ def cmd_addressbook_import(args: argparse.Namespace) -> int:
         raise FaxbridgeError(f"cannot read {args.file}: {getattr(exc, 'strerror', None) or exc}") from None
     policy = config.numbers.policy()
     contacts = parse_csv(text, lambda number: policy.normalize(number, purpose="fax"))
-    with Journal.open(config.state_dir) as journal:
+    with Journal.from_config(config) as journal:
         count = journal.address_book.put(contacts)
         journal.audit.record(_os_user(), "addressbook_import", None, f"{count} contact(s) from {args.file}")
     print(f"{count} contact(s) imported")
@@ -582,7 +615,7 @@ def cmd_addressbook_list(args: argparse.Namespace) -> int:
     from faxbridge.journal import Journal
 
     config = _load(args)
-    with Journal.open(config.state_dir) as journal:
+    with Journal.from_config(config) as journal:
         contacts = journal.address_book.all()
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(["name", "number"])
@@ -599,7 +632,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     from faxbridge.outbound import awaiting_operator
 
     config = _load(args)
-    with Journal.open(config.state_dir) as journal:
+    with Journal.from_config(config) as journal:
         if args.state:  # every job in those states (held ones wait long), newest first
             jobs = journal.jobs.in_states(*(JobState(s) for s in args.state))[::-1][: args.limit]
         else:
@@ -624,10 +657,54 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _sqlite_journal(config: Any, command: str) -> Path:
+    """The SQLite file a config's journal is in; a PostgreSQL journal is PostgreSQL's to check."""
+    from faxbridge.journal import integrity
+
+    if config.journal.is_postgresql:
+        raise FaxbridgeError(
+            f"the journal is in PostgreSQL; `faxbridge journal {command}` works on SQLite files"
+            " (use pg_dump / pg_amcheck for the database)"
+        )
+    return Path(config.journal.url) if config.journal.url else integrity.journal_path(config.state_dir)
+
+
+def cmd_nodes(args: argparse.Namespace) -> int:
+    import time
+
+    from faxbridge.journal import Journal
+
+    config = _load(args)
+    now = time.time()
+    with Journal.from_config(config) as journal:
+        nodes, leases = journal.nodes.all(), journal.nodes.leases()
+    lease_time = config.journal.lease
+    if args.json:
+        print(json.dumps({
+            "nodes": [{"name": n.name, "instance": n.instance, "state": n.state, "started_at": n.started_at,
+                       "heartbeat_at": n.heartbeat_at, "alive": n.state == "running" and n.heartbeat_at > now - lease_time,
+                       "working_on": n.detail} for n in nodes],
+            "leases": [{"name": lease.name, "holder": lease.holder, "token": lease.token,
+                        "expires_at": lease.expires_at} for lease in leases],
+        }, indent=2))
+        return EXIT_OK
+    if not nodes:
+        print("no node has run on this journal yet" if config.journal.is_postgresql else
+              "one node: the journal is SQLite in state_dir (nodes share a PostgreSQL journal)")
+    for node in nodes:
+        age = now - node.heartbeat_at
+        alive = node.state == "running" and age < lease_time
+        state = "alive" if alive else ("stopped" if node.state == "stopped" else f"gone (silent > {lease_time:.0f} s)")
+        held = ", ".join(f"{lease.name} (token {lease.token})" for lease in leases if lease.holder == node.name)
+        print(f"{node.name:<16} {state:<24} heartbeat {age:6.1f} s ago  {node.instance}"
+              f"{'  holds ' + held if held else ''}{'  — ' + node.detail if node.detail and alive else ''}")
+    return EXIT_OK
+
+
 def cmd_journal_check(args: argparse.Namespace) -> int:
     from faxbridge.journal import integrity
 
-    path = args.file if args.file is not None else integrity.journal_path(_load(args).state_dir)
+    path = args.file if args.file is not None else _sqlite_journal(_load(args), "check")
     findings = integrity.check(path)
     if not findings:
         print(f"{path}: OK")
@@ -641,9 +718,33 @@ def cmd_journal_check(args: argparse.Namespace) -> int:
 def cmd_journal_backup(args: argparse.Namespace) -> int:
     from faxbridge.journal import integrity
 
-    source = integrity.journal_path(_load(args).state_dir)
+    source = _sqlite_journal(_load(args), "backup")
     result = integrity.backup(source, args.dest)
     print(f"{result.path}: {result.size} bytes, {result.jobs} job(s), checked and on disk")
+    return EXIT_OK
+
+
+def cmd_journal_migrate(args: argparse.Namespace) -> int:
+    from faxbridge.journal.migrate import migrate_to_postgresql
+    from faxbridge.journal.postgres import describe, is_postgresql_url
+
+    config = _load(args)
+    if not is_postgresql_url(args.to):
+        raise FaxbridgeError(f"--to: expected postgresql://USER@HOST:PORT/DB, got {args.to.split('://')[0]}://…")
+    password = None
+    if args.password_file is not None:
+        try:
+            password = args.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise FaxbridgeError(f"--password-file: cannot read {args.password_file}: {exc.strerror}") from None
+    source = _sqlite_journal(config, "migrate")
+    copied = migrate_to_postgresql(
+        source, args.to, password=password, state_dir=Path(config.state_dir),
+        progress=lambda c: print(f"  {c.table}: {c.rows} row(s)", flush=True),
+    )
+    total = sum(c.rows for c in copied)
+    print(f"{source} → {describe(args.to)}: {len(copied)} table(s), {total} row(s), counts verified.\n"
+          f"Now set `journal: {args.to}` in {args.config} and start the daemon.")
     return EXIT_OK
 
 

@@ -253,6 +253,16 @@ class NumbersConfig:
 class JournalConfig:
     duplicate_window: float = 86400.0  # the same documents to the same recipients are refused
     retention: float = 90 * 86400.0  # finished jobs are forgotten after this
+    # None: SQLite in state_dir; a path (absolute once loaded): that SQLite file;
+    # "postgresql://USER@HOST:PORT/DB?sslmode=…": PostgreSQL, libpq options passed through.
+    url: str | None = None
+    password: Secret | None = None  # PostgreSQL only; None: libpq's PGPASSFILE / ~/.pgpass
+    node: str | None = None  # this daemon's name among the nodes sharing the journal; None: host name
+    lease: float = 15.0  # a node silent this long is gone: its duties and SendJobs in flight pass on
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.url is not None and self.url.startswith(_POSTGRESQL_SCHEMES)
 
 
 @dataclass(frozen=True)
@@ -500,6 +510,8 @@ class Config:
     def secrets(self) -> tuple[Secret, ...]:
         """Every secret in the config, e.g. to register with the logging filter."""
         found = [self.faxde.password]
+        if self.journal.password is not None:
+            found.append(self.journal.password)
         if self.smtp is not None:
             if self.smtp.relay is not None and self.smtp.relay.password is not None:
                 found.append(self.smtp.relay.password)
@@ -549,7 +561,7 @@ def parse_config(
     numbers = _numbers(top["numbers"], "numbers", ctx) if "numbers" in top else NumbersConfig()
     policy = numbers.policy()
     faxde = _faxde(top["faxde"], "faxde", ctx)
-    journal = _journal(top.get("journal"), "journal")
+    journal = _journal(top.get("journal"), "journal", ctx)
     documents = _documents(top.get("documents"), "documents")
     convert = _convert(top.get("convert"), "convert", ConvertSettings(work_dir=state_dir / "convert"))
     hotfolders = _hotfolders(top.get("hotfolders"), "hotfolders", ctx, policy, convert)
@@ -566,6 +578,9 @@ def parse_config(
     logging_ = _logging(top.get("logging"), "logging")
 
     _check_folders(hotfolders, inbound)
+    if console is not None and journal.is_postgresql:
+        # Its job search is SQLite's full-text index (journal/queries.py); not ported yet.
+        raise ConfigError("console", "needs the SQLite journal for now; not available with journal: postgresql://")
     if console is not None:
         for other, address in (("metrics.listen", metrics.listen), ("smtp.listen", smtp and smtp.listen)):
             if address is not None and address == console.listen and console.listen.port != 0:
@@ -722,12 +737,27 @@ def _retry(value: Any, path: str) -> RetryConfig:
     return retry
 
 
-def _journal(value: Any, path: str) -> JournalConfig:
-    data = _mapping(value, path)
-    _check_keys(data, _keys(JournalConfig), path)
+_POSTGRESQL_SCHEMES: Final = ("postgresql://", "postgres://")
+
+
+def _journal(value: Any, path: str, ctx: _Context) -> JournalConfig:
+    # `journal: postgresql://…` (or a path) is short for `journal: {url: …}`.
+    data = {"url": value} if isinstance(value, str) else dict(_mapping(value, path))
+    url_path = _join(path, "url") if not isinstance(value, str) else path
+    _check_keys(data, _keys(JournalConfig, _SECRET_KEYS), path)
+    url = _journal_url(data.get("url"), url_path, ctx)
+    password = None
+    if any(data.get(key) is not None for key in _SECRET_KEYS):
+        if url is None or not url.startswith(_POSTGRESQL_SCHEMES):
+            raise ConfigError(path, "a password is for a postgresql:// journal only")
+        password = _secret(data, path, ctx)
     journal = JournalConfig(
         duplicate_window=_opt(data, "duplicate_window", path, JournalConfig, _duration),
         retention=_opt(data, "retention", path, JournalConfig, _positive_duration),
+        url=url,
+        password=password,
+        node=_opt(data, "node", path, JournalConfig, _optional(_node_name)),
+        lease=_opt(data, "lease", path, JournalConfig, _positive_duration),
     )
     if journal.retention < journal.duplicate_window:
         raise ConfigError(
@@ -1411,6 +1441,37 @@ def validate_options(
             raise ConfigError(key, f"{problem}; got {raw!r}")
         options.append((name, raw))
     return tuple(options)
+
+
+def _node_name(value: Any, path: str) -> str:
+    text = _str(value, path)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", text):
+        raise ConfigError(path, f"expected a name of letters, digits, '.', '_', '-'; got {text!r}")
+    return text
+
+
+def _journal_url(value: Any, path: str, ctx: _Context) -> str | None:
+    if value is None:
+        return None
+    text = _str(value, path)
+    if not text.startswith(_POSTGRESQL_SCHEMES):
+        if "://" in text:
+            raise ConfigError(path, "expected postgresql://USER@HOST:PORT/DB or a file path")
+        return str(_path(text, path, ctx.base_dir))
+    from psycopg import conninfo
+
+    try:
+        params = conninfo.conninfo_to_dict(text)
+    except Exception:
+        # Not the text itself: it may hold a password.
+        raise ConfigError(path, "not a valid postgresql:// URL") from None
+    if params.get("password"):
+        raise ConfigError(
+            path, "holds a password: put it in journal.password_file (or PGPASSFILE) instead"
+        )
+    if not params.get("dbname"):
+        raise ConfigError(path, "names no database: postgresql://USER@HOST:PORT/DB")
+    return text
 
 
 # --------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import importlib
 import logging
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 from collections.abc import Callable
@@ -24,9 +25,10 @@ from faxbridge import cli_outbox, logs
 from faxbridge.adapters import systemd
 from faxbridge.approval import HoldPolicy
 from faxbridge.callbacks import CallbackTokens
-from faxbridge.errors import FaxbridgeError
+from faxbridge.errors import FaxbridgeError, JournalError
 from faxbridge.journal import Journal
 from faxbridge.model import Job
+from faxbridge.nodes import Node
 from faxbridge.outbound import Outbound, OutboundSettings, number_check
 from faxbridge.provider import FaxProvider, ProviderCalls
 
@@ -108,7 +110,7 @@ class Services:
         self.scheduler: AsyncIOScheduler | None = None
 
     async def __aenter__(self) -> Services:
-        self.journal = Journal.open(Path(self.config.state_dir))
+        self.journal = Journal.from_config(self.config)
         try:
             # Thread seam: building the client may fetch the WSDL over the network.
             provider = self._provider or await asyncio.to_thread(make_provider, self.config)
@@ -129,6 +131,9 @@ class Services:
         # Whichever process sees a `faxbridge send` job end (the command with --wait, or the
         # daemon) removes the copies it was sent from.
         self.outbound.add_reporter(cli_outbox.SOURCE, cli_outbox.release)
+        self.node = Node(self.journal, self.config.journal.node or socket.gethostname(), self.config.journal.lease)
+        if self.node.shared:
+            self.outbound.idle_poll = min(self.config.journal.lease / 3, 5.0)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -176,6 +181,26 @@ class Services:
                      _days(self.config.journal.retention))
         return total
 
+    async def poll_status(self) -> None:
+        """JobStatus polling (and the reports it leads to): one node at a time per account."""
+        async with self.node.duty(f"status:{self.config.faxde.account}") as held:
+            if held:
+                try:
+                    await self.outbound.poll_due()
+                except JournalError as exc:  # away for a moment: the next tick polls again
+                    log.warning("JobStatus polling skipped, the journal is unavailable: %s", exc)
+
+    async def node_heartbeat(self) -> None:
+        """This node's heartbeat; then the SendJobs in flight of nodes that stopped beating."""
+        if not self.node.registered:
+            return  # a command's scheduler (`faxbridge receive`), not a node
+        try:
+            self.node.beat(f"{self.outbound.in_flight} SendJob(s) in flight")
+            if self.node.shared:
+                self.outbound.adopt_orphans(self.node.lease)
+        except JournalError as exc:  # away for a moment; a silence past the lease costs the leases
+            log.warning("node %s: heartbeat skipped, the journal is unavailable: %s", self.node.name, exc)
+
     def start_scheduler(self) -> AsyncIOScheduler:
         """APScheduler on the running loop; edges add their jobs to it."""
         scheduler = AsyncIOScheduler(
@@ -188,8 +213,10 @@ class Services:
             }
         )
         tick = max(1.0, min(self.config.status.interval, 15.0))
-        scheduler.add_job(self.outbound.poll_due, "interval", seconds=tick, id="status-poll",
+        scheduler.add_job(self.poll_status, "interval", seconds=tick, id="status-poll",
                           next_run_time=_now_plus(0.5))
+        scheduler.add_job(self.node_heartbeat, "interval", seconds=max(0.2, self.node.lease / 3),
+                          id="node-heartbeat", next_run_time=_now_plus(0.2))
         if self.config.approval.expiry > 0:
             scheduler.add_job(self.outbound.expire_held, "interval",
                               seconds=max(1.0, min(60.0, self.config.approval.expiry / 10)),
@@ -327,7 +354,8 @@ class Daemon:
         self.edges = []
         async with Services(self.config, provider=self._provider) as services:
             self.services = services
-            services.outbound.recover()
+            services.node.register()
+            services.outbound.recover(services.node.lease if services.node.shared else None)
             self._sender = loop.create_task(services.outbound.run(), name="sender")
             status_server: HTTPServer | None = None
             # Whatever fails during start-up, what was started is stopped in order.
@@ -440,4 +468,5 @@ class Daemon:
                 await edge.close()
             except Exception:
                 log.exception("%s: closing failed", edge.name)
+        services.node.stop()
         log.info("faxbridge stopped" if self._stopping else "faxbridge restarting for the new configuration")

@@ -202,8 +202,12 @@ class Inbound:
         state_dir: Path,
         default_country: str | None = None,
         mail: MailFax | None = None,
+        duty: Callable[[], contextlib.AbstractAsyncContextManager[bool]] | None = None,
     ) -> None:
         self.journal = journal
+        # With nodes sharing the journal: a run holds this lease, one node at a time, and its
+        # writes are fenced by it (faxbridge/nodes.py). None: this process is the only collector.
+        self._duty = duty
         self.calls = calls
         self.files = files
         self.config = config
@@ -234,7 +238,11 @@ class Inbound:
                 log.info("inbound run skipped: %s", report.error)
                 return report
             try:
-                await self._run(report)
+                async with self._duty() if self._duty else contextlib.nullcontext(True) as held:
+                    if held:
+                        await self._run(report)
+                    else:
+                        report.end = "busy"  # another node collects for this account now
             finally:
                 await asyncio.to_thread(lock.release)
         self.last_report = report

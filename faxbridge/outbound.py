@@ -77,6 +77,7 @@ def next_reconcile_at(ambiguity: Ambiguity, now: float, settings: OutboundSettin
     return min(max(now, ambiguity.last_sent + delay), now + (deadline - now) / 2)
 
 
+JOURNAL_RETRY = 2.0  # seconds the sender waits when the journal cannot be read
 ORPHANED_AFTER = 900.0  # seconds a job may stay 'submitting' before it counts as abandoned
 
 
@@ -198,6 +199,8 @@ class Outbound:
         # The journal's disk is full: no job can be marked 'submitting', so none is sent; the
         # sender looks again at this time instead of at once (it spun, a traceback per turn).
         self._disk_full_until: float | None = None
+        # With other nodes sharing the journal: the sender looks for due jobs at least this often.
+        self.idle_poll: float | None = None
 
     # -- intake ----------------------------------------------------------------------------
 
@@ -362,10 +365,30 @@ class Outbound:
 
     async def run(self) -> None:
         """The sender loop: sends every due job, sleeps until the next one is due or a wake-up."""
+        if self.idle_poll is not None:
+            # Jobs journaled by other nodes wake this loop (LISTEN/NOTIFY); idle_poll stays behind it.
+            loop = asyncio.get_running_loop()
+            self.journal.listen_jobs(lambda: loop.call_soon_threadsafe(self._wake.set))
+        journal_down = False
         while not self._stopping:
-            next_due = await self.send_due()
+            try:
+                next_due = await self.send_due()
+            except JournalError as exc:
+                # The journal is away for a moment (PostgreSQL restarting, a connection cut, the
+                # disk busy): nothing was sent; look again shortly, say so once per outage.
+                if not journal_down:
+                    log.warning("sending waits: the journal cannot be read (%s)", exc)
+                journal_down = True
+                next_due = self._clock() + JOURNAL_RETRY
+            else:
+                if journal_down:
+                    log.warning("sending resumes: the journal can be read again")
+                journal_down = False
             self._wake.clear()
             timeout = None if next_due is None else max(0.05, next_due - self._clock())
+            if self.idle_poll is not None:
+                # Other nodes journal jobs too, and their wake-ups do not reach this loop.
+                timeout = self.idle_poll if timeout is None else min(timeout, self.idle_poll)
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except asyncio.TimeoutError:
@@ -397,11 +420,15 @@ class Outbound:
         task = asyncio.get_running_loop().create_task(
             self._send(job_id, by_operator=by_operator), name=f"send-job-{job_id}")
         self._in_flight[job_id] = task
-        task.add_done_callback(lambda _t: self._sent(job_id))
+        task.add_done_callback(lambda done: self._sent(job_id, done))
         return task
 
-    def _sent(self, job_id: int) -> None:
+    def _sent(self, job_id: int, task: asyncio.Task[Job] | None = None) -> None:
         self._in_flight.pop(job_id, None)
+        if task is not None and not task.cancelled() and isinstance(task.exception(), JournalError):
+            # Read here, so the loop does not report it as never retrieved; whoever awaits the
+            # task (send_now) still gets it. The job is as the journal last had it.
+            log.warning("job %d: not sent now, the journal is unavailable: %s", job_id, task.exception())
         self._wake.set()  # a slot is free: the sender loop looks for the next due job
 
     async def send_now(self, job_id: int) -> Job:
@@ -432,7 +459,10 @@ class Outbound:
             job = self.journal.jobs.begin_submit(
                 job_id, durable=False, request=self._with_callback(job) if job.attempts == 0 else None)
             await self.journal.sync_async()
-        except TransitionError as exc:  # another process (a CLI command) moved the job meanwhile
+        except TransitionError as exc:
+            # Another process moved the job meanwhile: a CLI command, or another node sharing the
+            # journal that began this very send first — the transition, decided under the
+            # journal's write lock, is the claim (README, "Two nodes").
             log.info("job %d: not sent from here: %s", job_id, exc)
             return self.journal.jobs.get(job_id)
         except JournalError as exc:
@@ -636,9 +666,10 @@ class Outbound:
             log.info("job %d: re-sending to learn whether FAX.de has it", job_id)
             self._start_send(job_id)
 
-    def recover(self) -> list[Job]:
-        """At start-up: jobs a crash left in 'submitting' become 'unknown'; fresh ones reconcile."""
-        jobs = self.journal.jobs.recover_interrupted()
+    def recover(self, lease: float | None = None) -> list[Job]:
+        """At start-up: jobs a crash left in 'submitting' become 'unknown'; fresh ones reconcile.
+        ``lease``: the journal is shared by nodes; other live nodes' sends are theirs."""
+        jobs = self.journal.jobs.recover_interrupted(lease)
         for job in jobs:
             log.warning("job %d: interrupted during SendJob; outcome unknown", job.id)
             self._schedule_reconcile(job)
@@ -646,6 +677,16 @@ class Outbound:
         for job in self.journal.jobs.in_states(JobState.UNKNOWN):
             if job.id not in recovered:
                 self._schedule_reconcile(job)
+        return jobs
+
+    def adopt_orphans(self, lease: float) -> list[Job]:
+        """Periodically, with nodes: the SendJobs in flight of a node whose heartbeat stopped
+        become 'unknown', and are reconciled here under the same rules as after a crash (the
+        window counts from their durable 'submitting' event, whoever wrote it)."""
+        jobs = self.journal.jobs.recover_interrupted(lease, include_own=False)
+        for job in jobs:
+            log.warning("job %d: %s", job.id, job.last_error)
+            self._schedule_reconcile(job)
         return jobs
 
     def awaiting_operator(self) -> list[int]:

@@ -10,10 +10,38 @@ from typing import Any
 import pytest
 import yaml
 
+import journal_backend
 from faxbridge.simulator import Simulator
+from postgres_server import PostgresServer, find_bindir
 
 PASSWORD = "s3cr3t-canary-Pw"  # distinctive, so a leak is easy to grep for
 ACCOUNT = "12345"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL cluster for the session (tests/postgres_server.py)."""
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed: apt-get install postgresql")
+    server = PostgresServer(bindir).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A fresh, empty database of the session's cluster, as a journal URL (password: its file)."""
+    return postgres_server.url(postgres_server.create_database())
+
+
+@pytest.fixture(autouse=True)
+def _journal_backend(request: pytest.FixtureRequest) -> None:
+    """On the PostgreSQL run, each test's journal lives in its own database (made on first use)."""
+    if journal_backend.ON_POSTGRESQL:
+        journal_backend.begin_test(request.getfixturevalue("postgres_server"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -91,6 +119,7 @@ def make_config(tmp_path: Path, simulator: Simulator) -> Callable[..., Path]:
                 },
                 "state_dir": str(tmp_path / "state"),
                 "status": {"interval": "100ms", "max_interval": "1s"},
+                **({"journal": journal_backend.journal_config()} if journal_backend.ON_POSTGRESQL else {}),
             },
             overrides,
         )

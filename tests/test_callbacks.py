@@ -12,7 +12,6 @@ import pytest
 
 from faxbridge.adapters.faxde import FaxDeClient
 from faxbridge.callbacks import STATURL_LIMIT, CallbackTokens, check_base_url, parse_callback
-from faxbridge.journal import Journal
 from faxbridge.model import JobState
 from faxbridge.numbers import NumberPolicy
 from faxbridge.outbound import Outbound, OutboundSettings, number_check
@@ -21,6 +20,7 @@ from faxbridge.simulator import Fault, FaultKind, Simulator
 
 from conftest import ACCOUNT, PASSWORD
 from test_outbound import FAST, fax, pdf  # noqa: F401  (pdf is a fixture)
+from journal_backend import open_journal
 
 BASE = "https://fax.example.com:8025/faxde/status"
 
@@ -32,7 +32,7 @@ def run(simulator: Simulator, tmp_path: Path, body: Callable[[Outbound, Callback
                              connect_timeout=1.0)
         calls = ProviderCalls(client, concurrency=2)
         tokens = CallbackTokens.load(tmp_path / "state", BASE)
-        with Journal.open(tmp_path / "state") as journal:
+        with open_journal(tmp_path / "state") as journal:
             outbound = Outbound(journal, calls, settings=settings, callbacks=tokens,
                                 check_recipient=number_check(NumberPolicy()))
             try:

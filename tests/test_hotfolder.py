@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from faxbridge.journal import Journal
 from faxbridge.model import JobState
 from faxbridge.simulator import Fault, FaultKind, Simulator
 from faxbridge.simulator.samples import make_pdf, make_tiff
 
 from conftest import PASSWORD, RunningDaemon, wait_until
+from journal_backend import open_journal
 
 NUMBER = "+494012345678"
 OTHER = "+493012345678"
@@ -54,7 +54,7 @@ def sendjobs(simulator: Simulator) -> list[Any]:
 
 
 def jobs_of(tmp_path: Path) -> list[Any]:
-    with Journal.open(tmp_path / "state") as journal:
+    with open_journal(tmp_path / "state") as journal:
         return journal.jobs.recent(1000)
 
 

@@ -36,6 +36,7 @@ from faxbridge.simulator import Fault, Simulator
 from faxbridge.simulator.samples import make_pdf, make_tiff
 
 from conftest import wait_until
+from journal_backend import open_journal
 
 SALES = "+494012345"
 
@@ -65,7 +66,7 @@ def index_rows(folder: Path) -> list[dict[str, str]]:
 
 
 def journal_of(tmp_path: Path) -> Journal:
-    return Journal.open(tmp_path / "state")
+    return open_journal(tmp_path / "state")
 
 
 def test_faxes_land_byte_identical_in_their_route_folders_with_metadata(

@@ -21,7 +21,6 @@ from typing import Any
 import pytest
 
 from faxbridge.crashpoints import ENVIRONMENT_VARIABLE, EXIT_STATUS
-from faxbridge.journal import Journal
 from faxbridge.journal.inbound import InboundState
 from faxbridge.model import InboundFax
 from faxbridge.simulator import Simulator
@@ -29,6 +28,7 @@ from faxbridge.simulator.samples import make_pdf, make_tiff
 
 from conftest import wait_until
 from test_inbound import mail_sink  # noqa: F401  (a fixture)
+from journal_backend import open_journal
 
 SALES = "+494012345"
 
@@ -78,7 +78,7 @@ def check_recovered(tmp_path: Path, simulator: Simulator, faxes: list[InboundFax
     assert {c.params["FaxId"] for c in deletes} == {f.fax_id for f in faxes}
     for call in deletes:
         assert on_disk[call.params["FaxId"]].stat().st_ctime <= call.started_at.timestamp()
-    with Journal.open(tmp_path / "state") as journal:
+    with open_journal(tmp_path / "state") as journal:
         assert {r.fax_id: r.state for r in journal.inbound.all()} == {
             f.fax_id: InboundState.DELETED for f in faxes}
 

@@ -23,6 +23,7 @@ from faxbridge.model import (
     SendRequest,
     StatusRow,
 )
+from journal_backend import open_journal, sqlite_only
 
 
 class FakeClock:
@@ -40,7 +41,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def journal(tmp_path: Path, clock: FakeClock) -> Journal:
-    with Journal.open(tmp_path / "state", clock=clock) as j:
+    with open_journal(tmp_path / "state", clock=clock) as j:
         yield j
 
 
@@ -158,11 +159,11 @@ def test_final_states_allow_no_transition_at_all() -> None:
 
 def test_a_crash_during_submit_leaves_an_unknown_job_not_a_queued_one(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    with Journal.open(state) as journal:
+    with open_journal(state) as journal:
         job, _ = add(journal)
         journal.jobs.begin_submit(job.id)
     # "restart": a new connection to the same file
-    with Journal.open(state) as journal:
+    with open_journal(state) as journal:
         recovered = journal.jobs.recover_interrupted()
         assert [j.id for j in recovered] == [job.id]
         job = journal.jobs.get(job.id)
@@ -179,31 +180,34 @@ def test_due_queries_respect_times(journal: Journal, clock: FakeClock) -> None:
     assert journal.jobs.due_for_submit(clock.now + 61) == [job.id]
 
 
+@sqlite_only
 def test_the_journal_is_wal_and_survives_reopening(tmp_path: Path) -> None:
-    with Journal.open(tmp_path) as journal:
+    with open_journal(tmp_path) as journal:
         add(journal)
     db = sqlite3.connect(tmp_path / "journal.sqlite3")
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.close()
-    with Journal.open(tmp_path) as journal:
+    with open_journal(tmp_path) as journal:
         assert len(journal.jobs.recent()) == 1
 
 
+@sqlite_only
 def test_a_journal_from_a_newer_version_is_refused(tmp_path: Path) -> None:
-    Journal.open(tmp_path).close()
+    open_journal(tmp_path).close()
     db = sqlite3.connect(tmp_path / "journal.sqlite3")
     db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     db.commit()
     db.close()
     with pytest.raises(JournalError, match="newer faxbridge"):
-        Journal.open(tmp_path)
+        open_journal(tmp_path)
 
 
+@sqlite_only
 def test_an_unwritable_state_dir_is_a_journal_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(JournalError):
-        Journal.open(blocker / "state")
+        open_journal(blocker / "state")
 
 
 def test_inbound_records_and_pending_deletes(journal: Journal) -> None:
@@ -228,11 +232,12 @@ def test_retention_purges_only_reported_final_jobs(journal: Journal, clock: Fake
     assert journal.jobs.find(done.id) is None and journal.jobs.find(waiting.id) is not None
 
 
+@sqlite_only
 def test_group_commit_shares_fsyncs_and_never_returns_early(tmp_path: Path) -> None:
     import asyncio
     import threading
 
-    journal = Journal.open(tmp_path)
+    journal = open_journal(tmp_path)
     fsyncs: list[int] = []
     real_sync = journal.sync
 
@@ -265,7 +270,7 @@ def test_the_ambiguity_counts_from_the_request_that_left_not_from_the_restart(
 ) -> None:
     """Issue 14: a crash records 'unknown' only at the next start; the window must not start there."""
     state = tmp_path / "state"
-    with Journal.open(state, clock=clock) as journal:
+    with open_journal(state, clock=clock) as journal:
         job, _ = add(journal)
         assert journal.jobs.ambiguity(job.id) is None
         journal.jobs.begin_submit(job.id)  # a transient failure first: certainly not sent
@@ -274,7 +279,7 @@ def test_the_ambiguity_counts_from_the_request_that_left_not_from_the_restart(
         left = clock.now
         journal.jobs.begin_submit(job.id)  # this request leaves, then the daemon dies
     clock.now += 300
-    with Journal.open(state, clock=clock) as journal:
+    with open_journal(state, clock=clock) as journal:
         journal.jobs.recover_interrupted()
         ambiguity = journal.jobs.ambiguity(job.id)
         assert ambiguity is not None

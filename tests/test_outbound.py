@@ -11,7 +11,6 @@ import pytest
 
 from faxbridge.adapters.faxde import FaxDeClient
 from faxbridge.errors import DuplicateJobError, FaxbridgeError, NumberError
-from faxbridge.journal import Journal
 from faxbridge.model import Document, Job, JobState, JobType, Recipient, SendRequest
 from faxbridge.numbers import NumberPolicy
 from faxbridge.outbound import Outbound, OutboundSettings, backoff, content_key, number_check
@@ -20,6 +19,7 @@ from faxbridge.simulator import Fault, FaultKind, Simulator
 from faxbridge.simulator.samples import make_pdf
 
 from conftest import ACCOUNT, PASSWORD
+from journal_backend import open_journal
 
 FAST = OutboundSettings(
     max_attempts=3, initial_delay=0.01, max_delay=0.05, duplicate_window=3600,
@@ -35,7 +35,7 @@ def run(simulator: Simulator, tmp_path: Path, body: Callable[[Outbound], Awaitab
         client = FaxDeClient(account=ACCOUNT, password=PASSWORD, wsdl=simulator.wsdl_url,
                              timeout=timeout, connect_timeout=1.0)
         calls = ProviderCalls(client, concurrency=2)
-        with Journal.open(tmp_path / "state") as journal:
+        with open_journal(tmp_path / "state") as journal:
             outbound = Outbound(journal, calls, settings=settings,
                                 check_recipient=number_check(NumberPolicy()))
             try:
@@ -396,7 +396,7 @@ def test_a_job_abandoned_in_submitting_is_shown_to_the_operator(tmp_path: Path) 
 
     pdf = tmp_path / "a.pdf"
     pdf.write_bytes(make_pdf(1))
-    with Journal.open(tmp_path / "state") as journal:
+    with open_journal(tmp_path / "state") as journal:
         job, _ = journal.jobs.add(fax(pdf), source="cli", source_ref="x", content_key="k", duplicate_window=0)
         journal.jobs.begin_submit(job.id)
         now = journal.jobs.get(job.id).updated_at.timestamp()

@@ -21,6 +21,7 @@ from faxbridge.journal import Journal
 from faxbridge.journal.mail import OutboxState
 
 from test_smtp_support import RelayServer, free_port, relay  # noqa: F401 (fixture)
+from journal_backend import open_journal
 
 SETTINGS = RelaySettings(initial_delay=60, max_delay=600, give_up_after=3600, tick=3600, timeout=5)
 
@@ -35,7 +36,7 @@ class Clock:
 
 @pytest.fixture
 def journal(tmp_path: Path) -> Iterator[Journal]:
-    with Journal.open(tmp_path / "state") as j:
+    with open_journal(tmp_path / "state") as j:
         yield j
 
 

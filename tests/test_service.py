@@ -19,12 +19,12 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from faxbridge.journal import Journal
 from faxbridge.model import Document, JobState, JobType, Recipient, SendRequest
 from faxbridge.simulator import Fault, FaultKind
 from faxbridge.simulator.samples import make_pdf
 
 from conftest import wait_until
+from journal_backend import open_journal
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +57,7 @@ class NotifySocket:
 def queue_job(state_dir: Path, pdf: Path, ref: str = "1") -> int:
     """Journal a job the way an edge would, before the daemon runs."""
     request = SendRequest(JobType.FAX, (Recipient("+494012345678"),), (Document(pdf.name, pdf),))
-    with Journal.open(state_dir) as journal:
+    with open_journal(state_dir) as journal:
         job, _ = journal.jobs.add(request, source="test", source_ref=ref, content_key=ref)
         return job.id
 
@@ -106,12 +106,12 @@ def test_sigterm_during_a_slow_sendjob_records_the_outcome(make_config, simulato
     process, notify = start_daemon(config, tmp_path)
     try:
         notify.wait_for("READY=1")
-        with Journal.open(tmp_path / "state") as journal:
+        with open_journal(tmp_path / "state") as journal:
             wait_until(lambda: journal.jobs.get(job_id).state is JobState.SUBMITTING, what="SendJob in flight")
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
         assert process.returncode == 0, output
-        with Journal.open(tmp_path / "state") as journal:
+        with open_journal(tmp_path / "state") as journal:
             job = journal.jobs.get(job_id)
         assert job.state is JobState.SUBMITTED and job.faxde_job_id == simulator.jobs[0].job_id
         assert "waiting for 1 SendJob call(s) in flight" in output
@@ -123,7 +123,7 @@ def test_sigterm_during_a_slow_sendjob_records_the_outcome(make_config, simulato
     process, notify = start_daemon(config, tmp_path)
     try:
         notify.wait_for("READY=1")
-        with Journal.open(tmp_path / "state") as journal:
+        with open_journal(tmp_path / "state") as journal:
             wait_until(lambda: journal.jobs.get(job_id).state is JobState.DELIVERED, what="delivery")
         process.send_signal(signal.SIGTERM)
         assert process.wait(20) == 0
@@ -160,7 +160,7 @@ def test_metrics_parse_as_prometheus_text_and_move_with_jobs(make_config, simula
     assert first[delivered] == 0.0
     request = SendRequest(JobType.FAX, (Recipient("+494012345678"),), (Document(pdf.name, pdf),))
     job = daemon.call(lambda: daemon.services.outbound.submit(request, source="test", source_ref="m"))
-    with Journal.open(tmp_path / "state") as journal:
+    with open_journal(tmp_path / "state") as journal:
         wait_until(lambda: journal.jobs.get(job.id).state is JobState.DELIVERED, what="delivery")
     after = samples(get(f"http://127.0.0.1:{port}/metrics")[1])
     assert after[delivered] == 1.0

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import faxbridge.adapters.relay as relay_module
-from faxbridge.journal import Journal
 from faxbridge.model import JobState
 from faxbridge.simulator.samples import make_pdf
 
@@ -27,6 +26,7 @@ from test_smtp_support import (  # noqa: F401 (fixtures)
     start_rig,
     wire,
 )
+from journal_backend import open_journal
 
 FAX = "+494012345678@fax.example.com"
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,7 +75,7 @@ def test_the_daemon_killed_right_after_250_sends_the_fax_after_restart_exactly_o
 
         daemon = _start_daemon(config, log)
         _wait_listening(port, daemon, log)
-        with Journal.open(tmp_path / "state") as journal:
+        with open_journal(tmp_path / "state") as journal:
             def finished():
                 jobs = [j for j in journal.jobs.recent() if j.source == "smtp"]
                 return jobs if jobs and all(j.state.is_final for j in jobs) else None

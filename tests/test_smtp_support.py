@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from faxbridge.journal import Journal
 from faxbridge.model import Job
 
 from conftest import RunningDaemon, wait_until
+from journal_backend import open_journal
 
 SENDER = "alice@example.com"
 
@@ -123,7 +123,7 @@ class Rig:
         self.edge = next(e for e in daemon.daemon.edges if e.name == "smtp")
         assert self.edge.address is not None
         self.port = self.edge.address.port
-        self.journal = Journal.open(state_dir)
+        self.journal = open_journal(state_dir)
 
     def client(self) -> smtplib.SMTP:
         return smtplib.SMTP("127.0.0.1", self.port, timeout=10)

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from faxbridge.adapters.reports import fsync_dir, spreadsheet_safe
 from faxbridge.crashpoints import crash_point
+from faxbridge.errors import JournalError
 from faxbridge.inbound import Check, Destination, Inbound, RunReport, Stored
 
 if TYPE_CHECKING:
@@ -494,6 +495,9 @@ class InboxEdge:
     async def _run(self) -> None:
         try:
             await self.core.run_once()
+        except JournalError as exc:  # the journal away for a moment: the next run goes on
+            log.warning("inbound run stopped, the journal is unavailable: %s", exc)
+            self.core.last_error = f"inbound run stopped: {exc}"
         except Exception as exc:  # a bug, not a fax problem: keep the schedule, report it
             log.exception("inbound run failed")
             self.core.last_error = f"inbound run failed: {exc}"
@@ -534,6 +538,7 @@ def make_core(services: Any) -> Inbound:
         state_dir=Path(config.state_dir),
         default_country=config.numbers.default_country,
         mail=_mailer(services),
+        duty=lambda: services.node.duty(f"inbound:{config.faxde.account}"),
     )
 
 

@@ -167,15 +167,14 @@ class Relay:
         """Try every due message once; returns how many the relay took."""
         delivered = 0
         try:
-            for mail in self.outbox.due(self._clock()):
+            for mail in self.outbox.due(self._clock(), folder=self.outbox_dir):  # this node's own
                 if await self._deliver(mail):
                     delivered += 1
         except JournalError as exc:
-            if not disk_full(exc):
-                raise
-            # The mails stay queued (a mail relayed but not marked sent goes once more).
-            log.warning("relay: delivery waits, the journal cannot be written: %s; trying again"
-                        " in %.0f s", exc, self.settings.tick)
+            # A full disk, or a PostgreSQL journal away for a moment: the mails stay queued (a
+            # mail relayed but not marked sent goes once more).
+            log.warning("relay: delivery waits, the journal cannot be %s: %s; trying again in %.0f s",
+                        "written" if disk_full(exc) else "reached", exc, self.settings.tick)
         return delivered
 
     async def _deliver(self, mail: OutgoingMail) -> bool:
@@ -221,9 +220,7 @@ class Relay:
         self.kick()
         try:
             self._purge()
-        except JournalError as exc:
-            if not disk_full(exc):
-                raise
+        except JournalError as exc:  # a full disk, or the journal away for a moment
             log.info("relay: old sent mails are forgotten later: %s", exc)
 
     def _purge(self) -> None:

@@ -408,7 +408,7 @@ class SmtpEdge:
         while not self._stopping:
             self._wake.clear()
             try:
-                waiting = self.mails.spooled()
+                waiting = self.mails.spooled(spool_dir=self.spool_dir)  # this node's own
             except JournalError as exc:
                 log.error("cannot read the spool index: %s; trying again in %.0f s", exc, SPOOL_TICK)
                 waiting = []

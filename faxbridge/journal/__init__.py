@@ -3,27 +3,36 @@
 Each table has its own module (jobs, inbound faxes, mails); they share one connection and one
 lock, so a transaction in one never interleaves with another's. Transactions are short: the
 journal is called from the event loop, and a commit costs one fsync.
+
+``Journal.open(state_dir, url="postgresql://…")`` opens the same journal in PostgreSQL instead
+(journal/postgres.py), for several nodes sharing one database; the tables are the same code.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from faxbridge.errors import JournalError, disk_full
+from faxbridge.journal.codec import run_script
 from faxbridge.journal.addressbook import AddressBookTable
 from faxbridge.journal.alerts import AlertsTable
 from faxbridge.journal.audit import AuditTable
 from faxbridge.journal.inbound import InboundTable
 from faxbridge.journal.jobs import JobsTable
+from faxbridge.journal.nodes import SCHEMA_V2, NodesTable, check_fence
 
-SCHEMA_VERSION = 1
+# 1: jobs, job_events, inbound (+ the edges' tables, created as they register).
+# 2: nodes, leases, jobs.claimed_by (journal/nodes.py).
+SCHEMA_VERSION = 2
 JOURNAL_NAME = "journal.sqlite3"
 
 Clock = Callable[[], float]
@@ -33,6 +42,8 @@ class Journal:
     """Open with ``Journal.open(state_dir)``; tables are ``journal.jobs``, ``journal.inbound``,
     ``journal.audit``, ``journal.address_book`` and ``journal.alerts``."""
 
+    dialect = "sqlite"  # or "postgresql" (PostgresJournal): the few SQL texts that differ ask
+
     def __init__(self, connection: sqlite3.Connection, path: Path, clock: Clock = time.time) -> None:
         self._db = connection
         self._lock = threading.RLock()
@@ -41,19 +52,44 @@ class Journal:
         self._synced = 0
         self._sync_task: asyncio.Future[None] | None = None
         self.path = path
+        self.location = str(path)  # where the journal is, for messages (no secret in it)
         self.clock = clock
+        self._init_tables()
+
+    def _init_tables(self) -> None:
+        # This node's name (journal.node): its claims on jobs in flight and its leases carry it.
+        self.node_name = socket.gethostname()
         self.jobs = JobsTable(self)
         self.inbound = InboundTable(self)
         self.audit = AuditTable(self)
         self.address_book = AddressBookTable(self)
         self.alerts = AlertsTable(self)
+        self.nodes = NodesTable(self)
 
     @classmethod
-    def open(cls, state_dir: Path, *, clock: Clock = time.time, timeout: float = 10.0) -> Journal:
+    def open(
+        cls,
+        state_dir: Path,
+        *,
+        clock: Clock = time.time,
+        timeout: float = 10.0,
+        url: str | Path | None = None,
+        password: str | None = None,
+    ) -> Journal:
+        """The journal of ``state_dir``; ``url`` (the config's ``journal.url``): None for SQLite in
+        ``state_dir``, a file path for SQLite there, ``postgresql://…`` for PostgreSQL (``password``,
+        if given, overrides libpq's PGPASSFILE / ~/.pgpass)."""
+        if isinstance(url, str) and url.startswith(("postgresql://", "postgres://")):
+            from faxbridge.journal.postgres import PostgresJournal
+
+            return PostgresJournal.connect(
+                url, password=password, state_dir=Path(state_dir), clock=clock, timeout=timeout
+            )
         state_dir = Path(state_dir)
+        path = Path(url) if url else state_dir / JOURNAL_NAME
         try:
             state_dir.mkdir(parents=True, exist_ok=True)
-            path = state_dir / JOURNAL_NAME
+            path.parent.mkdir(parents=True, exist_ok=True)
             # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE below), so
             # nothing is committed implicitly half-way through a state change.
             db = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
@@ -65,11 +101,20 @@ class Journal:
             db.execute("PRAGMA foreign_keys=ON")
         except (OSError, sqlite3.Error) as exc:
             # SQLite says "disk I/O error" when it cannot size its shared-memory file on a full disk.
-            reason = "the disk is full" if _no_room(state_dir) else str(exc)
-            raise JournalError(f"cannot open the journal in {state_dir}: {reason}") from exc
+            reason = "the disk is full" if _no_room(path.parent) else str(exc)
+            raise JournalError(f"cannot open the journal {path}: {reason}") from exc
         journal = cls(db, path, clock)
         journal._migrate()
         return journal
+
+    @classmethod
+    def from_config(cls, config: Any, *, clock: Clock = time.time) -> Journal:
+        """The journal a loaded Config names (``journal.url``, else SQLite in ``state_dir``)."""
+        password = config.journal.password
+        return cls.open(
+            Path(config.state_dir), clock=clock, url=config.journal.url,
+            password=password.reveal() if password is not None else None,
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -99,6 +144,7 @@ class Journal:
             except sqlite3.Error as exc:
                 raise JournalError(f"journal busy or unwritable: {exc}") from exc
             try:
+                check_fence(self._db, self.clock())
                 yield self._db
             except sqlite3.Error as exc:
                 self._rollback()
@@ -161,24 +207,52 @@ class Journal:
             except sqlite3.Error as exc:
                 raise JournalError(f"journal read failed: {exc}") from exc
 
+    def schema_version(self) -> int:
+        """The schema the journal holds (0: none yet); ``check-config`` compares it with ours."""
+        try:
+            rows = self.query("SELECT value FROM meta WHERE key = 'schema_version'")
+        except JournalError:
+            return 0  # no meta table: an empty database
+        return int(rows[0]["value"]) if rows else 0
+
     def _migrate(self) -> None:
+        """Bring the schema up to SCHEMA_VERSION, in one transaction (on both backends).
+
+        Each version's step runs once, in order; the steps are written once for both backends.
+        """
         with self.transaction() as db:
             db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
             row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
             version = int(row["value"]) if row else 0
             if version > SCHEMA_VERSION:
                 raise JournalError(
-                    f"the journal {self.path} was written by a newer faxbridge (schema {version})"
+                    f"the journal {self.location} was written by a newer faxbridge (schema {version})"
                 )
+            # Version 1's tables are created "IF NOT EXISTS": also right for a journal at 1 already.
             for table in (self.jobs, self.inbound, self.audit, self.address_book, self.alerts):
                 table.create(db)
+            if version < 2:
+                run_script(db, SCHEMA_V2)
             if version != SCHEMA_VERSION:
                 # Only then: a journal already current is opened without writing a byte, so
                 # `faxbridge jobs`, `receive` and a restart work on a full disk too.
                 db.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)",
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     (str(SCHEMA_VERSION),),
                 )
+
+    def notify_jobs(self, db: Any) -> None:
+        """Wake other nodes' senders at commit (PostgreSQL); one node on SQLite: nothing to do."""
+
+    def listen_jobs(self, wake: Callable[[], None]) -> None:
+        """Call ``wake()`` when another node journals a job (PostgreSQL); SQLite: never."""
+
+    def json_field(self, column: str, key: str) -> str:
+        """SQL for one key of a JSON text column (the two backends spell it differently)."""
+        if self.dialect == "postgresql":
+            return f"(CAST({column} AS jsonb) ->> '{key}')"
+        return f"json_extract({column}, '$.{key}')"
 
     def register_table(self, table: object) -> None:
         """Let an edge's table (e.g. the SMTP spool) live in the same journal file."""

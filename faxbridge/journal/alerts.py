@@ -35,7 +35,7 @@ class AlertsTable:
         """Open an incident; False if it was open already (then nothing is mailed again)."""
         with self._journal.transaction() as db:
             cursor = db.execute(
-                "INSERT OR IGNORE INTO alert_incidents (kind, opened_at, detail) VALUES (?, ?, ?)",
+                "INSERT INTO alert_incidents (kind, opened_at, detail) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
                 (kind, self._journal.clock(), detail[:1000]),
             )
             return cursor.rowcount > 0

@@ -6,7 +6,6 @@ import datetime as dt
 import functools
 import json
 from pathlib import Path
-import sqlite3
 from typing import Any
 
 from faxbridge.model import Document, JobType, Recipient, SendRequest
@@ -42,11 +41,15 @@ def request_from_json(text: str) -> SendRequest:
     )
 
 
+# "No limit" for a LIMIT parameter on both backends (SQLite's -1 is an error in PostgreSQL).
+NO_LIMIT = 2**62
+
+
 def to_datetime(epoch: float | None) -> dt.datetime | None:
     return None if epoch is None else dt.datetime.fromtimestamp(epoch, dt.timezone.utc)
 
 
-def run_script(db: sqlite3.Connection, script: str) -> None:
+def run_script(db: Any, script: str) -> None:
     """Statement by statement: executescript() would COMMIT the caller's open transaction."""
     for statement in script.split(";"):
         lines = [line.split("--")[0] for line in statement.splitlines()]

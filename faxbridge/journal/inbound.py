@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from faxbridge.errors import JournalError
-from faxbridge.journal.codec import run_script, to_datetime
+from faxbridge.journal.codec import NO_LIMIT, run_script, to_datetime
 from faxbridge.model import InboundFax
 
 if TYPE_CHECKING:
@@ -176,7 +176,7 @@ class InboundTable:
             cursor = db.execute(
                 "DELETE FROM inbound WHERE fax_id IN (SELECT fax_id FROM inbound WHERE state = ?"
                 " AND deleted_at < ? ORDER BY fax_id LIMIT ?)",
-                (InboundState.DELETED.value, older_than, -1 if limit is None else limit),
+                (InboundState.DELETED.value, older_than, NO_LIMIT if limit is None else limit),
             )
             return cursor.rowcount
 

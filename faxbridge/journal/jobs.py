@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from faxbridge.errors import DuplicateJobError, JournalError
-from faxbridge.journal.codec import run_script, request_from_json, request_to_json, to_datetime
+from faxbridge.journal.codec import NO_LIMIT, run_script, request_from_json, request_to_json, to_datetime
 from faxbridge.model import (
     ALLOWED_TRANSITIONS,
     Accepted,
@@ -66,7 +66,7 @@ CREATE INDEX IF NOT EXISTS job_events_by_job ON job_events (job_id);
 _NEW_ROW: dict[str, Any] = {
     "faxde_job_id": None, "recipients_count": None, "page_count": None, "attempts": 0, "polls": 0,
     "next_poll_at": None, "last_error_code": None, "last_error": "", "send_result": "",
-    "status_file": None, "finished_at": None, "reported_at": None,
+    "status_file": None, "finished_at": None, "reported_at": None, "claimed_by": None,
 }
 
 # Jobs that do not count as "already sent" when the same content comes again.
@@ -142,11 +142,13 @@ class JobsTable:
                 "next_attempt_at": now, "created_at": now, "updated_at": now,
             }
             cursor = db.execute(
-                f"INSERT INTO jobs ({', '.join(written)}) VALUES ({', '.join('?' * len(written))})",
+                f"INSERT INTO jobs ({', '.join(written)}) VALUES ({', '.join('?' * len(written))})"
+                " RETURNING id",
                 tuple(written.values()),
             )
-            job_id = int(cursor.lastrowid or 0)
+            job_id = int(cursor.fetchone()[0])
             _event(db, job_id, now, None, state, f"from {source}" if hold is None else f"from {source}, held: {hold}")
+            self._journal.notify_jobs(db)
             # The row as written, the other columns at their defaults (_SCHEMA), without reading
             # it back.
             return _job({**_NEW_ROW, **written, "id": job_id}), True
@@ -169,10 +171,16 @@ class JobsTable:
         reached = tuple(s.value for s in (
             JobState.SUBMITTED, JobState.DELIVERED, JobState.PARTIAL, JobState.FAILED,
             JobState.CONFIRMED, JobState.UNKNOWN))
+        # Each recipient of the request's JSON, as [address, reference]; spelled per backend.
+        each, first = (
+            ("jsonb_array_elements(CAST(jobs.request AS jsonb) -> 'recipients')", "r.value ->> 0")
+            if self._journal.dialect == "postgresql" else
+            ("json_each(jobs.request, '$.recipients')", "json_extract(r.value, '$[0]')")
+        )
         rows = self._journal.query(
-            "SELECT 1 FROM jobs, json_each(jobs.request, '$.recipients') AS r"
+            f"SELECT 1 FROM jobs, {each} AS r"
             f" WHERE jobs.state IN ({','.join('?' * len(reached))})"
-            " AND json_extract(r.value, '$[0]') = ? LIMIT 1",
+            f" AND {first} = ? LIMIT 1",
             (*reached, address),
         )
         return bool(rows)
@@ -183,9 +191,11 @@ class JobsTable:
         """queued/unknown → submitting, before the SendJob request leaves (durable unless the
         caller syncs itself before sending). ``request``: what is sent from now on, journaled in
         the same transaction (a first attempt that adds our STATURL), so that every re-send is
-        byte for byte the request that left first."""
+        byte for byte the request that left first. The job is claimed by this node (``claimed_by``)
+        while the request is in flight."""
         fields: dict[str, Any] = {} if request is None else {"request": request_to_json(request)}
-        return self._move(job_id, JobState.SUBMITTING, "SendJob", attempts_plus=1, durable=durable, **fields)
+        return self._move(job_id, JobState.SUBMITTING, "SendJob", attempts_plus=1, durable=durable,
+                          claimed_by=self._journal.node_name, **fields)
 
     def mark_submitted(self, job_id: int, accepted: Accepted, next_poll_at: float) -> Job:
         """submitting → submitted; the FAX.de JobId lands in the same transaction."""
@@ -292,18 +302,34 @@ class JobsTable:
                 jobs.append(_job(written))  # the row as written, without reading it back
         return jobs
 
-    def recover_interrupted(self) -> list[Job]:
-        """At start-up: jobs left in 'submitting' by a crash. Their SendJob may have reached FAX.de,
-        so they become 'unknown' — never re-sent blindly."""
-        moved = []
-        for row in self._journal.query(
-            "SELECT id FROM jobs WHERE state = ?", (JobState.SUBMITTING.value,)
-        ):
-            moved.append(
-                self.mark_unknown(
-                    row["id"], "faxbridge stopped while SendJob was in flight; FAX.de may have the job"
-                )
+    def recover_interrupted(self, lease: float | None = None, *, include_own: bool = True) -> list[Job]:
+        """Jobs left in 'submitting' by a crash. Their SendJob may have reached FAX.de, so they
+        become 'unknown' — never re-sent blindly.
+
+        ``lease`` None (at start-up, one node): every such job. Otherwise only those of this node
+        (a crash before this start) or of nodes whose heartbeat is older than ``lease`` seconds (a
+        node that died mid-SendJob): a live node's sends in flight are its own. ``include_own``
+        False: not this node's own (its periodic look at the others, while its sends run)."""
+        sql = "SELECT id, claimed_by FROM jobs WHERE state = ?"
+        params: tuple = (JobState.SUBMITTING.value,)
+        if lease is not None:
+            sql += (
+                " AND (claimed_by IS NULL OR claimed_by = ? OR claimed_by NOT IN"
+                " (SELECT name FROM nodes WHERE state = 'running' AND heartbeat_at > ?))"
             )
+            params += (self._journal.node_name if include_own else "", self._journal.clock() - lease)
+            if not include_own:
+                sql += " AND claimed_by != ?"
+                params += (self._journal.node_name,)
+        moved = []
+        for row in self._journal.query(sql, params):
+            owner = row["claimed_by"]
+            why = ("faxbridge stopped while SendJob was in flight" if owner in (None, self._journal.node_name)
+                   else f"node {owner} stopped while its SendJob was in flight")
+            try:
+                moved.append(self.mark_unknown(row["id"], f"{why}; FAX.de may have the job"))
+            except TransitionError:
+                continue  # another node finished it (or adopted it) meanwhile
         return moved
 
     def purge_finished(self, older_than: float, limit: int | None = None) -> int:
@@ -315,7 +341,7 @@ class JobsTable:
                 "DELETE FROM jobs WHERE id IN (SELECT id FROM jobs WHERE"
                 f" state IN ({','.join('?' * len(finals))})"
                 " AND finished_at < ? AND reported_at IS NOT NULL ORDER BY id LIMIT ?)",
-                (*finals, older_than, -1 if limit is None else limit),
+                (*finals, older_than, NO_LIMIT if limit is None else limit),
             )
             return cursor.rowcount
 
@@ -410,7 +436,7 @@ class JobsTable:
 
     def counts_by_state_and_type(self) -> dict[tuple[str, str], int]:
         rows = self._journal.query(
-            "SELECT state, json_extract(request, '$.job_type') AS job_type, COUNT(*) AS n"
+            f"SELECT state, {self._journal.json_field('request', 'job_type')} AS job_type, COUNT(*) AS n"
             " FROM jobs GROUP BY state, job_type"
         )
         return {(r["state"], r["job_type"]): r["n"] for r in rows}

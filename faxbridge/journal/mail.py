@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,11 +176,13 @@ class MailsTable:
         rows = self._journal.query("SELECT * FROM smtp_mails WHERE key = ?", (key,))
         return _mail(rows[0]) if rows else None
 
-    def spooled(self, limit: int = 100) -> list[SpooledMail]:
-        rows = self._journal.query(
-            "SELECT * FROM smtp_mails WHERE state = ? ORDER BY id LIMIT ?",
-            (MailState.SPOOLED.value, limit),
-        )
+    def spooled(self, limit: int = 100, *, spool_dir: Path | None = None) -> list[SpooledMail]:
+        """Mails still to process; ``spool_dir``: only those stored there (with nodes sharing the
+        journal, each node processes the mails in its own spool)."""
+        sql, params = "SELECT * FROM smtp_mails WHERE state = ?", (MailState.SPOOLED.value,)
+        if spool_dir is not None:
+            sql, params = sql + _UNDER.format(column="spool_path"), params + _under(spool_dir)
+        rows = self._journal.query(sql + " ORDER BY id LIMIT ?", (*params, limit))
         return [_mail(r) for r in rows]
 
     def unfinished(self) -> list[SpooledMail]:
@@ -275,14 +278,14 @@ class OutboxTable:
                     return _outgoing(row), False
             cursor = db.execute(
                 "INSERT INTO mail_outbox (key, state, path, mail_from, rcpt_to, subject,"
-                " next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " next_attempt_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     key, OutboxState.QUEUED.value, str(path), mail_from,
                     json.dumps(rcpt_to, ensure_ascii=False), subject[:300], now, now,
                 ),
             )
             row = db.execute(
-                "SELECT * FROM mail_outbox WHERE id = ?", (cursor.lastrowid,)
+                "SELECT * FROM mail_outbox WHERE id = ?", (cursor.fetchone()[0],)
             ).fetchone()
             return _outgoing(row), True
 
@@ -296,12 +299,13 @@ class OutboxTable:
             raise JournalError(f"no outgoing mail {mail_id} in the journal")
         return _outgoing(rows[0])
 
-    def due(self, now: float, limit: int = 50) -> list[OutgoingMail]:
-        rows = self._journal.query(
-            "SELECT * FROM mail_outbox WHERE state = ? AND next_attempt_at <= ?"
-            " ORDER BY next_attempt_at, id LIMIT ?",
-            (OutboxState.QUEUED.value, now, limit),
-        )
+    def due(self, now: float, limit: int = 50, *, folder: Path | None = None) -> list[OutgoingMail]:
+        """Mails due for delivery; ``folder``: only those whose bytes are there (this node's)."""
+        sql = "SELECT * FROM mail_outbox WHERE state = ? AND next_attempt_at <= ?"
+        params: tuple = (OutboxState.QUEUED.value, now)
+        if folder is not None:
+            sql, params = sql + _UNDER.format(column="path"), params + _under(folder)
+        rows = self._journal.query(sql + " ORDER BY next_attempt_at, id LIMIT ?", (*params, limit))
         return [_outgoing(r) for r in rows]
 
     def in_state(self, state: OutboxState) -> list[OutgoingMail]:
@@ -367,6 +371,15 @@ class OutboxTable:
             db.execute(
                 f"UPDATE mail_outbox SET {assignments} WHERE id = ?", (*fields.values(), mail_id)
             )
+
+
+# A path column under a folder (both backends; no LIKE, whose wildcards a path may contain).
+_UNDER = " AND substr({column}, 1, ?) = ?"
+
+
+def _under(folder: Path) -> tuple[int, str]:
+    prefix = f"{folder}{os.sep}"
+    return len(prefix), prefix
 
 
 def _mail(row: sqlite3.Row) -> SpooledMail:
