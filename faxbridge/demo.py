@@ -24,7 +24,13 @@ DEMO_PASSWORD = "demo-password"
 DEMO_ACCOUNT = "12345"
 
 
-def write_config(root: Path, simulator: Simulator, smtp_port: int, sink_port: int) -> Path:
+DEMO_CONSOLE_USER = "demo"
+DEMO_CONSOLE_PASSWORD = "demo"  # noqa: S105 - the demo's own, printed on the screen
+
+
+def write_config(root: Path, simulator: Simulator, smtp_port: int, sink_port: int, console_port: int) -> Path:
+    from faxbridge.adapters.console.auth import hash_password
+
     (root / "password").write_text(DEMO_PASSWORD + "\n")
     (root / "password").chmod(0o600)
     for folder in ("outbox", "sms-outbox", "inbox", "samples", "state", "mail-sink"):
@@ -51,6 +57,11 @@ def write_config(root: Path, simulator: Simulator, smtp_port: int, sink_port: in
             "allowed_senders": ["*@localhost", "*@example.com"],
             "relay": f"127.0.0.1:{sink_port}",
             "report_from": "faxbridge@localhost",
+        },
+        "console": {
+            "listen": f"127.0.0.1:{console_port}",
+            "users": [{"name": DEMO_CONSOLE_USER, "password_hash": hash_password(DEMO_CONSOLE_PASSWORD),
+                       "role": "admin"}],
         },
     }
     path = root / "config.yaml"
@@ -89,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--simulator-port", type=int, default=8765)
     parser.add_argument("--smtp-port", type=int, default=2525)
     parser.add_argument("--sink-port", type=int, default=2526)
+    parser.add_argument("--console-port", type=int, default=8025)
     args = parser.parse_args(argv)
     root = args.dir.resolve()
     root.mkdir(parents=True, exist_ok=True)
@@ -96,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
     simulator = Simulator(port=args.simulator_port, state_dir=root / "simulator",
                           account=DEMO_ACCOUNT, password=DEMO_PASSWORD, polls_until_done=2).start()
-    config_path = write_config(root, simulator, args.smtp_port, args.sink_port)
+    config_path = write_config(root, simulator, args.smtp_port, args.sink_port, args.console_port)
     sink = start_mail_sink(root / "mail-sink", args.sink_port)
     # One inbound fax waiting, so the inbox shows something within the first minute.
     if not simulator.inbox:
@@ -115,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
          faxbridge demo — the daemon runs against the built-in FAX.de simulator
          simulator: {simulator.url}   (record: {simulator.base_url}/admin/calls)
          config:    {rel}/config.yaml      stop with Ctrl-C
+         console:   http://127.0.0.1:{args.console_port}/   (user {DEMO_CONSOLE_USER}, password {DEMO_CONSOLE_PASSWORD})
         ────────────────────────────────────────────────────────────────────────────
          Try, in another terminal:
           • fax a file by dropping it into the hotfolder (number first in the name):
