@@ -464,9 +464,9 @@ class Campaign:
         self.figures.seconds = time.monotonic() - started
 
     def crash_loop(self) -> None:
-        """Restarts and kills for ``scale.crash_loop`` seconds — longer than the windows — with
-        outages of up to half a window between lives: a re-send due in one life is cut short or
-        falls into an outage, and the window must hold all the same."""
+        """Restarts and kills for ``scale.crash_loop`` seconds — longer than the windows — mostly
+        straight back up, sometimes after an outage of up to half a window: a re-send due in one
+        life is cut short or falls into an outage, and the window must hold all the same."""
         ends = time.monotonic() + self.scale.crash_loop
         while time.monotonic() < ends:
             process, log = self.start_daemon()
@@ -476,7 +476,9 @@ class Campaign:
             self.kill(process)
             self.figures.random_kills += 1
             self.figures.crash_loop_lives += 1
-            time.sleep(self.rng.uniform(0.0, self.scale.provider_window / 2))
+            # Mostly straight back up, as systemd's Restart= does; now and then a longer outage.
+            long_outage = self.rng.random() < 0.2
+            time.sleep(self.rng.uniform(0.0, self.scale.provider_window / 2 if long_outage else 1.0))
 
     # -- settling --------------------------------------------------------------------------------
 
