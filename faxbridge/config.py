@@ -608,6 +608,9 @@ def parse_config(
             )
         if smtp.auth.required and not smtp.auth.users:
             raise ConfigError("smtp.auth.required", "true, but smtp.auth has no users")
+        if smtp.auth.required and not smtp.tls.enabled:
+            # Checked here, not only when the listener starts: check-config must say so too.
+            raise ConfigError("smtp.auth.required", "needs smtp.tls: AUTH is offered only after STARTTLS")
         if smtp.auth.users and not smtp.tls.enabled and not smtp.listen.is_loopback:
             ctx.warnings.append(
                 f"smtp.auth: passwords would cross the network in clear text on {smtp.listen};"

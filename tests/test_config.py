@@ -447,6 +447,9 @@ BAD = [
     (smtp(f"  auth: {{users: {{'al ice': '{HASH}'}}}}\n"), "smtp.auth.users.al ice",
      "without spaces or ':'"),
     (smtp("  auth: {required: true}\n"), "smtp.auth.required", "smtp.auth has no users"),
+    # Issue 15: accepted by check-config, then refused by the daemon at start.
+    (smtp(f"  auth: {{users: {{alice: '{HASH}'}}, required: true}}\n"), "smtp.auth.required",
+     "needs smtp.tls"),
     (smtp("  auth: {password_file: /nonexistent/users}\n"), "smtp.auth.password_file", "cannot read"),
     (smtp("metrics: {listen: '127.0.0.1:2525'}\n"), "metrics.listen", "same address as smtp.listen"),
     # metrics, logging
