@@ -35,7 +35,7 @@ PASSWORD = "bench-console-pw"
 
 
 def _console(port: int) -> dict[str, object]:
-    from faxbridge.adapters.console.auth import hash_password
+    from faxbridge.edges.http.console.auth import hash_password
 
     return {"listen": f"127.0.0.1:{port}",
             "users": [{"name": "bench", "password_hash": hash_password(PASSWORD), "role": "admin"}]}

@@ -44,7 +44,7 @@ def raw_run(url: str, count: int) -> float:
     import zeep
     from lxml import etree
 
-    from faxbridge.adapters.faxde import BINDING, bundled_wsdl
+    from faxbridge.faxde.client import BINDING, bundled_wsdl
 
     client = zeep.Client(str(bundled_wsdl()))
     service = client.create_service(BINDING, url + SOAP)

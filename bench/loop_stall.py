@@ -30,7 +30,7 @@ async def heartbeat(lateness: list[float], stop: asyncio.Event) -> None:
 
 
 async def faxbridge_path(url: str, work: Path, jobs: int = JOBS) -> list[float]:
-    from faxbridge.adapters.faxde import FaxDeClient
+    from faxbridge.faxde.client import FaxDeClient
     from faxbridge.journal import Journal
     from faxbridge.model import Document, JobType, Recipient, SendRequest
     from faxbridge.numbers import NumberPolicy
@@ -68,7 +68,7 @@ async def zeep_async_path(url: str, work: Path, jobs: int = JOBS) -> list[float]
     import zeep
     from zeep.transports import AsyncTransport
 
-    from faxbridge.adapters.faxde import BINDING, SEND_IMMEDIATELY, bundled_wsdl
+    from faxbridge.faxde.client import BINDING, SEND_IMMEDIATELY, bundled_wsdl
 
     stalls = []
     async with httpx.AsyncClient(timeout=120) as http:

@@ -31,7 +31,7 @@ from postgres_server import PostgresServer, find_bindir  # noqa: E402
 
 
 async def jobs_per_second(url: str, docs: list[Path], work: Path, concurrency: int, journal_url: str | None) -> float:
-    from faxbridge.adapters.faxde import FaxDeClient
+    from faxbridge.faxde.client import FaxDeClient
     from faxbridge.journal import Journal
     from faxbridge.model import Document, JobState, JobType, Recipient, SendRequest
     from faxbridge.numbers import NumberPolicy

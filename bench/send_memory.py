@@ -26,7 +26,7 @@ SIZES_MB = (1, 20, 50)
 def measure(url: str, size_mb: int, path_kind: str) -> dict[str, float]:
     import gc
 
-    from faxbridge.adapters.faxde import SEND_IMMEDIATELY, FaxDeClient
+    from faxbridge.faxde.client import SEND_IMMEDIATELY, FaxDeClient
     from faxbridge.journal import Journal
     from faxbridge.model import Document, JobType, Recipient, SendRequest
     from faxbridge.numbers import NumberPolicy
@@ -52,7 +52,7 @@ def measure(url: str, size_mb: int, path_kind: str) -> dict[str, float]:
     if path_kind == "zeep":
         import zeep
 
-        from faxbridge.adapters.faxde import BINDING, bundled_wsdl
+        from faxbridge.faxde.client import BINDING, bundled_wsdl
 
         # zeep with its own (requests) transport: faxbridge's client no longer lets zeep post.
         reference = zeep.Client(str(bundled_wsdl())).create_service(BINDING, client.endpoint)

@@ -31,7 +31,7 @@ def make_documents(folder: Path, count: int) -> list[Path]:
 
 
 async def faxbridge_run(url: str, docs: list[Path], work: Path, concurrency: int) -> float:
-    from faxbridge.adapters.faxde import FaxDeClient
+    from faxbridge.faxde.client import FaxDeClient
     from faxbridge.journal import Journal
     from faxbridge.model import Document, JobState, JobType, Recipient, SendRequest
     from faxbridge.numbers import NumberPolicy
@@ -62,7 +62,7 @@ def raw_run(url: str, docs: list[Path], concurrency: int) -> float:
     from lxml import etree
     import zeep
 
-    from faxbridge.adapters.faxde import BINDING, SEND_IMMEDIATELY, bundled_wsdl
+    from faxbridge.faxde.client import BINDING, SEND_IMMEDIATELY, bundled_wsdl
 
     client = zeep.Client(str(bundled_wsdl()))
     service = client.create_service(BINDING, url + "/soap/IIntfXMLWS")

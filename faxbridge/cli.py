@@ -232,7 +232,7 @@ def _print_job(job: Job) -> None:
         if value not in (None, "", []):
             print(f"  {key.replace('_', ' ')}: {', '.join(value) if isinstance(value, list) else value}")
     if job.status_file:
-        from faxbridge.adapters.reports import parse_status_file
+        from faxbridge.faxde.statusfile import parse_status_file
 
         print("  report:")
         for row in parse_status_file(job.status_file):
@@ -345,7 +345,7 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 
 def cmd_cups_install(args: argparse.Namespace) -> int:
-    from faxbridge.adapters.printing import cups
+    from faxbridge.edges.printing import cups
 
     config = _load(args)
     if config.print is None:
@@ -356,7 +356,7 @@ def cmd_cups_install(args: argparse.Namespace) -> int:
 
 
 def cmd_cups_uninstall(args: argparse.Namespace) -> int:
-    from faxbridge.adapters.printing import cups
+    from faxbridge.edges.printing import cups
 
     cups.uninstall(args.queue, backend_dir=args.backend_dir)
     print(f"queue {args.queue} removed")
@@ -364,7 +364,7 @@ def cmd_cups_uninstall(args: argparse.Namespace) -> int:
 
 
 def cmd_api_token(args: argparse.Namespace) -> int:
-    from faxbridge.adapters.console.api import create_token
+    from faxbridge.edges.http.console.api import create_token
     from faxbridge.journal import Journal
 
     config = _load(args)
@@ -376,7 +376,7 @@ def cmd_api_token(args: argparse.Namespace) -> int:
 
 
 def cmd_hash_password(args: argparse.Namespace) -> int:
-    from faxbridge.adapters.console.auth import hash_password
+    from faxbridge.edges.http.console.auth import hash_password
 
     # A terminal asks without echoing; a pipe (printf … | faxbridge hash-password) is read as is.
     if sys.stdin.isatty():
@@ -578,7 +578,7 @@ def cmd_reject(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from faxbridge import sendreport
-    from faxbridge.adapters.reports import write_atomically
+    from faxbridge.fsutil import write_atomically
     from faxbridge.journal import Journal
 
     config = _load(args)
@@ -749,7 +749,7 @@ def cmd_journal_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_receive(args: argparse.Namespace) -> int:
-    from faxbridge.adapters import inbox
+    from faxbridge import cli_inbox as inbox
 
     config = _load(args)
     if config.inbound is None:

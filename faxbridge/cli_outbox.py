@@ -13,7 +13,7 @@ import shutil
 import uuid
 from pathlib import Path
 
-from faxbridge.adapters.reports import fsync_dir
+from faxbridge.fsutil import fsync_dir
 from faxbridge.model import Document, Job
 
 SOURCE = "cli"

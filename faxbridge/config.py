@@ -1283,7 +1283,7 @@ def _metrics(value: Any, path: str) -> MetricsConfig:
     return MetricsConfig(listen=_opt(data, "listen", path, MetricsConfig, _optional(_listen)))
 
 
-# faxbridge.adapters.console.auth.hash_password's format: $scrypt$n=N,r=R,p=P$SALT$HASH (base64).
+# faxbridge.edges.http.console.auth.hash_password's format: $scrypt$n=N,r=R,p=P$SALT$HASH (base64).
 _CONSOLE_HASH_RE: Final = re.compile(r"\$scrypt\$n=\d+,r=\d+,p=\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+")
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from faxbridge import cli_outbox, logs
-from faxbridge.adapters import systemd
+from faxbridge import systemd
 from faxbridge.approval import HoldPolicy
 from faxbridge.callbacks import CallbackTokens
 from faxbridge.errors import FaxbridgeError, JournalError
@@ -33,20 +33,20 @@ from faxbridge.outbound import Outbound, OutboundSettings, number_check
 from faxbridge.provider import FaxProvider, ProviderCalls
 
 if TYPE_CHECKING:
-    from faxbridge.adapters.web import HTTPServer
+    from faxbridge.edges.http.app import HTTPServer
 
 log = logging.getLogger(__name__)
 
 # Edge modules, started in this order and stopped in reverse, each only when its config section
 # is there (an unused edge is not even imported). Each has ``build(services) -> Edge | None``.
 EDGE_MODULES: tuple[tuple[str, Callable[[Any], bool]], ...] = (
-    ("faxbridge.adapters.inbox", lambda config: config.inbound is not None),
-    ("faxbridge.adapters.hotfolder", lambda config: bool(config.hotfolders)),
-    ("faxbridge.adapters.smtp", lambda config: config.smtp is not None),
-    ("faxbridge.adapters.printing", lambda config: config.print is not None),
-    ("faxbridge.adapters.console", lambda config: config.console is not None),
+    ("faxbridge.edges.inbox.edge", lambda config: config.inbound is not None),
+    ("faxbridge.edges.hotfolder", lambda config: bool(config.hotfolders)),
+    ("faxbridge.edges.smtp.server", lambda config: config.smtp is not None),
+    ("faxbridge.edges.printing", lambda config: config.print is not None),
+    ("faxbridge.edges.http.console", lambda config: config.console is not None),
     # Approvers' and admins' mails (approval.notify, alerts): needs only the relay.
-    ("faxbridge.adapters.alerts", lambda config: config.alerts is not None or bool(config.approval.notify)),
+    ("faxbridge.alerts", lambda config: config.alerts is not None or bool(config.approval.notify)),
 )
 
 
@@ -59,7 +59,7 @@ class Edge(Protocol):
 
 
 def make_provider(config: Any) -> FaxProvider:
-    from faxbridge.adapters.faxde import FaxDeClient
+    from faxbridge.faxde.client import FaxDeClient
 
     faxde = config.faxde
     return FaxDeClient(
@@ -389,7 +389,7 @@ class Daemon:
         listen = self.config.metrics.listen
         if listen is None:
             return None
-        from faxbridge.adapters import web
+        from faxbridge.edges.http import app as web
 
         return await web.serve(self, listen.host, listen.port, callback_url=self.config.faxde.callback_url)
 
@@ -432,7 +432,7 @@ class Daemon:
     def _report_jobs_of_removed_hotfolders(services: Services) -> None:
         """Jobs taken from hotfolders that are no longer configured still end with their report
         (status CSV in sent/, or failed/ with the reason): the folders are named in each job."""
-        from faxbridge.adapters.hotfolder.outcome import SOURCE, Outcomes
+        from faxbridge.edges.hotfolder.outcome import SOURCE, Outcomes
 
         if services.journal.jobs.any_unreported(SOURCE):
             # Only the reporter: without watchers, no acceptance hook spawns anything.

@@ -29,7 +29,7 @@ DEMO_CONSOLE_PASSWORD = "demo"  # noqa: S105 - the demo's own, printed on the sc
 
 
 def write_config(root: Path, simulator: Simulator, smtp_port: int, sink_port: int, console_port: int) -> Path:
-    from faxbridge.adapters.console.auth import hash_password
+    from faxbridge.edges.http.console.auth import hash_password
 
     (root / "password").write_text(DEMO_PASSWORD + "\n")
     (root / "password").chmod(0o600)

@@ -19,7 +19,7 @@ Two consequences shape a run:
   and runs ``faxbridge receive --release FAXID`` (deletes it on the server; the copy stays). A fax
   that passes the checks when it comes back (the damage was in transit) is stored normally.
 
-The file work itself is the inbox edge's (``faxbridge.adapters.inbox``); it reaches the core as a
+The file work itself is the inbox edge's (``faxbridge.edges.inbox.files``); it reaches the core as a
 ``FaxFiles`` object whose synchronous methods run in worker threads.
 """
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from fpdf import FPDF
 
 from faxbridge import __version__
-from faxbridge.adapters.reports import parse_status_file
+from faxbridge.faxde.statusfile import parse_status_file
 from faxbridge.errors import FaxbridgeError
 from faxbridge.model import Job, JobState, StatusRow
 from faxbridge.thumbnails import page_png

@@ -68,7 +68,7 @@ class _Tracebacks(logging.Handler):
 def no_hotfolder_tracebacks(request: pytest.FixtureRequest) -> Iterator[None]:
     """An ERROR with a traceback from the hotfolders is a bug (issue 14: a claim race logged
     25 to 61 of them per restart, unseen): it fails the test in which it was logged."""
-    logger = logging.getLogger("faxbridge.adapters.hotfolder")
+    logger = logging.getLogger("faxbridge.edges.hotfolder")
     catcher = _Tracebacks()
     logger.addHandler(catcher)
     try:

@@ -9,7 +9,7 @@ from typing import Any
 
 import requests
 
-from faxbridge.adapters.console.auth import hash_password
+from faxbridge.edges.http.console.auth import hash_password
 
 PASSWORDS = {"viewer": "view-pw-1", "alice": "alice-pw-2", "bob": "bob-pw-3", "approver": "appr-pw-4",
              "admin": "admin-pw-5"}

@@ -13,7 +13,7 @@ from typing import Any
 import pypdf
 import pytest
 
-from faxbridge.adapters.faxde import FaxDeClient
+from faxbridge.faxde.client import FaxDeClient
 from faxbridge.approval import HoldPolicy, HoldRule, parse_rules, sender_matches
 from faxbridge.cli import main
 from faxbridge.errors import FaxbridgeError
@@ -416,7 +416,7 @@ def test_the_config_names_the_key_of_a_wrong_rule_and_rules_per_channel(tmp_path
 
 
 def test_alert_conditions_by_threshold_and_provider(tmp_path: Path) -> None:
-    from faxbridge.adapters.alerts import find_incidents
+    from faxbridge.alerts import find_incidents
     from faxbridge.config import AlertsConfig
 
     clock = Clock()

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from faxbridge.adapters.faxde import FaxDeClient
+from faxbridge.faxde.client import FaxDeClient
 from faxbridge.callbacks import STATURL_LIMIT, CallbackTokens, check_base_url, parse_callback
 from faxbridge.model import JobState
 from faxbridge.numbers import NumberPolicy

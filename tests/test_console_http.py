@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from faxbridge.adapters.console import auth
+from faxbridge.edges.http.console import auth
 from faxbridge.config import ConfigError, parse_config
 from faxbridge.journal.inbound import InboundState
 from faxbridge.model import Document, JobState, JobType, Recipient, SendRequest
@@ -280,7 +280,7 @@ def test_a_bad_upload_is_refused_in_words_and_nothing_is_kept(console, simulator
 # -- the job list ------------------------------------------------------------------------------
 
 def test_the_job_list_filters_and_pages_by_keyset(console, tmp_path) -> None:
-    from faxbridge.adapters.console import pages
+    from faxbridge.edges.http.console import pages
 
     daemon, base = console
     for index in range(pages.PAGE_SIZE + 5):
@@ -373,7 +373,7 @@ def test_the_address_book_is_imported_by_csv_and_names_numbers(console, tmp_path
 def test_upload_folders_of_forgotten_jobs_are_swept(console, tmp_path) -> None:
     import os
 
-    from faxbridge.adapters.console.pages import UPLOADS, sweep_uploads
+    from faxbridge.edges.http.console.pages import UPLOADS, sweep_uploads
 
     daemon, base = console
     alice = login(base, "alice")

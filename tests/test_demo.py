@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from faxbridge.adapters.console.auth import verify_password
+from faxbridge.edges.http.console.auth import verify_password
 from faxbridge.config import load_config
 from faxbridge.demo import DEMO_CONSOLE_PASSWORD, write_config
 from faxbridge.simulator import Simulator

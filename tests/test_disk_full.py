@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from faxbridge.adapters import inbox
+from faxbridge import cli_inbox as inbox
 from faxbridge.cli import main
 from faxbridge.config import load_config
 from faxbridge.journal import Journal
@@ -282,7 +282,7 @@ def test_the_relay_keeps_its_mail_queued_while_the_journal_disk_is_full(
 ) -> None:
     from email.message import EmailMessage
 
-    from faxbridge.adapters.relay import Relay, RelaySettings
+    from faxbridge.relay import Relay, RelaySettings
     from faxbridge.config import RelayConfig
     from faxbridge.journal.mail import OutboxState
 

@@ -14,8 +14,8 @@ import pytest
 import zeep
 from lxml import etree
 
-from faxbridge.adapters import faxde_codes
-from faxbridge.adapters.faxde import (
+from faxbridge.faxde import codes as faxde_codes
+from faxbridge.faxde.client import (
     BINDING,
     SEND_IMMEDIATELY,
     FaxDeClient,
@@ -23,7 +23,7 @@ from faxbridge.adapters.faxde import (
     bundled_wsdl,
     resolve_wsdl,
 )
-from faxbridge.adapters.faxde_codes import Outcome
+from faxbridge.faxde.codes import Outcome
 from faxbridge.errors import ProviderError
 from faxbridge.model import Document, JobType, Recipient, SendRequest
 from faxbridge.simulator import Fault, FaultKind, Simulator

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from faxbridge.adapters import faxde_codes
-from faxbridge.adapters.faxde_codes import Outcome
+from faxbridge.faxde import codes as faxde_codes
+from faxbridge.faxde.codes import Outcome
 
 SPEC = Path(__file__).resolve().parents[1] / "docs" / "FAXDE-API.md"
 

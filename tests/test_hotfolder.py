@@ -452,7 +452,7 @@ def test_faxbridge_cancel_works_for_a_scheduled_hotfolder_job(
 def test_the_watcher_survives_bad_names_and_failing_handlers(
     folder: Path, simulator: Simulator, start: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from faxbridge.adapters.hotfolder import files, watcher
+    from faxbridge.edges.hotfolder import files, watcher
 
     # One event handler that fails, one claim that fails (as a permission error would): the
     # rescan catches both up, the watcher keeps going.
@@ -508,7 +508,7 @@ def test_polling_mode_for_folders_without_inotify(
 def test_a_claim_left_by_a_crash_before_journaling_is_sent_once_at_start(
     tmp_path: Path, folder: Path, simulator: Simulator, start: Any
 ) -> None:
-    from faxbridge.adapters.hotfolder import files
+    from faxbridge.edges.hotfolder import files
 
     pdf = make_pdf(1, tag="crash")
     drop(folder / f"{NUMBER}_crash.pdf", pdf)
@@ -593,7 +593,7 @@ def test_a_burst_is_taken_out_of_the_folder_before_its_files_are_checked(
     # files renamed in at once were all out of the folder 4× sooner (issue 7, bench.hotfolder_burst).
     import threading
 
-    from faxbridge.adapters.hotfolder import files, watcher
+    from faxbridge.edges.hotfolder import files, watcher
 
     claimed, checked = [], []
     lock = threading.Lock()
@@ -633,7 +633,7 @@ def test_a_restart_that_finds_a_backlog_takes_each_file_once_without_an_error(
     # had; each saw the queue non-empty, waited while claims went first, then popped from a
     # queue the others had emptied: "hotfolder: a background task failed" (IndexError), 25 to 61
     # times on each restart that found a backlog.
-    from faxbridge.adapters.hotfolder import files
+    from faxbridge.edges.hotfolder import files
 
     original_move = files._move_in
 
@@ -662,8 +662,8 @@ def test_handlers_that_outnumber_the_claimed_units_take_each_once_and_end_quietl
     import asyncio
     from types import SimpleNamespace
 
-    from faxbridge.adapters.hotfolder import watcher as watcher_module
-    from faxbridge.adapters.hotfolder.plan import Unit
+    from faxbridge.edges.hotfolder import watcher as watcher_module
+    from faxbridge.edges.hotfolder.plan import Unit
     from faxbridge.config import HotfolderConfig
 
     async def main() -> tuple[list[str], list[BaseException | None], int]:

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from faxbridge.adapters.hotfolder import files
-from faxbridge.adapters.hotfolder.instructions import (
+from faxbridge.edges.hotfolder import files
+from faxbridge.edges.hotfolder.instructions import (
     Refusal,
     UnitFiles,
     parse_recipient_list,
     parse_sidecar,
     prepare_request,
 )
-from faxbridge.adapters.hotfolder.names import (
+from faxbridge.edges.hotfolder.names import (
     NameRecipient,
     decode_name,
     display_name,
@@ -25,8 +25,8 @@ from faxbridge.adapters.hotfolder.names import (
     recipient_from_name,
     with_suffix,
 )
-from faxbridge.adapters.hotfolder.outcome import error_text
-from faxbridge.adapters.hotfolder.plan import Unit, plan_units
+from faxbridge.edges.hotfolder.outcome import error_text
+from faxbridge.edges.hotfolder.plan import Unit, plan_units
 from faxbridge.config import HotfolderConfig
 from faxbridge.errors import NumberError
 from faxbridge.model import JobType, Recipient
@@ -452,7 +452,7 @@ def test_the_error_text_says_what_happened_and_what_to_do() -> None:
 
 
 def _journaled_claim(tmp_path: Path, journal: object, name: str = "a", token: str = "") -> tuple[object, object]:
-    from faxbridge.adapters.hotfolder.outcome import SOURCE, job_meta
+    from faxbridge.edges.hotfolder.outcome import SOURCE, job_meta
     from faxbridge.model import Document, SendRequest
 
     folder = tmp_path / "out"
@@ -472,7 +472,7 @@ def _journaled_claim(tmp_path: Path, journal: object, name: str = "a", token: st
 def test_placing_resumes_after_a_crash_half_way_and_never_overwrites(tmp_path: Path) -> None:
     import asyncio
 
-    from faxbridge.adapters.hotfolder.outcome import Outcomes
+    from faxbridge.edges.hotfolder.outcome import Outcomes
     from faxbridge.journal import Journal
     from faxbridge.model import Accepted, JobStatusReport, StatusRow
 
@@ -505,7 +505,7 @@ def test_placing_resumes_after_a_crash_half_way_and_never_overwrites(tmp_path: P
 def test_a_cancelled_job_moves_from_sent_to_failed_with_the_reason(tmp_path: Path) -> None:
     import asyncio
 
-    from faxbridge.adapters.hotfolder.outcome import Outcomes
+    from faxbridge.edges.hotfolder.outcome import Outcomes
     from faxbridge.journal import Journal
     from faxbridge.model import Accepted
 
@@ -529,7 +529,7 @@ def test_placing_in_sent_fsyncs_the_journal_off_the_event_loop(tmp_path: Path, m
     import asyncio
     import threading
 
-    from faxbridge.adapters.hotfolder.outcome import Outcomes
+    from faxbridge.edges.hotfolder.outcome import Outcomes
     from faxbridge.journal import Journal
     from faxbridge.model import Accepted
 
@@ -563,7 +563,7 @@ def test_jobs_accepted_together_are_placed_in_one_batch_without_taking_each_othe
     # bench.hotfolder_burst); two of them with the same name must not both choose "a.pdf".
     import asyncio
 
-    from faxbridge.adapters.hotfolder.outcome import Outcomes
+    from faxbridge.edges.hotfolder.outcome import Outcomes
     from faxbridge.journal import Journal
     from faxbridge.model import Accepted
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from watchdog.observers.inotify_c import InotifyConstants as C
 
-from faxbridge.adapters.hotfolder import watching
-from faxbridge.adapters.hotfolder.plan import plan_units
+from faxbridge.edges.hotfolder import watching
+from faxbridge.edges.hotfolder.plan import plan_units
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux's")
 

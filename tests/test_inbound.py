@@ -26,7 +26,7 @@ from typing import Any
 import pypdf
 import pytest
 
-from faxbridge.adapters import inbox
+from faxbridge import cli_inbox as inbox
 from faxbridge.config import load_config
 from faxbridge.daemon import make_provider
 from faxbridge.inbound import LOCK_NAME, RunReport

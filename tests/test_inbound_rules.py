@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from faxbridge import crashpoints
-from faxbridge.adapters.inbox import index_row, render_name, sanitise_field, sanitise_name
+from faxbridge.edges.inbox.files import index_row, render_name, sanitise_field, sanitise_name
 from faxbridge.config import InboundConfig, InboundRoute
 from faxbridge.inbound import canonical_number, check_payload, destination
 from faxbridge.model import InboundFax

@@ -1,4 +1,4 @@
-"""FAX.de's HTTP on the event loop (adapters/loop_http.py, over aiohttp): connections kept and
+"""FAX.de's HTTP on the event loop (faxde/http.py, over aiohttp): connections kept and
 dropped, every way an HTTP answer can be framed, proxies, TLS, and documents that change while
 they are sent.
 
@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from faxbridge.adapters.faxde import DocumentUnreadable, FaxDeClient, bundled_wsdl
-from faxbridge.adapters.loop_http import HTTPFailure, LoopHTTP
+from faxbridge.faxde.client import DocumentUnreadable, FaxDeClient, bundled_wsdl
+from faxbridge.faxde.http import HTTPFailure, LoopHTTP
 from faxbridge.errors import ProviderError
 from faxbridge.model import Document, JobState, JobType, Recipient, SendRequest
 from faxbridge.outbound import Outbound

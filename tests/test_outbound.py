@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from faxbridge.adapters.faxde import FaxDeClient
+from faxbridge.faxde.client import FaxDeClient
 from faxbridge.errors import DuplicateJobError, FaxbridgeError, NumberError
 from faxbridge.model import Document, Job, JobState, JobType, Recipient, SendRequest
 from faxbridge.numbers import NumberPolicy

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from faxbridge.adapters.printing import intake
-from faxbridge.adapters.printing.backend import CUPS_BACKEND_CANCEL, CUPS_BACKEND_OK, CUPS_BACKEND_RETRY, hand_over
-from faxbridge.adapters.printing.wire import PrintHeader
+from faxbridge.edges.printing import intake
+from faxbridge.edges.printing.backend import CUPS_BACKEND_CANCEL, CUPS_BACKEND_OK, CUPS_BACKEND_RETRY, hand_over
+from faxbridge.edges.printing.wire import PrintHeader
 from faxbridge.config import parse_config, PrintConfig
 from faxbridge.errors import ConfigError
 from faxbridge.journal import Journal
@@ -40,7 +40,7 @@ def backend(tmp_path: Path, pdf: bytes, *, title: str = "doc", options: str = ""
     env = {**os.environ, "DEVICE_URI": f"faxbridge:{tmp_path / 'print.sock'}", "PRINTER": "fax",
            "FINAL_CONTENT_TYPE": "application/vnd.cups-pdf"}
     return subprocess.run(
-        [sys.executable, "-I", "-m", "faxbridge.adapters.printing.backend", job, user, title, "1", options],
+        [sys.executable, "-I", "-m", "faxbridge.edges.printing.backend", job, user, title, "1", options],
         input=pdf.decode("latin-1"), env=env, capture_output=True, text=True, encoding="latin-1", timeout=60,
         check=False,
     )

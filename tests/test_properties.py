@@ -23,13 +23,13 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from faxbridge.adapters.hotfolder.instructions import (
+from faxbridge.edges.hotfolder.instructions import (
     SIDECAR_KEYS,
     Refusal,
     parse_recipient_list,
     parse_sidecar,
 )
-from faxbridge.adapters.hotfolder.names import (
+from faxbridge.edges.hotfolder.names import (
     decode_name,
     display_name,
     encode_name,
@@ -38,8 +38,8 @@ from faxbridge.adapters.hotfolder.names import (
     split_name,
     with_suffix,
 )
-from faxbridge.adapters.inbox import sanitise_name
-from faxbridge.adapters.smtp_mail import Addressee, MailPlan, MailSettings, plan_mail
+from faxbridge.edges.inbox.files import sanitise_name
+from faxbridge.edges.smtp.mail import Addressee, MailPlan, MailSettings, plan_mail
 from faxbridge.documents import safe_filename
 from faxbridge.errors import NumberError
 from faxbridge.model import JobType

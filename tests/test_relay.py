@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from faxbridge.adapters.relay import Relay, RelaySettings
+from faxbridge.relay import Relay, RelaySettings
 from faxbridge.config import RelayConfig, Secret
 from faxbridge.journal import Journal
 from faxbridge.journal.mail import OutboxState

@@ -7,13 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from faxbridge.adapters.reports import discard, temporary_path, write_atomically
+from faxbridge.fsutil import discard, temporary_path, write_atomically
 from faxbridge.crashpoints import ENVIRONMENT_VARIABLE, EXIT_STATUS
 
 
 def crash_while_writing(target: Path, data: bytes) -> None:
     """write_atomically in a process that dies after the temporary file, before the rename."""
-    code = ("import sys; from pathlib import Path; from faxbridge.adapters.reports import write_atomically;"
+    code = ("import sys; from pathlib import Path; from faxbridge.reports import write_atomically;"
             " write_atomically(Path(sys.argv[1]), sys.argv[2].encode())")
     env = {**os.environ, ENVIRONMENT_VARIABLE: "reports.during_write"}
     done = subprocess.run([sys.executable, "-c", code, str(target), data.decode()], env=env,
@@ -56,7 +56,7 @@ def test_a_name_too_long_for_a_temporary_twin_gets_a_short_hidden_one(tmp_path: 
 def test_unsynced_writes_leave_durability_to_the_caller(tmp_path: Path, monkeypatch) -> None:
     import os
 
-    from faxbridge.adapters import reports
+    from faxbridge import fsutil
 
     fsyncs: list[int] = []
     real_fsync = os.fsync
@@ -66,4 +66,4 @@ def test_unsynced_writes_leave_durability_to_the_caller(tmp_path: Path, monkeypa
     write_atomically(tmp_path / "b.eml", b"mail")
     assert len(fsyncs) == 2  # the file, then its folder
     # one syncfs instead: everything written on that file system is on disk when it returns
-    assert reports.sync_file_system(tmp_path) is True
+    assert fsutil.sync_file_system(tmp_path) is True

@@ -12,7 +12,7 @@ from typing import Any
 import pypdf
 
 from faxbridge import sendreport
-from faxbridge.adapters.faxde import FaxDeClient
+from faxbridge.faxde.client import FaxDeClient
 from faxbridge.journal import Journal
 from faxbridge.model import Document, Job, JobState, JobType, Recipient, SendRequest
 from faxbridge.numbers import NumberPolicy

@@ -24,7 +24,7 @@ import requests
 import zeep
 import zeep.exceptions
 
-from faxbridge.adapters.faxde_codes import RESULT_CODES
+from faxbridge.faxde.codes import RESULT_CODES
 from faxbridge.simulator import AccountState, Fault, FaultKind, Simulator
 from faxbridge.simulator.documents import DocumentProblem, count_pages, tiff_page_count
 from faxbridge.simulator.faults import FaultPlan
@@ -32,7 +32,7 @@ from faxbridge.simulator.record import JSON_INLINE_BYTES
 from faxbridge.simulator.recipients import Verdict, judge_address, judge_number, parse_recipient_file
 from faxbridge.simulator.samples import make_pdf, make_tiff
 
-WSDL_PATH = str(resources.files("faxbridge.adapters").joinpath("IntfXMLWS.wsdl"))
+WSDL_PATH = str(resources.files("faxbridge.faxde").joinpath("IntfXMLWS.wsdl"))
 BINDING = "{http://tempuri.org/}IIntfXMLWSbinding"
 ACCOUNT, PASSWORD = "12345", "secret"
 IMMEDIATELY = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)  # in the past: "send at once"

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import faxbridge.adapters.relay as relay_module
+import faxbridge.relay as relay_module
 from faxbridge.model import JobState
 from faxbridge.simulator.samples import make_pdf
 

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from faxbridge.adapters.smtp_data import DataAssembler, Refusal, read_data
+from faxbridge.edges.smtp.data import DataAssembler, Refusal, read_data
 from faxbridge.simulator.samples import make_pdf
 
 from test_smtp_support import SENDER, mail, relay, start_rig  # noqa: F401 (fixtures)

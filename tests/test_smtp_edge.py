@@ -224,7 +224,7 @@ def test_a_slow_journal_fsync_before_250_does_not_stall_other_sessions(start_rig
     import threading
     import time
 
-    from faxbridge.adapters import smtp
+    from faxbridge.edges.smtp import server as smtp
 
     rig = start_rig(relay.port)
     journal = rig.daemon.services.journal
@@ -261,7 +261,7 @@ def test_the_spool_waits_while_mails_arrive_but_not_for_long(start_rig, relay, m
     # read and sent), within a bound: a mail is processed PROCESS_DEFER after it came at the latest.
     import time
 
-    from faxbridge.adapters import smtp
+    from faxbridge.edges.smtp import server as smtp
 
     monkeypatch.setattr(smtp, "INTAKE_QUIET", 2.0)
     monkeypatch.setattr(smtp, "PROCESS_DEFER", 60.0)

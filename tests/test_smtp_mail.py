@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from faxbridge.adapters.smtp_mail import (
+from faxbridge.edges.smtp.mail import (
     NOTHING_TO_FAX,
     Addressee,
     MailSettings,

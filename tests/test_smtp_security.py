@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from faxbridge.adapters import smtp_auth
-from faxbridge.adapters.smtp_auth import LoginFailures, hash_password
+from faxbridge.edges.smtp import auth as smtp_auth
+from faxbridge.edges.smtp.auth import LoginFailures, hash_password
 from faxbridge.errors import JournalError
 from faxbridge.journal import Journal
 from faxbridge.journal.logins import LoginFailuresTable

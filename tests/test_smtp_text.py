@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from faxbridge.adapters.smtp_auth import hash_password, verify_password
-from faxbridge.adapters.smtp_handler import REPLIES, RateLimiter, SmtpHandler, reply
-from faxbridge.adapters.smtp_report import RESULT_SENTENCES, explain_result
-from faxbridge.adapters.smtp_text import (
+from faxbridge.edges.smtp.auth import hash_password, verify_password
+from faxbridge.edges.smtp.handler import REPLIES, RateLimiter, SmtpHandler, reply
+from faxbridge.edges.smtp.report import RESULT_SENTENCES, explain_result
+from faxbridge.edges.smtp.text import (
     ascii_line,
     has_real_text,
     html_to_text,

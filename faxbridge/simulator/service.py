@@ -1,7 +1,7 @@
 """The simulated provider itself: the five operations' validation, result codes and state.
 
 Knows nothing of HTTP or XML: it takes the typed parameters soap.parse_request produced and returns a
-result code with the out-parameters. Result codes are looked up by name in faxbridge.adapters.faxde_codes,
+result code with the out-parameters. Result codes are looked up by name in faxbridge.faxde.codes,
 the project's one table of them; the rules are FAXDE-API.md's, and where the spec leaves a choice open the
 choice is commented here.
 """
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from faxbridge.adapters.faxde_codes import by_name
+from faxbridge.faxde.codes import by_name
 from faxbridge.model import InboundFax, JobType
 
 from . import documents, recipients

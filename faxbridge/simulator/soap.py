@@ -1,6 +1,6 @@
 """The SOAP envelope as the FAX.de Delphi server speaks it: reading requests, writing responses and faults.
 
-The part names and types of every operation come from the bundled WSDL (faxbridge/adapters/IntfXMLWS.wsdl),
+The part names and types of every operation come from the bundled WSDL (faxbridge/faxde/IntfXMLWS.wsdl),
 the same file the client uses, so the two cannot drift apart. Style is rpc/encoded: the body holds one
 element named after the operation, its children are the parts; a response names the operation plus
 "Response" and carries the out-parameters beside a part named "return", each with an xsi:type.
@@ -46,7 +46,7 @@ class Operation:
 
 def wsdl_text() -> str:
     """The bundled WSDL, unchanged."""
-    return resources.files("faxbridge.adapters").joinpath("IntfXMLWS.wsdl").read_text("utf-8")
+    return resources.files("faxbridge.faxde").joinpath("IntfXMLWS.wsdl").read_text("utf-8")
 
 
 def wsdl_for(endpoint: str) -> bytes:

@@ -317,7 +317,7 @@ def test_auth_guessing_over_many_connections_is_stopped_per_address(
 ) -> None:
     # Regression (issue 8 bad input): AUTH was limited to 3 tries per connection only; a guesser
     # opened connection after connection, every guess costing a PBKDF2 in the daemon.
-    from faxbridge.adapters import smtp_auth
+    from faxbridge.edges.smtp import auth as smtp_auth
 
     monkeypatch.setattr(smtp_auth, "FAILURE_DELAY", 0.0)
     cert, key = self_signed_cert(tmp_path)
@@ -341,7 +341,7 @@ def test_auth_guessing_over_many_connections_is_stopped_per_address(
 
 
 def test_failed_logins_count_per_address_in_a_sliding_window() -> None:
-    from faxbridge.adapters.smtp_auth import LoginFailures
+    from faxbridge.edges.smtp.auth import LoginFailures
 
     now = [0.0]
     failures = LoginFailures(limit=3, window=60, clock=lambda: now[0])

@@ -94,7 +94,7 @@ def test_a_reconciliation_due_while_its_send_is_still_finishing_is_not_dropped(
     import asyncio
     import time
 
-    from faxbridge.adapters.faxde import FaxDeClient
+    from faxbridge.faxde.client import FaxDeClient
     from faxbridge.journal import Journal
     from faxbridge.model import Document, JobState, JobType, Recipient, SendRequest
     from faxbridge.numbers import NumberPolicy
@@ -140,7 +140,7 @@ def test_the_sidecar_cache_forgets_sidecars_that_left_the_folder(tmp_path: Path)
     # Regression (issue 8 resource bounds): each folder watcher cached the `files:` list of every
     # YAML sidecar it ever read, by name, and never let go — memory growing with every sidecar for
     # as long as the daemon ran.
-    from faxbridge.adapters.hotfolder.watcher import FolderWatcher
+    from faxbridge.edges.hotfolder.watcher import FolderWatcher
     from faxbridge.config import HotfolderConfig
 
     watcher = FolderWatcher(None, 0, HotfolderConfig(path=tmp_path))  # type: ignore[arg-type]
@@ -160,7 +160,7 @@ def test_names_that_differ_only_in_unicode_composition_form_one_unit() -> None:
     # ignoring the sidecar's recipient, and the sidecar waited for ever.
     import unicodedata
 
-    from faxbridge.adapters.hotfolder.plan import Unit, plan_units
+    from faxbridge.edges.hotfolder.plan import Unit, plan_units
 
     nfd = unicodedata.normalize("NFD", "Müller.pdf")
     nfc_yaml = unicodedata.normalize("NFC", "Müller.yaml")
@@ -217,7 +217,7 @@ def test_a_mail_written_to_the_outbox_but_not_journaled_is_not_left_behind(tmp_p
     import asyncio
     from email.message import EmailMessage
 
-    from faxbridge.adapters.relay import Relay
+    from faxbridge.relay import Relay
     from faxbridge.config import RelayConfig
     from faxbridge.journal import Journal
     from faxbridge.journal.mail import OutboxTable

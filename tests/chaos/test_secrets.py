@@ -23,8 +23,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from faxbridge import logs
-from faxbridge.adapters.inbox import tiff_to_pdf
-from faxbridge.adapters.smtp_auth import hash_password
+from faxbridge.edges.inbox.files import tiff_to_pdf
+from faxbridge.edges.smtp.auth import hash_password
 from faxbridge.simulator import Fault, FaultKind, Simulator
 from faxbridge.simulator.samples import make_pdf, make_tiff
 
